@@ -1,0 +1,4 @@
+"""Names shared by the plugin's modules; importing this costs nothing (it is read at interpreter start)."""
+
+STAGE = "stic_dpo"
+STAGE_DISPLAY_NAME = "STIC DPO"  # as listed in the LLaMA-Factory web UI's stage dropdown

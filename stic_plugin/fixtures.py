@@ -1,0 +1,258 @@
+"""Tiny offline vision-language models, a tokenizer and images for tests and the demo.
+
+Run: ``python -m stic_plugin.fixtures OUT_DIR`` writes::
+
+    OUT_DIR/tiny-llava/     LlavaForConditionalGeneration (CLIP vision + Llama text), template ``llava``
+    OUT_DIR/tiny-qwen2vl/   Qwen2VLForConditionalGeneration, template ``qwen2_vl``
+    OUT_DIR/images/         small RGB PNG images
+
+Everything is built from configs with random weights and a byte-level BPE tokenizer trained here,
+so nothing is downloaded. Real sizes, for scale: LLaVA-1.5-7B has hidden size 4096 and 576 image
+tokens; these have hidden size 64 and 16 (LLaVA) or 4 (Qwen2-VL) image tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+from pathlib import Path
+
+LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+QWEN_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+# LLaVA: 32x32 images, 8x8 patches -> 16 image tokens (plus CLS, dropped by the "default" strategy).
+LLAVA_IMAGE_SIZE = 32
+LLAVA_PATCH = 8
+# Qwen2-VL: 14x14 patches merged 2x2; 56x56 images -> 4x4 patches -> 4 image tokens.
+QWEN_IMAGE_SIZE = 56
+
+_WORDS = (
+    "a the image picture photo shows shown dog cat man woman child tree car street table red blue green "
+    "yellow white black sky water grass house room indoor outdoor light bright dark happy calm busy "
+    "standing sitting walking running holding looking near next to on in under with and of is are "
+    "describe detail scene object people animal color mood setting background foreground left right "
+    "small large two three many one some there this that it they what where how why answer question"
+).split()
+
+
+def _training_corpus(rng: random.Random) -> list[str]:
+    return [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 16))) for _ in range(2000)]
+
+
+def train_tokenizer(special_tokens: list[str], vocab_size: int = 600, seed: int = 0):
+    """A byte-level BPE tokenizer trained offline on a generated corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    rng = random.Random(seed)
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_training_corpus(rng), trainer=trainer)
+    return tokenizer
+
+
+def make_images(out_dir: str | os.PathLike, count: int = 8, size: int = 48, seed: int = 0) -> list[Path]:
+    """Small RGB images with coloured shapes, different per index."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        background = tuple(rng.randrange(256) for _ in range(3))
+        image = Image.new("RGB", (size, size), background)
+        draw = ImageDraw.Draw(image)
+        for _ in range(3):
+            x0, y0 = rng.randrange(size // 2), rng.randrange(size // 2)
+            x1, y1 = x0 + rng.randrange(4, size // 2), y0 + rng.randrange(4, size // 2)
+            fill = tuple(rng.randrange(256) for _ in range(3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
+        path = out / f"image_{index:03d}.png"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """LLaVA-1.5 architecture (CLIP vision tower, MLP projector, Llama text model), tiny and random."""
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    out = Path(out_dir)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(LLAVA_SPECIALS, seed=seed),
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": LLAVA_IMAGE_SIZE},
+        crop_size={"height": LLAVA_IMAGE_SIZE, "width": LLAVA_IMAGE_SIZE},
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=LLAVA_PATCH,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # the CLS token of the CLIP tower
+    )
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=LLAVA_IMAGE_SIZE,
+            patch_size=LLAVA_PATCH,
+            projection_dim=32,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def build_tiny_qwen2vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """Qwen2-VL architecture (ViT with 2x2 patch merger, M-RoPE text model), tiny and random."""
+    import torch
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    out = Path(out_dir)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(QWEN_SPECIALS, seed=seed),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+    )
+    pixels = QWEN_IMAGE_SIZE * QWEN_IMAGE_SIZE
+    image_processor = Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels)
+    video_processor = Qwen2VLVideoProcessor(min_pixels=pixels, max_pixels=pixels)
+    processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor)
+    hidden = 64
+    heads = 4
+    config = Qwen2VLConfig(
+        vision_config={
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": hidden,  # the merger projects into the text model's width
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": heads,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 2048,
+            # M-RoPE sections (temporal, height, width) must sum to head_dim / 2 = 8.
+            "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+            "bos_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+TINY_MODELS = {
+    # name: (builder, LLaMA-Factory template, image side in pixels the processor expects)
+    "tiny-llava": (build_tiny_llava, "llava", LLAVA_IMAGE_SIZE),
+    "tiny-qwen2vl": (build_tiny_qwen2vl, "qwen2_vl", QWEN_IMAGE_SIZE),
+}
+
+
+def build_all(out_dir: str | os.PathLike, image_count: int = 8) -> dict[str, str]:
+    """Build every tiny model and the images under ``out_dir``; reuse what a finished earlier build left."""
+    out = Path(out_dir)
+    built = {}
+    for name, (builder, _template, _side) in TINY_MODELS.items():
+        target = out / name
+        if not (target / ".complete").is_file():
+            builder(target)
+            (target / ".complete").write_text("ok\n")
+        built[name] = str(target)
+    images = out / "images"
+    if not (images / ".complete").is_file():
+        make_images(images, count=image_count)
+        (images / ".complete").write_text("ok\n")
+    built["images"] = str(images)
+    return built
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stic_plugin.fixtures", description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", help="folder to build into (created if missing; finished parts are reused)")
+    parser.add_argument("--images", type=int, default=8, help="how many sample images to make (default 8)")
+    args = parser.parse_args(argv)
+    print(json.dumps(build_all(args.out_dir, image_count=args.images), indent=2))
+
+
+if __name__ == "__main__":
+    main()

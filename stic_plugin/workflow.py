@@ -1,0 +1,92 @@
+"""``run_stic_dpo``: the ``stic_dpo`` training stage, with the signature of LLaMA-Factory's ``run_dpo``.
+
+Data, model, reference model and saving are LLaMA-Factory's; the trainer is ``SticDPOTrainer``.
+"""
+
+from typing import TYPE_CHECKING, Optional
+
+from .constants import STAGE
+
+if TYPE_CHECKING:
+    from llamafactory.hparams import DataArguments, FinetuningArguments, ModelArguments
+    from transformers import Seq2SeqTrainingArguments, TrainerCallback
+
+
+def check_preference_datasets(data_args: "DataArguments") -> None:
+    """Every dataset of a stic_dpo run must be preference pairs: say which one is not, and where to fix it."""
+    from llamafactory.data.parser import get_dataset_list
+
+    for key in ("dataset", "eval_dataset"):
+        names = getattr(data_args, key)
+        if not names:
+            continue
+        for attr in get_dataset_list(names, data_args.dataset_dir):
+            if not attr.ranking:
+                raise ValueError(
+                    f"`stage: {STAGE}` trains on preference pairs, but {key} `{attr}` is not one: its entry in "
+                    f"{data_args.dataset_dir}/dataset_info.json needs `\"ranking\": true` and chosen/rejected columns."
+                )
+
+
+def run_stic_dpo(
+    model_args: "ModelArguments",
+    data_args: "DataArguments",
+    training_args: "Seq2SeqTrainingArguments",
+    finetuning_args: "FinetuningArguments",
+    callbacks: Optional[list["TrainerCallback"]] = None,
+) -> None:
+    from llamafactory.data import PairwiseDataCollatorWithPadding, get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.extras.constants import IGNORE_INDEX
+    from llamafactory.extras.ploting import plot_loss
+    from llamafactory.model import load_model, load_tokenizer
+    from llamafactory.train.trainer_utils import create_modelcard_and_push, create_ref_model
+
+    from .callbacks import with_stic_log_callback
+    from .trainer import SticDPOTrainer
+
+    check_preference_datasets(data_args)
+    tokenizer_module = load_tokenizer(model_args)
+    template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
+    # "rm" is LLaMA-Factory's name for pairwise (chosen/rejected) preprocessing.
+    dataset_module = get_dataset(template, model_args, data_args, training_args, stage="rm", **tokenizer_module)
+    model = load_model(tokenizer_module["tokenizer"], model_args, finetuning_args, training_args.do_train)
+    label_pad = IGNORE_INDEX if data_args.ignore_pad_token_for_loss else tokenizer_module["tokenizer"].pad_token_id
+    collator = PairwiseDataCollatorWithPadding(
+        template=template, model=model, pad_to_multiple_of=8, label_pad_token_id=label_pad, **tokenizer_module
+    )
+
+    # As LLaMA-Factory's dpo stage: with LoRA and no `ref_model`, create_ref_model gives None and the trainer
+    # uses the policy with its adapter switched off; full fine-tuning gets a frozen copy.
+    if finetuning_args.ref_model is None and not training_args.do_train:
+        ref_model = model
+    else:
+        ref_model = create_ref_model(model_args, finetuning_args)
+
+    trainer = SticDPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=training_args,
+        finetuning_args=finetuning_args,
+        data_collator=collator,
+        callbacks=with_stic_log_callback(callbacks),
+        **dataset_module,
+        **tokenizer_module,
+    )
+
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+        if trainer.is_world_process_zero() and finetuning_args.plot_loss:
+            plot_loss(training_args.output_dir, keys=["loss", "stic/nll", "rewards/accuracies", "eval_loss"])
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate(metric_key_prefix="eval")
+        if ref_model is model:  # rewards against itself are zero by construction: don't report them
+            metrics = {key: value for key, value in metrics.items() if "rewards" not in key}
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    create_modelcard_and_push(trainer, model_args, data_args, training_args, finetuning_args)
