@@ -20,10 +20,10 @@ def check_preference_datasets(data_args: "DataArguments") -> None:
         names = getattr(data_args, key)
         if not names:
             continue
-        for attr in get_dataset_list(names, data_args.dataset_dir):
+        for name, attr in zip(names, get_dataset_list(names, data_args.dataset_dir)):
             if not attr.ranking:
                 raise ValueError(
-                    f"`stage: {STAGE}` trains on preference pairs, but {key} `{attr}` is not one: its entry in "
+                    f"`stage: {STAGE}` trains on preference pairs, but {key} `{name}` is not one: its entry in "
                     f"{data_args.dataset_dir}/dataset_info.json needs `\"ranking\": true` and chosen/rejected columns."
                 )
 

@@ -1,0 +1,113 @@
+"""`llamafactory-cli train` with `stage: stic_dpo`, in a subprocess, the way users run it."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _recipe(tmp_path: Path, model: str, template: str, dataset_dir: Path, dataset: str, **extra) -> Path:
+    config = {
+        "model_name_or_path": model,
+        "template": template,
+        "stage": "stic_dpo",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_target": "all",
+        "lora_rank": 8,
+        "stic_alpha": 0.0009765625,
+        "dataset": dataset,
+        "dataset_dir": str(dataset_dir),
+        "cutoff_len": 256,
+        "output_dir": str(tmp_path / "out"),
+        "overwrite_output_dir": True,
+        "per_device_train_batch_size": 2,
+        "max_steps": 2,
+        "logging_steps": 1,
+        "learning_rate": 1.0e-3,
+        "report_to": "none",
+        "use_cpu": True,
+        "plot_loss": True,
+    }
+    config.update(extra)
+    path = tmp_path / "stage1.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _assert_trained(output_dir: Path, alpha: float = 0.0009765625) -> list[dict]:
+    from safetensors.torch import load_file
+
+    weights = load_file(output_dir / "adapter_model.safetensors")
+    lora_b = {name: tensor for name, tensor in weights.items() if "lora_B" in name}
+    assert lora_b, "no LoRA weights saved"
+    # LoRA's B matrices start at zero: a non-zero one means the optimiser moved the adapter.
+    assert any(tensor.abs().sum() > 0 for tensor in lora_b.values())
+
+    lines = [json.loads(line) for line in (output_dir / "trainer_log.jsonl").read_text().splitlines()]
+    steps = [line for line in lines if "loss" in line]
+    assert len(steps) == 2
+    for line in steps:
+        assert line["stic/nll"] > 0
+        assert line["loss"] == pytest.approx(line["stic/dpo_loss"] + alpha * line["stic/nll"], rel=1e-5)
+    assert (output_dir / "training_stic_nll.png").is_file()
+    return steps
+
+
+def test_stic_dpo_trains_tiny_llava(tiny, pref_dataset_dir, tmp_path):
+    recipe = _recipe(tmp_path, tiny["tiny-llava"], "llava", pref_dataset_dir, "stic_pref")
+    result = run_cli(["llamafactory-cli", "train", str(recipe)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    _assert_trained(tmp_path / "out")
+
+
+def test_stic_dpo_trains_tiny_qwen2vl_on_the_authors_record_format(tiny, tmp_path):
+    """The STIC authors' released preference records (no image placeholder), read by `formatting: stic`."""
+    data = tmp_path / "data"
+    data.mkdir()
+    images = sorted(Path(tiny["images"]).glob("*.png"))
+    records = [
+        {"image": image.name, "image_corruption": False, "hallu_prompt": "",
+         "chosen": [{"role": "user", "content": "Interpret the scene shown in the image."},
+                    {"role": "assistant", "content": f"red and blue shapes, number {i}"}],
+         "rejected": [{"role": "user", "content": "Interpret the scene shown in the image."},
+                      {"role": "assistant", "content": "a cat"}]}
+        for i, image in enumerate(images)
+    ]  # fmt: skip
+    (data / "authors.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    info = {"authors": {"file_name": "authors.jsonl", "formatting": "stic", "ranking": True}}
+    (data / "dataset_info.json").write_text(json.dumps(info))
+    recipe = _recipe(tmp_path, tiny["tiny-qwen2vl"], "qwen2_vl", data, "authors", media_dir=tiny["images"])
+    result = run_cli(["llamafactory-cli", "train", str(recipe)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    _assert_trained(tmp_path / "out")
+
+
+def test_dataset_without_ranking_is_a_clear_error(tiny, pref_dataset_dir, tmp_path):
+    info = json.loads((pref_dataset_dir / "dataset_info.json").read_text())
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "stic_pref.jsonl").write_text((pref_dataset_dir / "stic_pref.jsonl").read_text())
+    (data / "dataset_info.json").write_text(json.dumps({"plain": {**info["stic_pref"], "ranking": False}}))
+    recipe = _recipe(tmp_path, tiny["tiny-llava"], "llava", data, "plain")
+    result = run_cli(["llamafactory-cli", "train", str(recipe)], cwd=tmp_path)
+    assert result.returncode != 0
+    assert "`stage: stic_dpo` trains on preference pairs, but dataset `plain` is not one" in result.stderr
+    assert '"ranking": true' in result.stderr
+
+
+def test_stic_dpo_under_torchrun_two_processes(tiny, pref_dataset_dir, tmp_path):
+    recipe = _recipe(tmp_path, tiny["tiny-llava"], "llava", pref_dataset_dir, "stic_pref")
+    result = run_cli(
+        ["llamafactory-cli", "train", str(recipe)], cwd=tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2",
+        MASTER_PORT="29533",
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Process rank: 0, world size: 2" in output and "Process rank: 1, world size: 2" in output
+    _assert_trained(tmp_path / "out")
