@@ -1,0 +1,50 @@
+"""``stic-cli``: STIC data generators that write LLaMA-Factory datasets.
+
+    stic-cli pref CONFIG.yaml [key=value ...]    stage-1 preference pairs from unlabeled images
+    stic-cli pref --help                         every key, its default and what it does
+"""
+
+import argparse
+import logging
+import sys
+
+from .config import PrefConfig, describe_keys, load_config
+
+COMMANDS = {"pref": (PrefConfig, "stic_plugin.pref", "run_pref")}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stic-cli", description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (config_cls, _, _) in COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            help=(config_cls.__doc__ or "").split(":", 1)[-1].strip(),
+            description=config_cls.__doc__,
+            epilog="keys (in the YAML file, or as key=value):\n" + describe_keys(config_cls),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("args", nargs="*", metavar="CONFIG.yaml|key=value", help="a YAML file, then overrides")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s|%(name)s] %(message)s")
+    config_cls, module_name, function_name = COMMANDS[args.command]
+    config_path = args.args[0] if args.args and "=" not in args.args[0] else None
+    overrides = args.args[1:] if config_path else args.args
+    try:
+        config = load_config(config_cls, config_path, overrides)
+        import importlib
+
+        return getattr(importlib.import_module(module_name), function_name)(config)
+    except ValueError as err:  # configuration and data errors: a message, not a traceback
+        print(f"stic-cli {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

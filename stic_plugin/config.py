@@ -1,0 +1,223 @@
+"""Configuration of the ``stic-cli`` generators: YAML keys, overridable as ``key=value`` on the command line.
+
+Each command's keys are one dataclass with a help text per key, read by ``load_config`` (which
+rejects unknown keys, naming the closest known one) and checked in ``__post_init__``.
+"""
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+
+from .templates import default_prompt_file
+
+
+def option(default=MISSING, help: str = "", **kwargs):  # noqa: A002 - mirrors dataclasses.field metadata
+    if isinstance(default, (dict, list)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+def _coerce(name: str, value, annotation):
+    """Check a YAML or command-line value against the annotation; ints are accepted for floats."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for candidate in options:
+            if candidate is type(None):
+                continue
+            try:
+                return _coerce(name, value, candidate)
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(errors[0] if errors else f"`{name}`: bad value {value!r}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(annotation):
+            raise ValueError(f"`{name}` must be one of {', '.join(map(str, typing.get_args(annotation)))}; got {value!r}")
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"`{name}` must be true or false; got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"`{name}` must be a whole number; got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"`{name}` must be a number; got {value!r}")
+    if annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"`{name}` must be text; got {value!r}")
+    if origin is dict or annotation is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ValueError(f"`{name}` must be a mapping (key: value); got {value!r}")
+    return value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    import yaml
+
+    if "=" not in text:
+        raise ValueError(f"expected key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(cls, config_path: str | None = None, overrides: list[str] = ()):
+    """Build ``cls`` from a YAML file and ``key=value`` overrides (the overrides win)."""
+    import yaml
+
+    values = {}
+    if config_path:
+        try:
+            loaded = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ValueError(f"cannot read the configuration {config_path}: {err}") from err
+        except yaml.YAMLError as err:
+            raise ValueError(f"{config_path} is not valid YAML: {err}") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{config_path} must hold `key: value` lines")
+        values.update(loaded or {})
+    for override in overrides:
+        key, value = parse_override(override)
+        values[key] = value
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise ValueError(f"Unknown key `{key}`.{hint} `stic-cli {cls.command} --help` lists the keys.")
+    hints = typing.get_type_hints(cls)
+    missing = [n for n, f in known.items() if f.default is MISSING and f.default_factory is MISSING and n not in values]
+    if missing:
+        raise ValueError(f"Missing required key(s): {', '.join(f'`{n}`' for n in missing)}.")
+    return cls(**{key: _coerce(key, value, hints[key]) for key, value in values.items()})
+
+
+def describe_keys(cls) -> str:
+    lines = []
+    for f in dataclasses.fields(cls):
+        if f.default is not MISSING:
+            default = f"default: {f.default!r}"
+        elif f.default_factory is not MISSING:
+            default = f"default: {f.default_factory()!r}"
+        else:
+            default = "required"
+        lines.append(f"  {f.name}  ({default})\n      {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) from torchrun or any launcher that sets RANK / WORLD_SIZE."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} and WORLD_SIZE={world} are inconsistent")
+    return rank, world
+
+
+@dataclass
+class GeneratorConfig:
+    """Keys shared by every generator: the model, the images and the output."""
+
+    command = "generate"
+
+    model_name_or_path: str = option(help="The model that writes the descriptions (HF-format folder or hub name).")
+    template: str = option(help="LLaMA-Factory template of the model (llava, llava_next_mistral, qwen2_vl, ...): "
+                                "the same one the training recipe names.")  # fmt: skip
+    adapter_name_or_path: str | None = option(None, help="LoRA adapter(s) applied to the model, comma-separated.")
+    dataset_dir: str = option("data", help="Folder for the output dataset and its dataset_info.json entry.")
+    max_samples: int | None = option(None, help="Use at most this many images, drawn reproducibly with `seed`.")
+    batch_size: int = option(8, help="Images per generation batch (each image gives two generations in `pref`).")
+    max_new_tokens: int = option(1024, help="Longest response, in tokens.")
+    temperature: float = option(0.2, help="Sampling temperature; 0 decodes greedily.")
+    top_p: float | None = option(None, help="Nucleus sampling threshold; unset samples from the whole distribution.")
+    seed: int = option(42, help="Seed of every random choice (prompts, negatives, corruptions, samples).")
+    image_max_pixels: int = option(768 * 768, help="Images are scaled down to at most this many pixels before "
+                                                   "the processor, as LLaMA-Factory's `image_max_pixels`: use the "
+                                                   "training recipe's value.")  # fmt: skip
+    max_image_pixels: int = option(89_478_485, help="Files with more pixels than this are skipped unread "
+                                                    "(decompression-bomb guard; PIL's default limit).")  # fmt: skip
+    overwrite: bool = option(False, help="Replace an existing output written with another configuration.")
+    trust_remote_code: bool = option(False, help="Run code shipped inside the model folder (only for models you trust).")
+    infer_dtype: typing.Literal["auto", "float16", "bfloat16", "float32"] = option(
+        "auto", help="Weights' dtype: auto takes bf16 where the device supports it."
+    )
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_new_tokens", "image_max_pixels", "max_image_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1; got {getattr(self, name)}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"`max_samples` must be at least 1 when set; got {self.max_samples}")
+        if self.temperature < 0:
+            raise ValueError(f"`temperature` must be >= 0; got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"`top_p` must be in (0, 1]; got {self.top_p}")
+
+    def generation_fingerprint(self) -> dict:
+        """What decides the content of the output; batch size and overwrite do not."""
+        skip = {"overwrite", "batch_size", "dataset_dir"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+
+
+@dataclass
+class PrefConfig(GeneratorConfig):
+    """``stic-cli pref``: STIC stage-1 preference data from unlabeled images (paper Algorithm 1)."""
+
+    command = "pref"
+
+    image_dir: str | None = option(None, help="Folder searched recursively for images (or use `image_list`).")
+    image_list: str | None = option(None, help="Text file of image paths (one per line), or JSON/JSONL with an "
+                                               "image column.")  # fmt: skip
+    image_root: str | None = option(None, help="Folder that relative paths in `image_list` start from "
+                                               "(default: the list file's folder).")  # fmt: skip
+    image_column: str = option("image", help="Column holding the image path(s) in a JSON/JSONL `image_list`.")
+    dataset_name: str = option("stic_pref", help="Name of the dataset (folder in dataset_dir and dataset_info entry).")
+    corruption_prob: float = option(0.5, help="Probability that the dispreferred response comes from a corrupted "
+                                              "image (else from a hallucination prompt on the clean image).")  # fmt: skip
+    corruptions: dict = option({"low_resolution": 0.5, "color_jitter": 0.5},
+                               help="Corruptions and their weights: low_resolution, color_jitter.")  # fmt: skip
+    low_resolution_size: int = option(20, help="low_resolution: the shorter side, in pixels (torchvision Resize).")
+    jitter_brightness: float = option(0.5, help="color_jitter: brightness factor drawn from [1-b, 1+b].")
+    jitter_hue: float = option(0.3, help="color_jitter: hue shift drawn from [-h, h] (at most 0.5).")
+    preferred_prompt_file: str = option(default_prompt_file("preferred"), help="Step-by-step prompt(s) for the "
+                                        "preferred description; one per line (one is drawn per image).")  # fmt: skip
+    captioning_prompts_file: str = option(default_prompt_file("captioning"), help="Training prompts stored with "
+                                          "each pair and used on the corrupted image; one per line.")  # fmt: skip
+    hallucination_prompts_file: str = option(default_prompt_file("hallucination"), help="Hallucination-inducing "
+                                             "prompts for the dispreferred description; one per line.")  # fmt: skip
+    on_truncated: typing.Literal["keep", "drop"] = option("keep", help="A preferred response cut off at "
+                                                          "max_new_tokens: keep it (flagged) or drop the pair.")  # fmt: skip
+
+    def __post_init__(self):
+        super().__post_init__()
+        if (self.image_dir is None) == (self.image_list is None):
+            raise ValueError("Set exactly one of `image_dir` and `image_list`.")
+        if not 0 <= self.corruption_prob <= 1:
+            raise ValueError(f"`corruption_prob` must be in [0, 1]; got {self.corruption_prob}")
+        from .corruption import CORRUPTIONS
+
+        for name, weight in self.corruptions.items():
+            if name not in CORRUPTIONS:
+                raise ValueError(f"`corruptions`: unknown corruption `{name}`; known: {', '.join(CORRUPTIONS)}")
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+                raise ValueError(f"`corruptions`: the weight of `{name}` must be a number >= 0; got {weight!r}")
+        if self.corruption_prob > 0 and not any(self.corruptions.values()):
+            raise ValueError("`corruptions` needs at least one positive weight while `corruption_prob` > 0")
+        if self.low_resolution_size < 1:
+            raise ValueError(f"`low_resolution_size` must be at least 1; got {self.low_resolution_size}")
+        if not 0 <= self.jitter_brightness <= 1 or not 0 <= self.jitter_hue <= 0.5:
+            raise ValueError("`jitter_brightness` must be in [0, 1] and `jitter_hue` in [0, 0.5]")
+        if not self.dataset_name or "/" in self.dataset_name or self.dataset_name.startswith("."):
+            raise ValueError(f"`dataset_name` must be a plain name; got {self.dataset_name!r}")

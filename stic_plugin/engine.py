@@ -1,0 +1,151 @@
+"""Batched image-grounded generation with LLaMA-Factory's own model loading, template and multimodal plugin.
+
+Prompts are encoded exactly as LLaMA-Factory encodes training samples for the same ``template``
+(placeholder expansion by the template's mm plugin, chat format by the template), so what the model
+sees when it writes its descriptions is what it sees when it trains on them.
+"""
+
+import logging
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Generation:
+    text: str
+    tokens: int  # new tokens, stop token excluded
+    truncated: bool  # reached max_new_tokens without a stop token
+
+
+@dataclass
+class Request:
+    prompt: str  # the user turn, with one image placeholder
+    image: object  # PIL image
+
+
+class VisionLanguageGenerator:
+    """One model load; ``generate`` takes any number of (prompt, image) requests, left-padded into one batch."""
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        template: str,
+        adapter_name_or_path: str | None = None,
+        image_max_pixels: int | None = None,
+        trust_remote_code: bool = False,
+        infer_dtype: str = "auto",
+    ):
+        from llamafactory.data import get_template_and_fix_tokenizer
+        from llamafactory.hparams import get_infer_args
+        from llamafactory.model import load_model, load_tokenizer
+
+        args = dict(
+            model_name_or_path=model_name_or_path,
+            template=template,
+            trust_remote_code=trust_remote_code,
+            infer_dtype=infer_dtype,
+        )
+        if adapter_name_or_path:
+            args["adapter_name_or_path"] = adapter_name_or_path
+        if image_max_pixels:
+            args["image_max_pixels"] = int(image_max_pixels)
+        model_args, data_args, finetuning_args, _ = get_infer_args(args)
+        tokenizer_module = load_tokenizer(model_args)
+        self.tokenizer = tokenizer_module["tokenizer"]
+        self.processor = tokenizer_module["processor"]
+        if self.processor is None:
+            raise ValueError(f"{model_name_or_path} has no image processor: STIC needs a vision-language model")
+        self.template = get_template_and_fix_tokenizer(self.tokenizer, data_args)
+        if self.template.mm_plugin.image_token is None:
+            raise ValueError(f"template `{template}` has no image support; use the template of your VLM")
+        # With adapters and is_trainable=False, LLaMA-Factory merges them into the weights.
+        self.model = load_model(self.tokenizer, model_args, finetuning_args, is_trainable=False)
+        self.model.eval()
+        self.stop_token_ids = self.template.get_stop_token_ids(self.tokenizer)
+        self.pad_token_id = self.tokenizer.pad_token_id
+        if self.pad_token_id is None:
+            self.pad_token_id = self.stop_token_ids[0]
+        image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
+        # The model must never write an image token: a description holding one breaks training on it.
+        self.banned_token_ids = [[image_token_id]] if isinstance(image_token_id, int) and image_token_id >= 0 else None
+
+    @property
+    def device(self):
+        return self.model.device
+
+    def encode(self, prompt: str, image) -> list[int]:
+        """Token ids of one user turn with its image, up to the assistant's first token."""
+        plugin = self.template.mm_plugin
+        messages = plugin.process_messages([{"role": "user", "content": prompt}], [image], [], [], self.processor)
+        prompt_ids, _ = self.template.encode_oneturn(
+            self.tokenizer, messages + [{"role": "assistant", "content": ""}], None, None
+        )
+        prompt_ids, _ = plugin.process_token_ids(prompt_ids, None, [image], [], [], self.tokenizer, self.processor)
+        return prompt_ids
+
+    def generate(
+        self,
+        requests: list[Request],
+        max_new_tokens: int,
+        temperature: float = 0.2,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> list[Generation]:
+        import torch
+
+        if not requests:
+            return []
+        ids = [self.encode(request.prompt, request.image) for request in requests]
+        width = max(len(row) for row in ids)
+        input_ids = torch.full((len(ids), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, tokens in enumerate(ids):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(tokens) :] = torch.tensor(tokens)
+            attention_mask[row, width - len(tokens) :] = 1
+        mm_inputs = self.template.mm_plugin.get_mm_inputs(
+            images=[request.image for request in requests],
+            videos=[],
+            audios=[],
+            imglens=[1] * len(requests),
+            vidlens=[0] * len(requests),
+            audlens=[0] * len(requests),
+            batch_ids=ids,
+            processor=self.processor,
+        )
+        dtype = self.model.dtype
+        mm_inputs = {
+            key: (value.to(self.device, dtype=dtype) if value.is_floating_point() else value.to(self.device))
+            if isinstance(value, torch.Tensor)
+            else value
+            for key, value in mm_inputs.items()
+        }
+        sampling = temperature is not None and temperature > 0
+        kwargs = dict(do_sample=sampling, max_new_tokens=max_new_tokens, num_beams=1)
+        if sampling:
+            kwargs.update(temperature=temperature, top_p=top_p if top_p is not None else 1.0, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if seed is not None:
+            torch.manual_seed(seed)
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                eos_token_id=self.stop_token_ids,
+                pad_token_id=self.pad_token_id,
+                bad_words_ids=self.banned_token_ids,
+                **kwargs,
+                **mm_inputs,
+            )
+        return [self._decode(row[width:].tolist(), max_new_tokens) for row in output]
+
+    def _decode(self, new_tokens: list[int], max_new_tokens: int) -> Generation:
+        stops = set(self.stop_token_ids)
+        end = next((i for i, token in enumerate(new_tokens) if token in stops), None)
+        truncated = end is None and len(new_tokens) >= max_new_tokens
+        kept = new_tokens[:end] if end is not None else [t for t in new_tokens if t != self.pad_token_id]
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        for placeholder in ("<image>", "<video>", "<audio>", self.template.mm_plugin.image_token or "<image>"):
+            text = text.replace(placeholder, "")  # never store a placeholder inside a response
+        return Generation(text=text.strip(), tokens=len(kept), truncated=truncated)

@@ -1,0 +1,202 @@
+"""Output of the generators: sharded JSON Lines that resume, and the dataset_info.json entry.
+
+Layout in ``dataset_dir`` for a dataset named NAME::
+
+    NAME/part-00000-of-00002.jsonl   records; one file per process, the dataset entry loads the folder
+    NAME.stic/config.json            the configuration that wrote NAME/ (resume only with the same one)
+    NAME.stic/skipped-*.jsonl        images skipped (bad files) or pairs dropped, with the reason
+    NAME.stats.json, NAME.*.png      summary of everything in NAME/, rewritten at the end of each process
+    dataset_info.json                NAME's entry merged in; other entries kept
+
+A record is written with one ``os.write`` of a whole line to a file opened for appending, so a killed
+process leaves whole lines; a torn last line (a crash of the machine) is cut off when the run resumes.
+"""
+
+import fcntl
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive advisory lock held on a side file (processes of one run, or two runs, on one folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> None:
+    """Add or replace NAME in dataset_info.json, keeping every other entry; written atomically."""
+    info_path = dataset_dir / "dataset_info.json"
+    with file_lock(dataset_dir / ".dataset_info.json.lock"):
+        info = {}
+        if info_path.exists():
+            try:
+                info = json.loads(info_path.read_text(encoding="utf-8") or "{}")
+            except (OSError, ValueError) as err:
+                raise ValueError(
+                    f"{info_path} exists but cannot be read as JSON ({err}); fix or move it: it is never overwritten"
+                ) from err
+            if not isinstance(info, dict):
+                raise ValueError(f"{info_path} is not a JSON object; fix or move it: it is never overwritten")
+        if info.get(name) == entry:
+            return
+        info[name] = entry
+        atomic_write_text(info_path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+
+
+def repair_tail(path: Path) -> None:
+    """Cut a torn last line (no newline at the end) off a JSON Lines file."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        data = handle.read()
+        handle.truncate(data.rfind(b"\n") + 1)
+
+
+def read_jsonl(path: Path):
+    """Whole, valid lines only: a torn or garbled line is passed over."""
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+class JsonlAppender:
+    """Appends one JSON line per ``os.write`` call."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repair_tail(path)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, record: dict) -> None:
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        written = os.write(self._fd, data)
+        while written < len(data):  # only on a full disk or a signal; finish the line
+            written += os.write(self._fd, data[written:])
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ShardedOutput:
+    """The files of one generated dataset, seen from one process (``rank`` of ``world_size``)."""
+
+    def __init__(self, dataset_dir: str, name: str, rank: int = 0, world_size: int = 1):
+        self.dataset_dir = Path(dataset_dir).absolute()
+        self.name = name
+        self.rank, self.world_size = rank, world_size
+        self.data_dir = self.dataset_dir / name
+        self.meta_dir = self.dataset_dir / f"{name}.stic"
+        self.config_path = self.meta_dir / "config.json"
+        self.stats_path = self.dataset_dir / f"{name}.stats.json"
+        part = f"part-{rank:05d}-of-{world_size:05d}.jsonl"
+        self.records_path = self.data_dir / part
+        self.skipped_path = self.meta_dir / f"skipped-{part}"
+
+    def exists(self) -> bool:
+        return self.data_dir.exists() and any(self.data_dir.iterdir())
+
+    def prepare(self, fingerprint: dict, overwrite: bool) -> None:
+        """Check that existing output was written by the same configuration; clear it if ``overwrite``."""
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ValueError(f"{self.data_dir} exists and is not a folder; choose another dataset_name")
+        stored = json.loads(self.config_path.read_text()) if self.config_path.exists() else None
+        if overwrite:
+            self._clear_own_files()
+        elif stored is not None and stored != fingerprint:
+            changed = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+            raise ValueError(
+                f"{self.data_dir} was written with a different configuration (changed: {', '.join(changed)}). "
+                "Use another dataset_name, or overwrite=true to replace it."
+            )
+        elif stored is None and self.exists():
+            raise ValueError(
+                f"{self.data_dir} holds files this tool did not write (no {self.config_path}). "
+                "Use another dataset_name, or overwrite=true to replace them."
+            )
+        if self.rank == 0:
+            atomic_write_text(self.config_path, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+            for path in self.part_files():  # parts of an earlier run with another world size: nobody else repairs them
+                if not path.name.endswith(f"-of-{self.world_size:05d}.jsonl"):
+                    repair_tail(path)
+
+    def _clear_own_files(self) -> None:
+        """Each process removes its own part; process 0 also removes parts of other world sizes and summaries."""
+        for path in (self.records_path, self.skipped_path):
+            path.unlink(missing_ok=True)
+        if self.rank != 0:
+            return
+        suffix = f"-of-{self.world_size:05d}.jsonl"
+        for folder in (self.data_dir, self.meta_dir):
+            for path in folder.glob("*.jsonl") if folder.is_dir() else []:
+                if not path.name.endswith(suffix):
+                    path.unlink()
+        for path in self.dataset_dir.glob(f"{self.name}.stats.json"):
+            path.unlink()
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.data_dir.glob("*.jsonl")) if self.data_dir.is_dir() else []
+
+    def skipped_files(self) -> list[Path]:
+        return sorted(self.meta_dir.glob("skipped-*.jsonl")) if self.meta_dir.is_dir() else []
+
+    def records(self):
+        for path in self.part_files():
+            yield from read_jsonl(path)
+
+    def skipped(self):
+        for path in self.skipped_files():
+            yield from read_jsonl(path)
+
+    def done_keys(self, key_of_record) -> set[str]:
+        """Keys of every image already written or skipped, by any process of any earlier run."""
+        done = {key_of_record(record) for record in self.records()}
+        done.update(entry["key"] for entry in self.skipped())
+        return done
+
+    def open_writers(self) -> tuple[JsonlAppender, JsonlAppender]:
+        return JsonlAppender(self.records_path), JsonlAppender(self.skipped_path)

@@ -1,0 +1,304 @@
+"""``stic-cli pref``: STIC stage-1 preference data from unlabeled images (paper Algorithm 1).
+
+Run: ``stic-cli pref recipes/pref_llava15.yaml image_dir=/data/coco/train2014 max_samples=6000``,
+or under ``torchrun --nproc-per-node 8 $(which stic-cli) pref ...`` on several GPUs. One output record::
+
+    {"messages": [{"role": "user", "content": "<image>\\nInterpret the scene shown in the image."}],
+     "chosen": {"role": "assistant", "content": "The image shows ..."},
+     "rejected": {"role": "assistant", "content": "..."},
+     "images": ["../coco/COCO_train2014_000000000009.jpg"],
+     "stic": {"image": "COCO_train2014_000000000009.jpg", "negative": "corruption", "bad_prompt": "",
+              "corruption": "color_jitter", "corruption_params": "{...}", ...}}
+"""
+
+import json
+import logging
+import os
+import random
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import PrefConfig, distributed_rank
+from .images import BadImage, ImageItem, images_in_folder, images_in_list, load_image
+from .output import ShardedOutput, merge_dataset_info
+from .planning import NEGATIVE_CORRUPTION, PairPlan, plan_pair
+from .templates import read_prompts
+
+logger = logging.getLogger("stic_plugin.pref")
+
+PREF_DATASET_ENTRY = {
+    "formatting": "sharegpt",
+    "ranking": True,
+    "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected", "images": "images"},
+    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+}
+
+DROPPED = "dropped"
+SKIPPED = "skipped"
+
+
+def user_turn(prompt: str) -> str:
+    """The stored user turn: exactly one image placeholder, before the prompt."""
+    from llamafactory.extras.constants import IMAGE_PLACEHOLDER
+
+    return f"{IMAGE_PLACEHOLDER}\n{prompt}"
+
+
+def select_images(items: list[ImageItem], max_samples: int | None, seed: int) -> list[ImageItem]:
+    """All images, or ``max_samples`` of them drawn with ``seed``: the same choice in every process."""
+    if max_samples is not None and max_samples < len(items):
+        items = random.Random(f"stic:sample:{seed}").sample(items, max_samples)
+    return sorted(items, key=lambda item: item.key)
+
+
+def list_source_images(cfg) -> list[ImageItem]:
+    if cfg.image_dir is not None:
+        return images_in_folder(cfg.image_dir)
+    return images_in_list(cfg.image_list, cfg.image_root, cfg.image_column)
+
+
+@dataclass
+class Prepared:
+    item: ImageItem
+    plan: PairPlan
+    image: object
+    rejected_image: object
+
+
+def prepare(items: list[ImageItem], cfg: PrefConfig, prompts: dict) -> tuple[list[Prepared], list[dict]]:
+    """Read the images of one batch and corrupt where planned; bad files become skip entries."""
+    from .corruption import apply_corruption
+
+    ready, skipped = [], []
+    for item in items:
+        plan = plan_for(item.key, cfg, prompts)
+        try:
+            image = load_image(item.path, cfg.max_image_pixels)
+        except BadImage as bad:
+            skipped.append(dict(key=item.key, path=item.path, kind=SKIPPED, reason=bad.reason, detail=bad.detail))
+            continue
+        rejected_image = image
+        if plan.negative == NEGATIVE_CORRUPTION:
+            rejected_image = apply_corruption(image, plan.corruption, plan.corruption_params)
+        ready.append(Prepared(item, plan, image, rejected_image))
+    return ready, skipped
+
+
+def plan_for(key: str, cfg: PrefConfig, prompts: dict) -> PairPlan:
+    return plan_pair(
+        cfg.seed,
+        key,
+        prompts["preferred"],
+        prompts["captioning"],
+        prompts["hallucination"],
+        cfg.corruption_prob,
+        cfg.corruptions,
+        cfg.low_resolution_size,
+        cfg.jitter_brightness,
+        cfg.jitter_hue,
+    )
+
+
+def build_record(prepared: Prepared, chosen, rejected, dataset_dir: Path) -> dict:
+    plan = prepared.plan
+    try:
+        image_path = os.path.relpath(prepared.item.path, dataset_dir)
+    except ValueError:  # another drive
+        image_path = prepared.item.path
+    return {
+        "messages": [{"role": "user", "content": user_turn(plan.training_prompt)}],
+        "chosen": {"role": "assistant", "content": chosen.text},
+        "rejected": {"role": "assistant", "content": rejected.text},
+        "images": [image_path],
+        # Fixed keys and types (no nulls), so any JSON reader infers one schema for the whole file.
+        "stic": {
+            "image": plan.key,
+            "negative": plan.negative,
+            "preferred_prompt": plan.preferred_prompt,
+            "bad_prompt": plan.bad_prompt or "",
+            "corruption": plan.corruption or "",
+            "corruption_params": json.dumps(plan.corruption_params, sort_keys=True),
+            "chosen_tokens": chosen.tokens,
+            "rejected_tokens": rejected.tokens,
+            "chosen_truncated": chosen.truncated,
+            "rejected_truncated": rejected.truncated,
+        },
+    }
+
+
+def drop_reason(chosen, rejected, on_truncated: str) -> str | None:
+    """Pairs that cannot teach anything, or that the user asked to leave out."""
+    if not chosen.text:
+        return "empty chosen"
+    if not rejected.text:
+        return "empty rejected"
+    if chosen.text == rejected.text:
+        return "chosen identical to rejected"
+    if chosen.truncated and on_truncated == "drop":
+        return "chosen truncated"
+    return None
+
+
+def run_pref(cfg: PrefConfig) -> int:
+    from tqdm import tqdm
+
+    rank, world = distributed_rank()
+    prompts = {
+        "preferred": read_prompts(cfg.preferred_prompt_file, "preferred"),
+        "captioning": read_prompts(cfg.captioning_prompts_file, "captioning"),
+        "hallucination": read_prompts(cfg.hallucination_prompts_file, "hallucination"),
+    }
+    items = select_images(list_source_images(cfg), cfg.max_samples, cfg.seed)
+    if not items:
+        raise ValueError(f"no image files found in {cfg.image_dir or cfg.image_list}")
+    mine = items[rank::world]
+
+    output = ShardedOutput(cfg.dataset_dir, cfg.dataset_name, rank, world)
+    fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts}
+    output.prepare(fingerprint, cfg.overwrite)
+    if rank == 0:
+        merge_dataset_info(output.dataset_dir, cfg.dataset_name, {"file_name": cfg.dataset_name, **PREF_DATASET_ENTRY})
+    done = set() if cfg.overwrite else output.done_keys(lambda record: record["stic"]["image"])
+    todo = [item for item in mine if item.key not in done]
+    logger.info(
+        "%d images in total, %d for process %d of %d, %d already done, %d to do",
+        len(items), len(mine), rank, world, len(mine) - len(todo), len(todo),
+    )  # fmt: skip
+
+    run = Counter()
+    seconds = 0.0
+    if todo:
+        from .engine import Request, VisionLanguageGenerator
+
+        generator = VisionLanguageGenerator(
+            cfg.model_name_or_path, cfg.template, cfg.adapter_name_or_path, cfg.image_max_pixels,
+            cfg.trust_remote_code, cfg.infer_dtype,
+        )  # fmt: skip
+        started = time.time()  # generation speed, model loading excluded
+        batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
+        records, skipped_log = output.open_writers()
+        progress = tqdm(total=len(todo), unit="img", desc="pref" if world == 1 else f"pref {rank}/{world}")
+        # Images of the next batch are read and corrupted on a thread while the model generates.
+        with records, skipped_log, ThreadPoolExecutor(max_workers=1) as reader:
+            upcoming = reader.submit(prepare, batches[0], cfg, prompts)
+            for index in range(len(batches)):
+                ready, skipped = upcoming.result()
+                if index + 1 < len(batches):
+                    upcoming = reader.submit(prepare, batches[index + 1], cfg, prompts)
+                for entry in skipped:
+                    logger.warning("skipped %s: %s %s", entry["key"], entry["reason"], entry["detail"])
+                    skipped_log.write(entry)
+                    run[f"skipped: {entry['reason']}"] += 1
+                requests = [Request(user_turn(p.plan.preferred_prompt), p.image) for p in ready]
+                requests += [Request(user_turn(p.plan.rejected_prompt), p.rejected_image) for p in ready]
+                outputs = generator.generate(
+                    requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=cfg.seed + 100_003 * rank + index
+                )
+                for prepared, chosen, rejected in zip(ready, outputs[: len(ready)], outputs[len(ready) :]):
+                    run["output tokens"] += chosen.tokens + rejected.tokens
+                    reason = drop_reason(chosen, rejected, cfg.on_truncated)
+                    if reason:
+                        skipped_log.write(dict(key=prepared.item.key, path=prepared.item.path, kind=DROPPED,
+                                               reason=reason, detail=""))  # fmt: skip
+                        run[f"dropped: {reason}"] += 1
+                        continue
+                    records.write(build_record(prepared, chosen, rejected, output.dataset_dir))
+                    run["pairs written"] += 1
+                progress.update(len(batches[index]))
+        progress.close()
+        seconds = time.time() - started
+
+    stats = write_stats(output, cfg.dataset_name, rank, world, run, seconds)
+    print_summary(stats, output)
+    if stats["pairs"] == 0:
+        logger.error("no preference pair could be produced; see the reasons above")
+        return 1
+    return 0
+
+
+def write_stats(output: ShardedOutput, name: str, rank: int, world: int, run: Counter, seconds: float) -> dict:
+    """Statistics of everything in the output (all processes so far), plus this process's speed."""
+    from .output import atomic_write_text
+
+    by_negative: dict[str, dict] = {}
+    truncated = 0
+    records = 0
+    for record in output.records():
+        meta = record["stic"]
+        records += 1
+        entry = by_negative.setdefault(meta["negative"], {"pairs": 0, "chosen_tokens": [], "rejected_tokens": []})
+        entry["pairs"] += 1
+        entry["chosen_tokens"].append(meta["chosen_tokens"])
+        entry["rejected_tokens"].append(meta["rejected_tokens"])
+        truncated += bool(meta["chosen_truncated"])
+    skipped, dropped = Counter(), Counter()
+    for entry in output.skipped():
+        (dropped if entry["kind"] == DROPPED else skipped)[entry["reason"]] += 1
+    stats = {
+        "dataset": name,
+        "pairs": records,
+        "pairs_by_negative": {k: v["pairs"] for k, v in sorted(by_negative.items())},
+        "mean_tokens": {
+            k: {"chosen": _mean(v["chosen_tokens"]), "rejected": _mean(v["rejected_tokens"])}
+            for k, v in sorted(by_negative.items())
+        },
+        "chosen_truncated": truncated,
+        "skipped": dict(sorted(skipped.items())),
+        "dropped": dict(sorted(dropped.items())),
+        "last_process": {
+            "rank": rank,
+            "world_size": world,
+            "seconds": round(seconds, 3),
+            "pairs_written": run["pairs written"],
+            "output_tokens": run["output tokens"],
+            "output_tokens_per_second": round(run["output tokens"] / seconds, 2) if seconds > 0 else 0.0,
+        },
+    }
+    atomic_write_text(output.stats_path, json.dumps(stats, indent=2) + "\n")
+    plot_lengths(by_negative, output.dataset_dir / f"{name}.lengths.png")
+    return stats
+
+
+def _mean(values: list[int]) -> float:
+    return round(sum(values) / len(values), 2) if values else 0.0
+
+
+def plot_lengths(by_negative: dict, path: Path) -> None:
+    """Histograms of response lengths, chosen against rejected, one panel per negative type."""
+    if not by_negative:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(by_negative), figsize=(5 * len(by_negative), 3.5), squeeze=False)
+    for axis, (negative, entry) in zip(axes[0], sorted(by_negative.items())):
+        axis.hist(entry["chosen_tokens"], bins=30, alpha=0.6, label="chosen")
+        axis.hist(entry["rejected_tokens"], bins=30, alpha=0.6, label="rejected")
+        axis.set_title(f"negative: {negative} ({entry['pairs']} pairs)")
+        axis.set_xlabel("response length (tokens)")
+        axis.legend()
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def print_summary(stats: dict, output: ShardedOutput) -> None:
+    last = stats["last_process"]
+    lines = [
+        f"stic-cli pref: {stats['pairs']} pairs in {output.data_dir}",
+        f"  by negative type: {stats['pairs_by_negative']}",
+        f"  skipped images:   {stats['skipped'] or 'none'}",
+        f"  dropped pairs:    {stats['dropped'] or 'none'}",
+        f"  chosen truncated: {stats['chosen_truncated']}",
+        f"  this process:     {last['pairs_written']} pairs, {last['output_tokens']} output tokens in "
+        f"{last['seconds']:.1f} s ({last['output_tokens_per_second']:.1f} tokens/s)",
+        f"  statistics:       {output.stats_path}",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,211 @@
+"""`stic-cli pref` end to end on the tiny models, in subprocesses, as users run it."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import BIN, run_cli, subprocess_env
+from stic_plugin.fixtures import make_images
+
+pytestmark = pytest.mark.slow
+
+
+def pref_args(tiny, image_dir, dataset_dir, model="tiny-llava", template="llava", **keys):
+    values = dict(model_name_or_path=tiny[model], template=template, image_dir=str(image_dir),
+                  dataset_dir=str(dataset_dir), max_new_tokens=12, batch_size=3)  # fmt: skip
+    values.update(keys)
+    return ["stic-cli", "pref"] + [f"{key}={value}" for key, value in values.items()]
+
+
+def read_output(dataset_dir: Path, name: str = "stic_pref"):
+    records = []
+    for part in sorted((dataset_dir / name).glob("*.jsonl")):
+        records += [json.loads(line) for line in part.read_text().splitlines()]
+    skipped = []
+    for part in sorted((dataset_dir / f"{name}.stic").glob("skipped-*.jsonl")):
+        skipped += [json.loads(line) for line in part.read_text().splitlines()]
+    return records, skipped
+
+
+def test_pref_output_loads_and_trains_with_stic_dpo(tiny, tmp_path):
+    data = tmp_path / "data"
+    (data).mkdir()
+    (data / "dataset_info.json").write_text(json.dumps({"mine": {"file_name": "mine.json"}}))
+    result = run_cli(pref_args(tiny, tiny["images"], data), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((data / "dataset_info.json").read_text())
+    assert info["mine"] == {"file_name": "mine.json"}  # other entries kept
+    assert info["stic_pref"]["ranking"] is True and info["stic_pref"]["file_name"] == "stic_pref"
+
+    records, skipped = read_output(data)
+    assert len(records) + len(skipped) == 8 and len(records) >= 4
+    for record in records:
+        assert record["messages"][0]["content"].count("<image>") == 1
+        assert "<image>" not in record["chosen"]["content"] + record["rejected"]["content"]
+        assert (data / record["images"][0]).resolve().is_file()  # relative to dataset_dir
+    stats = json.loads((data / "stic_pref.stats.json").read_text())
+    assert stats["pairs"] == len(records) and sum(stats["pairs_by_negative"].values()) == len(records)
+    assert (data / "stic_pref.lengths.png").stat().st_size > 0
+    assert "tokens/s" in result.stdout
+
+    recipe = {
+        "model_name_or_path": tiny["tiny-llava"], "template": "llava", "stage": "stic_dpo", "do_train": True,
+        "finetuning_type": "lora", "lora_target": "all", "dataset": "stic_pref", "dataset_dir": str(data),
+        "cutoff_len": 256, "output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 2, "max_steps": 2,
+        "logging_steps": 1, "report_to": "none", "use_cpu": True,
+    }  # fmt: skip
+    (tmp_path / "stage1.yaml").write_text(yaml.safe_dump(recipe))
+    result = run_cli(["llamafactory-cli", "train", str(tmp_path / "stage1.yaml")], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stic/nll" in (tmp_path / "out" / "trainer_log.jsonl").read_text()
+
+
+def test_choices_do_not_depend_on_batch_size(tiny, tmp_path):
+    from stic_plugin.planning import plan_pair
+    from stic_plugin.templates import default_prompt_file, read_prompts
+
+    images = tmp_path / "images"
+    make_images(images, count=10, seed=5)
+    plans = {}
+    for batch_size in (1, 3):
+        name = f"b{batch_size}"
+        result = run_cli(pref_args(tiny, images, tmp_path / "data", batch_size=batch_size, dataset_name=name), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        records, skipped = read_output(tmp_path / "data", name)
+        assert len(records) + len(skipped) == 10
+        plans[batch_size] = {
+            r["stic"]["image"]: (r["messages"], r["stic"]["negative"], r["stic"]["bad_prompt"], r["stic"]["corruption"],
+                                 r["stic"]["corruption_params"])
+            for r in records
+        }  # fmt: skip
+    common = set(plans[1]) & set(plans[3])
+    assert len(common) >= 5
+    assert {key: plans[1][key] for key in common} == {key: plans[3][key] for key in common}
+    # and they are the documented function of (seed, image key)
+    prompt_sets = [read_prompts(default_prompt_file(n), n) for n in ("preferred", "captioning", "hallucination")]
+    for key in common:
+        plan = plan_pair(42, key, *prompt_sets, 0.5, {"low_resolution": 0.5, "color_jitter": 0.5})
+        assert plans[1][key][0][0]["content"] == "<image>\n" + plan.training_prompt
+        assert plans[1][key][1:4] == (plan.negative, plan.bad_prompt or "", plan.corruption or "")
+        assert json.loads(plans[1][key][4]) == plan.corruption_params
+    assert {plans[1][key][1] for key in common} == {"hallucination", "corruption"}
+
+
+def test_killed_run_resumes_with_every_image_exactly_once(tiny, tmp_path):
+    images = tmp_path / "images"
+    make_images(images, count=20, seed=9)
+    data = tmp_path / "data"
+    args = pref_args(tiny, images, data, batch_size=1, max_new_tokens=48)
+    process = subprocess.Popen(args, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    part = data / "stic_pref" / "part-00000-of-00001.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if part.exists() and part.read_bytes().count(b"\n") >= 3:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be killed midway"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = part.read_bytes().count(b"\n")
+    assert 3 <= done_before < 20
+
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records, skipped = read_output(data)
+    keys = [r["stic"]["image"] for r in records] + [s["key"] for s in skipped]
+    assert Counter(keys) == Counter(f"image_{i:03d}.png" for i in range(20))
+    assert "already done" in result.stderr
+
+
+def test_torchrun_processes_take_disjoint_shares(tiny, tmp_path):
+    images = tmp_path / "images"
+    make_images(images, count=9, seed=3)
+    data = tmp_path / "data"
+    args = pref_args(tiny, images, data)
+    result = run_cli(["torchrun", "--nproc-per-node", "2", "--master-port", "29561", str(BIN / "stic-cli")] + args[1:],
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    shares = {}
+    for rank in (0, 1):
+        part = data / "stic_pref" / f"part-{rank:05d}-of-00002.jsonl"
+        skipped = data / "stic_pref.stic" / f"skipped-part-{rank:05d}-of-00002.jsonl"
+        keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]
+        if skipped.exists():
+            keys += [json.loads(line)["key"] for line in skipped.read_text().splitlines()]
+        shares[rank] = set(keys)
+    assert shares[0] and shares[1] and not shares[0] & shares[1]
+    assert shares[0] | shares[1] == {f"image_{i:03d}.png" for i in range(9)}
+
+
+def test_broken_and_odd_images_are_skipped_or_converted(tiny, tmp_path):
+    import numpy as np
+
+    images = tmp_path / "images"
+    make_images(images, count=2, seed=1)
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "notes.png").write_text("this is text")
+    full = (images / "image_000.png").read_bytes()
+    (images / "truncated.png").write_bytes(full[: len(full) // 2])
+    Image.new("RGB", (1200, 1000), "green").save(images / "huge.png")
+    Image.new("L", (40, 40), 90).save(images / "gray.png")
+    Image.new("CMYK", (40, 40), (0, 200, 200, 0)).save(images / "cmyk.jpg")
+    Image.new("RGBA", (40, 40), (10, 200, 10, 128)).save(images / "rgba.png")
+    Image.new("P", (40, 40)).save(images / "palette.png")
+    Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)).save(images / "deep16.png")
+    data = tmp_path / "data"
+    result = run_cli(pref_args(tiny, images, data, max_image_pixels=1_000_000), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records, skipped = read_output(data)
+    reasons = {s["key"]: s["reason"] for s in skipped if s["kind"] == "skipped"}
+    assert reasons == {"empty.jpg": "empty file", "notes.png": "not an image", "huge.png": "too many pixels",
+                       "truncated.png": reasons.get("truncated.png")}  # fmt: skip
+    assert reasons["truncated.png"] in ("truncated", "unreadable")
+    done = {r["stic"]["image"] for r in records} | {s["key"] for s in skipped if s["kind"] == "dropped"}
+    assert done == {"image_000.png", "image_001.png", "gray.png", "cmyk.jpg", "rgba.png", "palette.png", "deep16.png"}
+    stats = json.loads((data / "stic_pref.stats.json").read_text())
+    assert sum(stats["skipped"].values()) == 4
+    assert "skipped truncated.png" in result.stderr or "skipped truncated.png" in result.stdout
+
+
+def test_configuration_errors_and_protection_of_existing_output(tiny, tmp_path):
+    data = tmp_path / "data"
+    result = run_cli(pref_args(tiny, tiny["images"], data, batch_sise=2), cwd=tmp_path)
+    assert result.returncode == 2 and "Unknown key `batch_sise`. Did you mean `batch_size`?" in result.stderr
+    result = run_cli(pref_args(tiny, tiny["images"], data, image_list="x.txt"), cwd=tmp_path)
+    assert result.returncode == 2 and "Set exactly one of `image_dir` and `image_list`" in result.stderr
+    result = run_cli(pref_args(tiny, tiny["images"], data, temperature="hot"), cwd=tmp_path)
+    assert result.returncode == 2 and "`temperature` must be a number" in result.stderr
+
+    assert run_cli(pref_args(tiny, tiny["images"], data, max_samples=3), cwd=tmp_path).returncode == 0
+    first = (data / "stic_pref" / "part-00000-of-00001.jsonl").read_bytes()
+    changed = run_cli(pref_args(tiny, tiny["images"], data, max_samples=3, temperature=0.7), cwd=tmp_path)
+    assert changed.returncode == 2 and "different configuration (changed: temperature)" in changed.stderr
+    assert (data / "stic_pref" / "part-00000-of-00001.jsonl").read_bytes() == first
+    replaced = run_cli(pref_args(tiny, tiny["images"], data, max_samples=3, temperature=0.7, overwrite="true"), cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    records, skipped = read_output(data)
+    assert len(records) + len(skipped) == 3
+
+    (data / "dataset_info.json").write_text("{ not json")
+    broken = run_cli(pref_args(tiny, tiny["images"], data, dataset_name="other"), cwd=tmp_path)
+    assert broken.returncode == 2 and "cannot be read as JSON" in broken.stderr
+    assert (data / "dataset_info.json").read_text() == "{ not json"
+
+
+def test_nothing_produced_exits_non_zero(tiny, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"")
+    (images / "b.jpg").write_text("text")
+    result = run_cli(pref_args(tiny, images, tmp_path / "data"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no preference pair could be produced" in result.stderr
