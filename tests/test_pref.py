@@ -209,3 +209,51 @@ def test_nothing_produced_exits_non_zero(tiny, tmp_path):
     result = run_cli(pref_args(tiny, images, tmp_path / "data"), cwd=tmp_path)
     assert result.returncode == 1
     assert "no preference pair could be produced" in result.stderr
+
+
+def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny["tiny-llava"], model)
+    marker = tmp_path / "remote_code_ran"
+    (model / "shipped_code.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import LlavaConfig\n\nclass ShippedConfig(LlavaConfig):\n    pass\n"
+    )
+    config = json.loads((model / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "shipped_code.ShippedConfig"}
+    (model / "config.json").write_text(json.dumps(config))
+    tiny_copy = dict(tiny, **{"tiny-llava": str(model)})
+
+    result = run_cli(pref_args(tiny_copy, tiny["images"], tmp_path / "data", max_samples=2), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not marker.exists()
+    run_cli(pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"),
+            cwd=tmp_path)  # fmt: skip
+    assert marker.exists()  # the gate is real: with the key set, the shipped code does run
+
+
+def test_pref_with_tiny_qwen2vl_loads_through_llamafactory(tiny, tmp_path):
+    data = tmp_path / "data"
+    result = run_cli(pref_args(tiny, tiny["images"], data, model="tiny-qwen2vl", template="qwen2_vl", max_samples=4),
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records, _ = read_output(data)
+    assert records
+
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    model_args, data_args, training_args, _, _ = get_train_args(dict(
+        model_name_or_path=tiny["tiny-qwen2vl"], template="qwen2_vl", stage="stic_dpo", do_train=True,
+        dataset="stic_pref", dataset_dir=str(data), output_dir=str(tmp_path / "out"), cutoff_len=256,
+        report_to="none", use_cpu=True,
+    ))  # fmt: skip
+    tokenizer_module = load_tokenizer(model_args)
+    template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
+    train = get_dataset(template, model_args, data_args, training_args, stage="rm", **tokenizer_module)["train_dataset"]
+    assert len(train) == len(records)
+    prompt = tokenizer_module["tokenizer"].decode(train[0]["chosen_input_ids"])
+    assert prompt.count("<|image_pad|>") == 4 and "<|vision_start|>" in prompt  # the tiny Qwen2-VL's image tokens
