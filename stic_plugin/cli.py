@@ -1,16 +1,22 @@
 """``stic-cli``: STIC data generators that write LLaMA-Factory datasets.
 
-    stic-cli pref CONFIG.yaml [key=value ...]    stage-1 preference pairs from unlabeled images
-    stic-cli pref --help                         every key, its default and what it does
+    stic-cli pref CONFIG.yaml [key=value ...]     stage-1 preference pairs from unlabeled images
+    stic-cli infuse CONFIG.yaml [key=value ...]   stage-2 description-infused instruction data
+    stic-cli dar CONFIG.yaml [key=value ...]      describe-and-respond answers, scored when answers are known
+    stic-cli COMMAND --help                       every key, its default and what it does
 """
 
 import argparse
 import logging
 import sys
 
-from .config import PrefConfig, describe_keys, load_config
+from .config import DarConfig, InfuseConfig, PrefConfig, describe_keys, load_config
 
-COMMANDS = {"pref": (PrefConfig, "stic_plugin.pref", "run_pref")}
+COMMANDS = {
+    "pref": (PrefConfig, "stic_plugin.pref", "run_pref"),
+    "infuse": (InfuseConfig, "stic_plugin.infuse", "run_infuse"),
+    "dar": (DarConfig, "stic_plugin.dar", "run_dar"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -221,3 +221,77 @@ class PrefConfig(GeneratorConfig):
             raise ValueError("`jitter_brightness` must be in [0, 1] and `jitter_hue` in [0, 0.5]")
         if not self.dataset_name or "/" in self.dataset_name or self.dataset_name.startswith("."):
             raise ValueError(f"`dataset_name` must be a plain name; got {self.dataset_name!r}")
+
+
+@dataclass
+class SourceConfig(GeneratorConfig):
+    """Keys of the commands that read existing instruction data."""
+
+    command = "source"
+
+    dataset: str | None = option(None, help="Input: a dataset name in `source_dataset_dir`/dataset_info.json "
+                                            "(any formatting LLaMA-Factory reads, `llava` included).")  # fmt: skip
+    source_dataset_dir: str = option("data", help="Folder of the dataset_info.json that names `dataset`.")
+    media_dir: str | None = option(None, help="Folder that the input's image paths start from "
+                                              "(default: `source_dataset_dir`).")  # fmt: skip
+    llava_file: str | None = option(None, help="Input: a LLaVA-format JSON (or JSONL) file, instead of `dataset`.")
+    image_folder: str | None = option(None, help="Folder that `llava_file`'s image paths start from "
+                                                 "(default: the file's folder).")  # fmt: skip
+    num_samples: int | None = option(5000, help="Samples drawn from the input with `seed`; null takes all.")
+    infusion_format_file: str = option("", help="Format of the infused first user turn (default: "
+                                               "data_templates/infusion_format.txt, the authors' format).")  # fmt: skip
+
+    def __post_init__(self):
+        super().__post_init__()
+        if (self.dataset is None) == (self.llava_file is None):
+            raise ValueError("Set exactly one of `dataset` (a name in dataset_info.json) and `llava_file`.")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError(f"`num_samples` must be at least 1 (or null for all); got {self.num_samples}")
+        if not self.infusion_format_file:
+            from .infusion import default_infusion_format_file
+
+            self.infusion_format_file = default_infusion_format_file()
+
+
+@dataclass
+class InfuseConfig(SourceConfig):
+    """``stic-cli infuse``: stage-2 description-infused SFT data (paper Algorithm 2)."""
+
+    command = "infuse"
+
+    dataset_name: str = option("stic_sft", help="Name of the output dataset (folder in dataset_dir and "
+                                                "dataset_info entry).")  # fmt: skip
+    description_prompts_file: str = option(default_prompt_file("captioning"), help="Prompts for the image "
+                                           "descriptions, one per line; one is drawn per image.")  # fmt: skip
+    keep_text_only: bool = option(True, help="Keep samples without an image, unchanged (false: leave them out).")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.dataset_name or "/" in self.dataset_name or self.dataset_name.startswith("."):
+            raise ValueError(f"`dataset_name` must be a plain name; got {self.dataset_name!r}")
+
+
+@dataclass
+class DarConfig(SourceConfig):
+    """``stic-cli dar``: describe-and-respond inference, with accuracy when answers are known."""
+
+    command = "dar"
+
+    dataset_dir: str = option("predictions", help="Folder for the predictions (`predictions_name`/part-*.jsonl).")
+    num_samples: int | None = option(None, help="Questions drawn from the input with `seed`; null takes all.")
+    predictions_name: str = option("dar", help="Name of the predictions folder and summary.")
+    dar: bool = option(True, help="Describe the image first and answer with the description infused "
+                                  "(false: answer directly, to compare on the same model).")  # fmt: skip
+    description_prompt: str = option("Detail the composition and subjects within the frame.",
+                                     help="The prompt of the description pass.")  # fmt: skip
+    description_max_new_tokens: int = option(1024, help="Longest description, in tokens.")
+    metric: typing.Literal["none", "choice", "exact", "contains"] = option("none", help=(
+        "Score predictions against the reference answers: choice (multiple-choice letter), exact (same text), "
+        "contains (the reference appears in the prediction); none to skip."))  # fmt: skip
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.description_max_new_tokens < 1:
+            raise ValueError("`description_max_new_tokens` must be at least 1")
+        if not self.predictions_name or "/" in self.predictions_name:
+            raise ValueError(f"`predictions_name` must be a plain name; got {self.predictions_name!r}")

@@ -6,9 +6,16 @@ sees when it writes its descriptions is what it sees when it trains on them.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
+
+
+def user_turn(prompt: str) -> str:
+    """A user turn about one image: exactly one image placeholder, before the prompt."""
+    from llamafactory.extras.constants import IMAGE_PLACEHOLDER
+
+    return f"{IMAGE_PLACEHOLDER}\n{prompt}"
 
 
 @dataclass
@@ -20,8 +27,15 @@ class Generation:
 
 @dataclass
 class Request:
-    prompt: str  # the user turn, with one image placeholder
-    image: object  # PIL image
+    """A conversation up to the answer to generate: user/assistant turns, one placeholder per image."""
+
+    messages: list[dict]
+    images: list = field(default_factory=list)  # PIL images, in placeholder order
+    system: str | None = None  # None: the template's default system prompt, as in training
+
+    @classmethod
+    def single(cls, prompt: str, image) -> "Request":
+        return cls([{"role": "user", "content": prompt}], [image])
 
 
 class VisionLanguageGenerator:
@@ -74,14 +88,16 @@ class VisionLanguageGenerator:
     def device(self):
         return self.model.device
 
-    def encode(self, prompt: str, image) -> list[int]:
-        """Token ids of one user turn with its image, up to the assistant's first token."""
+    def encode(self, request: Request) -> list[int]:
+        """Token ids of the conversation with its images, up to the assistant's first token."""
         plugin = self.template.mm_plugin
-        messages = plugin.process_messages([{"role": "user", "content": prompt}], [image], [], [], self.processor)
+        messages = plugin.process_messages(request.messages, request.images, [], [], self.processor)
         prompt_ids, _ = self.template.encode_oneturn(
-            self.tokenizer, messages + [{"role": "assistant", "content": ""}], None, None
+            self.tokenizer, messages + [{"role": "assistant", "content": ""}], request.system, None
         )
-        prompt_ids, _ = plugin.process_token_ids(prompt_ids, None, [image], [], [], self.tokenizer, self.processor)
+        prompt_ids, _ = plugin.process_token_ids(
+            prompt_ids, None, request.images, [], [], self.tokenizer, self.processor
+        )
         return prompt_ids
 
     def generate(
@@ -96,7 +112,7 @@ class VisionLanguageGenerator:
 
         if not requests:
             return []
-        ids = [self.encode(request.prompt, request.image) for request in requests]
+        ids = [self.encode(request) for request in requests]
         width = max(len(row) for row in ids)
         input_ids = torch.full((len(ids), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
@@ -104,10 +120,10 @@ class VisionLanguageGenerator:
             input_ids[row, width - len(tokens) :] = torch.tensor(tokens)
             attention_mask[row, width - len(tokens) :] = 1
         mm_inputs = self.template.mm_plugin.get_mm_inputs(
-            images=[request.image for request in requests],
+            images=[image for request in requests for image in request.images],
             videos=[],
             audios=[],
-            imglens=[1] * len(requests),
+            imglens=[len(request.images) for request in requests],
             vidlens=[0] * len(requests),
             audlens=[0] * len(requests),
             batch_ids=ids,
@@ -146,6 +162,8 @@ class VisionLanguageGenerator:
         truncated = end is None and len(new_tokens) >= max_new_tokens
         kept = new_tokens[:end] if end is not None else [t for t in new_tokens if t != self.pad_token_id]
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        for placeholder in ("<image>", "<video>", "<audio>", self.template.mm_plugin.image_token or "<image>"):
+        from llamafactory.extras.constants import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
+
+        for placeholder in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, AUDIO_PLACEHOLDER, self.template.mm_plugin.image_token):
             text = text.replace(placeholder, "")  # never store a placeholder inside a response
         return Generation(text=text.strip(), tokens=len(kept), truncated=truncated)

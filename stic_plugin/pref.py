@@ -14,17 +14,17 @@ or under ``torchrun --nproc-per-node 8 $(which stic-cli) pref ...`` on several G
 import json
 import logging
 import os
-import random
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import PrefConfig, distributed_rank
+from .config import PrefConfig
 from .images import BadImage, ImageItem, images_in_folder, images_in_list, load_image
-from .output import ShardedOutput, merge_dataset_info
+from .output import ShardedOutput
 from .planning import NEGATIVE_CORRUPTION, PairPlan, plan_pair
+from .engine import user_turn
+from .runs import my_todo, sample_reproducibly, prefetched_batches, progress_name, start_run
 from .templates import read_prompts
 
 logger = logging.getLogger("stic_plugin.pref")
@@ -40,18 +40,9 @@ DROPPED = "dropped"
 SKIPPED = "skipped"
 
 
-def user_turn(prompt: str) -> str:
-    """The stored user turn: exactly one image placeholder, before the prompt."""
-    from llamafactory.extras.constants import IMAGE_PLACEHOLDER
-
-    return f"{IMAGE_PLACEHOLDER}\n{prompt}"
-
-
 def select_images(items: list[ImageItem], max_samples: int | None, seed: int) -> list[ImageItem]:
-    """All images, or ``max_samples`` of them drawn with ``seed``: the same choice in every process."""
-    if max_samples is not None and max_samples < len(items):
-        items = random.Random(f"stic:sample:{seed}").sample(items, max_samples)
-    return sorted(items, key=lambda item: item.key)
+    """All images (sorted by key), or ``max_samples`` of them drawn with ``seed``: the same in every process."""
+    return sample_reproducibly(sorted(items, key=lambda item: item.key), max_samples, seed, "images")
 
 
 def list_source_images(cfg) -> list[ImageItem]:
@@ -143,9 +134,6 @@ def drop_reason(chosen, rejected, on_truncated: str) -> str | None:
 
 
 def run_pref(cfg: PrefConfig) -> int:
-    from tqdm import tqdm
-
-    rank, world = distributed_rank()
     prompts = {
         "preferred": read_prompts(cfg.preferred_prompt_file, "preferred"),
         "captioning": read_prompts(cfg.captioning_prompts_file, "captioning"),
@@ -154,19 +142,11 @@ def run_pref(cfg: PrefConfig) -> int:
     items = select_images(list_source_images(cfg), cfg.max_samples, cfg.seed)
     if not items:
         raise ValueError(f"no image files found in {cfg.image_dir or cfg.image_list}")
-    mine = items[rank::world]
-
-    output = ShardedOutput(cfg.dataset_dir, cfg.dataset_name, rank, world)
     fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts}
-    output.prepare(fingerprint, cfg.overwrite)
-    if rank == 0:
-        merge_dataset_info(output.dataset_dir, cfg.dataset_name, {"file_name": cfg.dataset_name, **PREF_DATASET_ENTRY})
-    done = set() if cfg.overwrite else output.done_keys(lambda record: record["stic"]["image"])
-    todo = [item for item in mine if item.key not in done]
-    logger.info(
-        "%d images in total, %d for process %d of %d, %d already done, %d to do",
-        len(items), len(mine), rank, world, len(mine) - len(todo), len(todo),
-    )  # fmt: skip
+    entry = {"file_name": cfg.dataset_name, **PREF_DATASET_ENTRY}
+    output = start_run(cfg, cfg.dataset_name, fingerprint, entry)
+    rank, world = output.rank, output.world_size
+    todo = my_todo(output, items, lambda item: item.key, lambda record: record["stic"]["image"], cfg.overwrite)
 
     run = Counter()
     seconds = 0.0
@@ -178,22 +158,19 @@ def run_pref(cfg: PrefConfig) -> int:
             cfg.trust_remote_code, cfg.infer_dtype,
         )  # fmt: skip
         started = time.time()  # generation speed, model loading excluded
-        batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
         records, skipped_log = output.open_writers()
-        progress = tqdm(total=len(todo), unit="img", desc="pref" if world == 1 else f"pref {rank}/{world}")
         # Images of the next batch are read and corrupted on a thread while the model generates.
-        with records, skipped_log, ThreadPoolExecutor(max_workers=1) as reader:
-            upcoming = reader.submit(prepare, batches[0], cfg, prompts)
-            for index in range(len(batches)):
-                ready, skipped = upcoming.result()
-                if index + 1 < len(batches):
-                    upcoming = reader.submit(prepare, batches[index + 1], cfg, prompts)
+        batches = prefetched_batches(
+            todo, cfg.batch_size, lambda batch: prepare(batch, cfg, prompts), progress_name("pref", rank, world), world
+        )
+        with records, skipped_log:
+            for index, (batch, (ready, skipped)) in enumerate(batches):
                 for entry in skipped:
                     logger.warning("skipped %s: %s %s", entry["key"], entry["reason"], entry["detail"])
                     skipped_log.write(entry)
                     run[f"skipped: {entry['reason']}"] += 1
-                requests = [Request(user_turn(p.plan.preferred_prompt), p.image) for p in ready]
-                requests += [Request(user_turn(p.plan.rejected_prompt), p.rejected_image) for p in ready]
+                requests = [Request.single(user_turn(p.plan.preferred_prompt), p.image) for p in ready]
+                requests += [Request.single(user_turn(p.plan.rejected_prompt), p.rejected_image) for p in ready]
                 outputs = generator.generate(
                     requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=cfg.seed + 100_003 * rank + index
                 )
@@ -207,8 +184,6 @@ def run_pref(cfg: PrefConfig) -> int:
                         continue
                     records.write(build_record(prepared, chosen, rejected, output.dataset_dir))
                     run["pairs written"] += 1
-                progress.update(len(batches[index]))
-        progress.close()
         seconds = time.time() - started
 
     stats = write_stats(output, cfg.dataset_name, rank, world, run, seconds)

@@ -1,0 +1,128 @@
+"""``stic-cli dar``: describe-and-respond inference (the paper's DaR).
+
+Run: ``stic-cli dar recipes/dar.yaml dataset=my_questions metric=choice`` (``dar=false`` answers
+directly, to compare both on the same model). Pass 1 describes each image (the image is sent); pass 2
+answers with the description infused into the question exactly as in stage 2. One prediction::
+
+    {"id": 17, "question": "<image>\\nWhich animal is shown?\\nA. cat\\nB. dog", "description": "A small dog ...",
+     "prediction": "B", "reference": "B"}
+"""
+
+import json
+import logging
+import time
+from collections import Counter
+
+from .config import DarConfig
+from .describe import ImageDescriber, load_images
+from .engine import Request
+from .images import BadImage
+from .infusion import infuse_messages, read_infusion_format
+from .metrics import accuracy
+from .output import atomic_write_text
+from .runs import my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
+from .sources import Sample, load_samples
+
+logger = logging.getLogger("stic_plugin.dar")
+
+
+def question_and_reference(sample: Sample) -> tuple[list[dict], str | None]:
+    """The conversation to answer, and the reference answer when the data has one."""
+    messages = sample.messages
+    if messages and messages[-1]["role"] == "assistant":
+        return messages[:-1], (messages[-1]["content"] or None)
+    return messages, None
+
+
+def run_dar(cfg: DarConfig) -> int:
+    from llamafactory.extras.constants import IMAGE_PLACEHOLDER
+
+    from .engine import VisionLanguageGenerator
+
+    infusion_format = read_infusion_format(cfg.infusion_format_file)
+    samples = sample_reproducibly(load_samples(cfg), cfg.num_samples, cfg.seed, "dar")
+    if not samples:
+        raise ValueError("the input holds no question")
+    fingerprint = {**cfg.generation_fingerprint(), "infusion_format": infusion_format}
+    output = start_run(cfg, cfg.predictions_name, fingerprint, None)
+    todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["id"]), cfg.overwrite)
+
+    generator = None
+
+    def get_generator():
+        nonlocal generator
+        if generator is None:
+            generator = VisionLanguageGenerator(
+                cfg.model_name_or_path, cfg.template, cfg.adapter_name_or_path, cfg.image_max_pixels,
+                cfg.trust_remote_code, cfg.infer_dtype,
+            )  # fmt: skip
+        return generator
+
+    describer = ImageDescriber(get_generator, [cfg.description_prompt], cfg, cfg.description_max_new_tokens, None, "")
+    run = Counter()
+    started = time.time()
+    predictions, skipped_log = output.open_writers()
+    batches = prefetched_batches(
+        todo,
+        cfg.batch_size,
+        lambda batch: load_images([path for s in batch for path in s.images], cfg.max_image_pixels),
+        progress_name("dar" if cfg.dar else "answer", output.rank, output.world_size),
+    )
+    with predictions, skipped_log:
+        for index, (batch, images) in enumerate(batches):
+            seed = cfg.seed + 100_003 * output.rank + 1_009 * index
+            if cfg.dar:
+                describer.describe(images, seed=seed)
+            requests, kept = [], []
+            for sample in batch:
+                bad_path = next((p for p in sample.images if isinstance(images.get(p), BadImage)), None)
+                if bad_path is not None:
+                    bad = images[bad_path]
+                    skipped_log.write(dict(key=sample.key, path=bad_path, kind="skipped", reason=bad.reason,
+                                           detail=bad.detail))  # fmt: skip
+                    run[f"skipped: {bad.reason}"] += 1
+                    continue
+                messages, reference = question_and_reference(sample)
+                descriptions = [describer.descriptions[p]["description"] for p in sample.images] if cfg.dar else []
+                if descriptions:
+                    messages = infuse_messages(messages, descriptions, infusion_format, IMAGE_PLACEHOLDER)
+                requests.append(Request(messages, [images[p] for p in sample.images], sample.system or None))
+                kept.append((sample, reference, descriptions))
+            answers = get_generator().generate(requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=seed)
+            for (sample, reference, descriptions), answer in zip(kept, answers):
+                question = next((m["content"] for m in sample.messages if m["role"] == "user"), "")
+                predictions.write({
+                    "id": sample.index,
+                    "question": question,
+                    "description": "\n\n".join(descriptions),
+                    "prediction": answer.text,
+                    "reference": reference,
+                })  # fmt: skip
+                run["answered"] += 1
+                run["output tokens"] += answer.tokens
+    run.update(describer.counts)
+    return finish(cfg, output, run, time.time() - started)
+
+
+def finish(cfg: DarConfig, output, run: Counter, seconds: float) -> int:
+    records = list(output.records())
+    stats = {
+        "predictions": len(records),
+        "mode": "describe-and-respond" if cfg.dar else "direct",
+        "skipped": dict(Counter(entry["reason"] for entry in output.skipped())),
+        "last_process": {"rank": output.rank, "answered": run["answered"], "seconds": round(seconds, 3),
+                         "images_described": run["images described"]},  # fmt: skip
+    }
+    lines = [f"stic-cli dar: {len(records)} predictions ({stats['mode']}) in {output.data_dir}"]
+    if cfg.metric != "none":
+        correct, counted = accuracy([(r["prediction"], r["reference"]) for r in records], cfg.metric)
+        stats.update(metric=cfg.metric, correct=correct, counted=counted,
+                     accuracy=round(correct / counted, 6) if counted else None)  # fmt: skip
+        if counted:
+            lines.append(f"  accuracy ({cfg.metric}): {correct / counted:.4f} ({correct}/{counted})")
+        else:
+            lines.append(f"  accuracy ({cfg.metric}): no prediction has a reference answer")
+    atomic_write_text(output.stats_path, json.dumps(stats, indent=2) + "\n")
+    lines.append(f"  statistics: {output.stats_path}")
+    print("\n".join(lines), flush=True)
+    return 0 if records else 1

@@ -1,0 +1,71 @@
+"""Image descriptions for ``infuse`` and ``dar``: each image described once, reused across samples and resumes."""
+
+from collections import Counter
+from pathlib import Path
+
+from .engine import Request, user_turn
+from .images import BadImage, load_image
+from .output import JsonlAppender, read_jsonl
+from .planning import image_rng
+
+
+def load_images(paths: list[str], max_image_pixels: int) -> dict[str, object]:
+    """path -> PIL image, or the BadImage that says why it cannot be used."""
+    loaded = {}
+    for path in dict.fromkeys(paths):
+        try:
+            loaded[path] = load_image(path, max_image_pixels)
+        except BadImage as bad:
+            loaded[path] = bad
+    return loaded
+
+
+class ImageDescriber:
+    """Describes images with the prompt drawn for each from (seed, path); remembers every description."""
+
+    def __init__(self, make_generator, prompts: list[str], cfg, max_new_tokens: int, log_dir: Path | None, part: str):
+        self._make_generator = make_generator
+        self._generator = None
+        self.prompts, self.cfg, self.max_new_tokens = prompts, cfg, max_new_tokens
+        self.descriptions: dict[str, dict] = {}
+        self.counts = Counter()
+        self._log = None
+        if log_dir is not None:  # descriptions written by earlier runs, any process
+            for path in sorted(log_dir.glob("descriptions-*.jsonl")):
+                for entry in read_jsonl(path):
+                    self.descriptions[entry["image"]] = entry
+            self._log = JsonlAppender(log_dir / f"descriptions-{part}")
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            self._generator = self._make_generator()
+        return self._generator
+
+    def prompt_for(self, path: str) -> str:
+        if len(self.prompts) == 1:
+            return self.prompts[0]
+        return image_rng(self.cfg.seed, path, "describe").choice(self.prompts)
+
+    def describe(self, images: dict[str, object], seed: int) -> None:
+        """Describe the good images not described yet, ``batch_size`` per generation call."""
+        todo = [path for path, image in images.items() if path not in self.descriptions and not isinstance(image, BadImage)]
+        for start in range(0, len(todo), self.cfg.batch_size):
+            chunk = todo[start : start + self.cfg.batch_size]
+            prompts = [self.prompt_for(path) for path in chunk]
+            requests = [Request.single(user_turn(prompt), images[path]) for path, prompt in zip(chunk, prompts)]
+            outputs = self.generator.generate(
+                requests, self.max_new_tokens, self.cfg.temperature, self.cfg.top_p, seed=seed + start
+            )
+            for path, prompt, generated in zip(chunk, prompts, outputs):
+                entry = {"image": path, "prompt": prompt, "description": generated.text,
+                         "tokens": generated.tokens, "truncated": generated.truncated}  # fmt: skip
+                self.descriptions[path] = entry
+                self.counts["images described"] += 1
+                self.counts["output tokens"] += generated.tokens
+                if self._log is not None:
+                    self._log.write(entry)
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()

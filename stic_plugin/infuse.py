@@ -1,0 +1,162 @@
+"""``stic-cli infuse``: stage-2 description-infused SFT data (paper Algorithm 2).
+
+Run: ``stic-cli infuse recipes/infuse.yaml llava_file=llava_v1_5_mix665k.json image_folder=/data``.
+The stage-1 model (``model_name_or_path`` + ``adapter_name_or_path``) describes each sampled image;
+the description goes into the first user turn; every other turn and every answer is kept as it is.
+One output record (sharegpt)::
+
+    {"messages": [{"role": "user", "content": "<image>\\nImage description:\\nA red bus ...\\n\\nWhat color is the bus?"},
+                  {"role": "assistant", "content": "Red."}],
+     "images": ["../coco/train2017/000000033471.jpg"],
+     "stic": {"sample": 1234, "descriptions": "[\\"A red bus ...\\"]", "description_prompts": "[...]"}}
+"""
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+
+from .config import InfuseConfig
+from .describe import ImageDescriber, load_images
+from .images import BadImage
+from .infusion import infuse_messages, read_infusion_format
+from .output import atomic_write_text
+from .runs import my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
+from .sources import Sample, load_samples
+from .templates import read_prompts
+
+logger = logging.getLogger("stic_plugin.infuse")
+
+SFT_DATASET_ENTRY = {
+    "formatting": "sharegpt",
+    "columns": {"messages": "messages", "images": "images"},
+    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+             "system_tag": "system"},
+}  # fmt: skip
+
+
+def relative_images(paths: list[str], dataset_dir) -> list[str]:
+    out = []
+    for path in paths:
+        try:
+            out.append(os.path.relpath(path, dataset_dir))
+        except ValueError:  # another drive
+            out.append(path)
+    return out
+
+
+def sft_record(sample: Sample, messages: list[dict], dataset_dir, descriptions: list[dict]) -> dict:
+    system = [{"role": "system", "content": sample.system}] if sample.system else []
+    return {
+        "messages": system + messages,
+        "images": relative_images(sample.images, dataset_dir),
+        # Text fields only (JSON inside strings): one schema for every record, text-only samples included.
+        "stic": {
+            "sample": sample.index,
+            "descriptions": json.dumps([d["description"] for d in descriptions], ensure_ascii=False),
+            "description_prompts": json.dumps([d["prompt"] for d in descriptions], ensure_ascii=False),
+        },
+    }
+
+
+def run_infuse(cfg: InfuseConfig) -> int:
+    from llamafactory.extras.constants import IMAGE_PLACEHOLDER
+
+    infusion_format = read_infusion_format(cfg.infusion_format_file)
+    prompts = read_prompts(cfg.description_prompts_file, "description")
+    samples = sample_reproducibly(load_samples(cfg), cfg.num_samples, cfg.seed, "infuse")
+    if not samples:
+        raise ValueError("the input holds no sample")
+    fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts, "infusion_format": infusion_format}
+    output = start_run(cfg, cfg.dataset_name, fingerprint, {"file_name": cfg.dataset_name, **SFT_DATASET_ENTRY})
+    todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["stic"]["sample"]), cfg.overwrite)
+
+    def make_generator():
+        from .engine import VisionLanguageGenerator
+
+        return VisionLanguageGenerator(
+            cfg.model_name_or_path, cfg.template, cfg.adapter_name_or_path, cfg.image_max_pixels,
+            cfg.trust_remote_code, cfg.infer_dtype,
+        )  # fmt: skip
+
+    part = output.records_path.name
+    describer = ImageDescriber(make_generator, prompts, cfg, cfg.max_new_tokens, output.meta_dir, part)
+    run = Counter()
+    started = time.time()
+    records, skipped_log = output.open_writers()
+    batches = prefetched_batches(
+        todo,
+        cfg.batch_size,
+        lambda batch: load_images([path for s in batch for path in s.images if path not in describer.descriptions],
+                                  cfg.max_image_pixels),  # fmt: skip
+        progress_name("infuse", output.rank, output.world_size),
+    )
+    with records, skipped_log:
+        for index, (batch, images) in enumerate(batches):
+            describer.describe(images, seed=cfg.seed + 100_003 * output.rank + 1_009 * index)
+            for sample in batch:
+                if not sample.images:
+                    if cfg.keep_text_only:
+                        records.write(sft_record(sample, sample.messages, output.dataset_dir, []))
+                        run["text-only kept"] += 1
+                    else:
+                        skipped_log.write(dict(key=sample.key, path="", kind="dropped", reason="text-only", detail=""))
+                        run["dropped: text-only"] += 1
+                    continue
+                bad_path = next((p for p in sample.images if isinstance(images.get(p), BadImage)), None)
+                if bad_path is not None:
+                    bad = images[bad_path]
+                    logger.warning("skipped sample %s: %s (%s)", sample.key, bad, bad_path)
+                    skipped_log.write(dict(key=sample.key, path=bad_path, kind="skipped", reason=bad.reason,
+                                           detail=bad.detail))  # fmt: skip
+                    run[f"skipped: {bad.reason}"] += 1
+                    continue
+                descriptions = [describer.descriptions[path] for path in sample.images]
+                texts = [d["description"] for d in descriptions]
+                messages = infuse_messages(sample.messages, texts, infusion_format, IMAGE_PLACEHOLDER)
+                records.write(sft_record(sample, messages, output.dataset_dir, descriptions))
+                run["infused"] += 1
+    describer.close()
+    seconds = time.time() - started
+    run.update(describer.counts)
+    return finish(output, cfg.dataset_name, run, seconds)
+
+
+def finish(output, name: str, run: Counter, seconds: float) -> int:
+    written = sum(1 for _ in output.records())
+    skipped, dropped = Counter(), Counter()
+    for entry in output.skipped():
+        (dropped if entry["kind"] == "dropped" else skipped)[entry["reason"]] += 1
+    stats = {
+        "dataset": name,
+        "samples": written,
+        "skipped": dict(sorted(skipped.items())),
+        "dropped": dict(sorted(dropped.items())),
+        "last_process": {
+            "rank": output.rank,
+            "world_size": output.world_size,
+            "seconds": round(seconds, 3),
+            "infused": run["infused"],
+            "text_only_kept": run["text-only kept"],
+            "images_described": run["images described"],
+            "output_tokens": run["output tokens"],
+            "output_tokens_per_second": round(run["output tokens"] / seconds, 2) if seconds > 0 else 0.0,
+        },
+    }
+    atomic_write_text(output.stats_path, json.dumps(stats, indent=2) + "\n")
+    last = stats["last_process"]
+    print(
+        f"stic-cli infuse: {written} samples in {output.data_dir}\n"
+        f"  this process:   {last['infused']} infused, {last['text_only_kept']} text-only kept, "
+        f"{last['images_described']} images described, {last['output_tokens']} output tokens in "
+        f"{last['seconds']:.1f} s ({last['output_tokens_per_second']:.1f} tokens/s)\n"
+        f"  skipped:        {stats['skipped'] or 'none'}\n"
+        f"  dropped:        {stats['dropped'] or 'none'}\n"
+        f"  statistics:     {output.stats_path}",
+        flush=True,
+    )
+    if written == 0:
+        logger.error("no sample could be produced; see the reasons above")
+        return 1
+    return 0

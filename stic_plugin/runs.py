@@ -1,0 +1,65 @@
+"""What every generator run shares: sampling and sharding, resume, the batch loop with read-ahead."""
+
+import logging
+import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence, TypeVar
+
+from .config import distributed_rank
+from .output import ShardedOutput, merge_dataset_info
+
+T = TypeVar("T")
+logger = logging.getLogger("stic_plugin")
+
+
+def sample_reproducibly(items: Sequence[T], count: int | None, seed: int, purpose: str) -> list[T]:
+    """``count`` items drawn with ``seed`` (all of them when count is None), in their original order."""
+    if count is None or count >= len(items):
+        return list(items)
+    chosen = sorted(random.Random(f"stic:sample:{purpose}:{seed}").sample(range(len(items)), count))
+    return [items[index] for index in chosen]
+
+
+def start_run(cfg, name: str, fingerprint: dict, dataset_entry: dict | None) -> ShardedOutput:
+    """This process's view of the output, checked against the configuration; the dataset entry merged."""
+    rank, world = distributed_rank()
+    output = ShardedOutput(cfg.dataset_dir, name, rank, world)
+    output.prepare(fingerprint, cfg.overwrite)
+    if rank == 0 and dataset_entry is not None:
+        merge_dataset_info(output.dataset_dir, name, dataset_entry)
+    return output
+
+
+def my_todo(output: ShardedOutput, units: Sequence[T], key_of: Callable[[T], str], record_key, overwrite: bool):
+    """This process's share (every world_size-th unit), less what any earlier run already wrote or skipped."""
+    mine = list(units[output.rank :: output.world_size])
+    done = set() if overwrite else output.done_keys(record_key)
+    todo = [unit for unit in mine if key_of(unit) not in done]
+    logger.info(
+        "%d in total, %d for process %d of %d, %d already done, %d to do",
+        len(units), len(mine), output.rank, output.world_size, len(mine) - len(todo), len(todo),
+    )  # fmt: skip
+    return todo
+
+
+def progress_name(command: str, rank: int, world: int) -> str:
+    return command if world == 1 else f"{command} {rank}/{world}"
+
+
+def prefetched_batches(todo: Sequence[T], batch_size: int, prepare: Callable, desc: str, world: int = 1) -> Iterator:
+    """(batch, prepare(batch)) for each batch; the next batch is prepared on a thread while this one runs."""
+    from tqdm import tqdm
+
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    if not batches:
+        return
+    progress = tqdm(total=len(todo), unit="it", desc=desc)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        upcoming = reader.submit(prepare, batches[0])
+        for index, batch in enumerate(batches):
+            prepared = upcoming.result()
+            if index + 1 < len(batches):
+                upcoming = reader.submit(prepare, batches[index + 1])
+            yield batch, prepared
+            progress.update(len(batch))
+    progress.close()

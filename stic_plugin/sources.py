@@ -1,0 +1,79 @@
+"""Instruction data to describe (``infuse``) or answer (``dar``): any dataset LLaMA-Factory reads.
+
+A dataset named in a ``dataset_info.json`` goes through LLaMA-Factory's own loader and format
+converters (alpaca, sharegpt, openai, and this plugin's llava and stic); a LLaVA JSON file is read
+with the ``llava`` formatter. Either way each sample becomes a :class:`Sample`.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+
+@dataclass
+class Sample:
+    index: int  # position in the source dataset
+    messages: list[dict]  # user/assistant turns; the last is the reference answer (SFT) when present
+    images: list[str] = field(default_factory=list)  # resolved paths, in placeholder order
+    system: str = ""
+
+    @property
+    def key(self) -> str:
+        return str(self.index)
+
+
+def _to_sample(index: int, aligned: dict) -> Sample:
+    messages = [dict(m) for m in aligned["_prompt"]] + [dict(m) for m in aligned["_response"][:1]]
+    return Sample(index, messages, list(aligned.get("_images") or []), aligned.get("_system") or "")
+
+
+def load_llava_file(path: str, image_folder: str | None) -> list[Sample]:
+    from llamafactory.data.parser import DatasetAttr
+    from llamafactory.hparams import DataArguments
+
+    from .converters import LlavaDatasetConverter
+
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()] if source.suffix == ".jsonl" else json.loads(text)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the LLaVA data {path}: {err}") from err
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: LLaVA data is a JSON list of records")
+    folder = str(Path(image_folder).absolute()) if image_folder else str(source.absolute().parent)
+    attr = DatasetAttr("file", dataset_name=source.name)
+    attr.join({"formatting": "llava"})
+    converter = LlavaDatasetConverter(attr, DataArguments(dataset_dir=folder, media_dir=folder))
+    return [_to_sample(index, converter(row)) for index, row in enumerate(rows)]
+
+
+def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> list[Sample]:
+    """One dataset from ``dataset_dir/dataset_info.json``, aligned by LLaMA-Factory's loader."""
+    from llamafactory.data.loader import _load_single_dataset
+    from llamafactory.data.parser import get_dataset_list
+    from llamafactory.hparams import DataArguments
+
+    (attr,) = get_dataset_list([name], dataset_dir)
+    if attr.ranking:
+        raise ValueError(f"dataset `{name}` is preference data (`ranking: true`); give instruction (SFT) data")
+    data_args = DataArguments(dataset_dir=dataset_dir, media_dir=media_dir or dataset_dir)
+    # Only the attributes the loader reads: cache and hub settings, and the process index.
+    model_args = SimpleNamespace(cache_dir=None, hf_hub_token=None, ms_hub_token=None, om_hub_token=None)
+    training_args = SimpleNamespace(local_process_index=0, dataloader_num_workers=0)
+    dataset = _load_single_dataset(attr, model_args, data_args, training_args)
+    samples = []
+    for index, aligned in enumerate(dataset):
+        if not aligned["_prompt"]:
+            raise ValueError(f"dataset `{name}`, sample {index}: LLaMA-Factory could not read it (see the log above)")
+        samples.append(_to_sample(index, aligned))
+    return samples
+
+
+def load_samples(cfg) -> list[Sample]:
+    if (cfg.dataset is None) == (cfg.llava_file is None):
+        raise ValueError("Set exactly one of `dataset` (a name in dataset_info.json) and `llava_file`.")
+    if cfg.dataset is not None:
+        return load_named_dataset(cfg.dataset, cfg.source_dataset_dir, cfg.media_dir)
+    return load_llava_file(cfg.llava_file, cfg.image_folder)

@@ -1,0 +1,77 @@
+"""Description infusion and answer scoring: exact strings, written by hand."""
+
+import pytest
+
+from stic_plugin.infusion import default_infusion_format_file, infuse_messages, infuse_turn, read_infusion_format
+from stic_plugin.metrics import accuracy, choice_letter, is_correct
+
+FORMAT = read_infusion_format(default_infusion_format_file())
+
+
+def test_default_format_is_the_authors():
+    assert FORMAT == "{images}\nImage description:\n{description}\n\n{instruction}"
+
+
+def test_placeholder_first_gets_the_description_right_after_it():
+    assert infuse_turn("<image>\nWhat color is the bus?", ["A red bus."], FORMAT) == (
+        "<image>\nImage description:\nA red bus.\n\nWhat color is the bus?"
+    )
+    assert infuse_turn("<image>What?", ["D."], FORMAT) == "<image>\nImage description:\nD.\n\nWhat?"
+
+
+def test_placeholder_elsewhere_gets_the_description_in_front():
+    assert infuse_turn("Describe briefly.\n<image>", ["D."], FORMAT) == "Image description:\nD.\n\nDescribe briefly.\n<image>"
+
+
+def test_several_images_are_labelled_in_order():
+    assert infuse_turn("<image><image>\nCompare them.", ["First.", "Second."], FORMAT) == (
+        "<image><image>\nImage description:\nImage 1: First.\n\nImage 2: Second.\n\nCompare them."
+    )
+    assert infuse_turn("Is <image> like <image>?", ["x", "y"], FORMAT) == (
+        "Image description:\nImage 1: x\n\nImage 2: y\n\nIs <image> like <image>?"
+    )
+
+
+def test_only_the_first_user_turn_changes():
+    messages = [
+        {"role": "user", "content": "<image>\nQ1"},
+        {"role": "assistant", "content": "A1 <image> literal"},
+        {"role": "user", "content": "<image>\nQ2"},
+        {"role": "assistant", "content": "A2"},
+    ]
+    out = infuse_messages(messages, ["D"], FORMAT, "<image>")
+    assert out[0]["content"] == "<image>\nImage description:\nD\n\nQ1"
+    assert out[1:] == messages[1:]
+    assert messages[0]["content"] == "<image>\nQ1"  # the input is not modified
+    assert infuse_messages(messages, [], FORMAT, "<image>") == messages  # text-only: unchanged
+
+
+def test_custom_format_and_bad_formats(tmp_path):
+    custom = tmp_path / "format.txt"
+    custom.write_text("{images}Context: {description} | {instruction}\n")
+    fmt = read_infusion_format(str(custom))
+    assert infuse_turn("<image>\nQ", ["D"], fmt) == "<image>Context: D | Q"
+    custom.write_text("{images} {description}")
+    with pytest.raises(ValueError, match="must contain {instruction}"):
+        read_infusion_format(str(custom))
+    custom.write_text("{description} {instruction} {caption}")
+    with pytest.raises(ValueError, match="unknown field or a stray brace"):
+        read_infusion_format(str(custom))
+
+
+@pytest.mark.parametrize(
+    "text,letter",
+    [("B", "B"), ("(C) a cat", "C"), ("D. dog", "D"), ("The answer is A.", "A"), ("Answer: (b)", "B"),
+     ("I think it is the (D) option", "D"), ("a dog", None), ("", None), (None, None)],
+)  # fmt: skip
+def test_choice_letter(text, letter):
+    assert choice_letter(text) == letter
+
+
+def test_exact_contains_and_accuracy():
+    assert is_correct("Paris.", " paris", "exact") and not is_correct("Paris, France", "Paris", "exact")
+    assert is_correct("It is Paris, France", "paris", "contains") and not is_correct("Lyon", "Paris", "contains")
+    pairs = [("B", "B"), ("(A)", "B"), ("The answer is C", "C"), ("x", None), ("D", "")]
+    assert accuracy(pairs, "choice") == (2, 3)  # references missing or empty are not counted
+    with pytest.raises(ValueError, match="unknown metric"):
+        is_correct("a", "a", "bleu")
