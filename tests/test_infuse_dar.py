@@ -1,0 +1,158 @@
+"""`stic-cli infuse` and `stic-cli dar` end to end on the tiny models, in subprocesses."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli
+from stic_plugin.infusion import default_infusion_format_file, infuse_messages, read_infusion_format
+
+pytestmark = pytest.mark.slow
+FORMAT = read_infusion_format(default_infusion_format_file())
+
+
+def llava_records():
+    return [
+        {"id": "multi-turn", "image": "image_000.png", "conversations": [
+            {"from": "human", "value": "<image>\nWhat color is it?"}, {"from": "gpt", "value": "Red."},
+            {"from": "human", "value": "And the shape?"}, {"from": "gpt", "value": "Round, with <b>edges</b>."}]},
+        {"id": "placeholder-last", "image": "image_001.png", "conversations": [
+            {"from": "human", "value": "Describe briefly.\n<image>"}, {"from": "gpt", "value": "Shapes."}]},
+        {"id": "text-only", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
+        {"id": "same-image", "image": "image_000.png", "conversations": [
+            {"from": "human", "value": "<image>\nSame picture?"}, {"from": "gpt", "value": "Yes."}]},
+        {"id": "two-images", "image": ["image_002.png", "image_003.png"], "conversations": [
+            {"from": "human", "value": "<image><image>\nCompare."}, {"from": "gpt", "value": "Alike."}]},
+        {"id": "broken", "image": "broken.png", "conversations": [
+            {"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "?"}]},
+    ]  # fmt: skip
+
+
+def infuse_args(tiny, llava_file, image_folder, dataset_dir, **keys):
+    values = dict(model_name_or_path=tiny["tiny-llava"], template="llava", llava_file=str(llava_file),
+                  image_folder=str(image_folder), dataset_dir=str(dataset_dir), max_new_tokens=10, batch_size=2)  # fmt: skip
+    values.update(keys)
+    return ["stic-cli", "infuse"] + [f"{key}={value}" for key, value in values.items()]
+
+
+def read_records(folder: Path) -> list[dict]:
+    return [json.loads(line) for part in sorted(folder.glob("*.jsonl")) for line in part.read_text().splitlines()]
+
+
+def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(tiny["images"], images)
+    (images / "broken.png").write_bytes(b"")
+    llava_file = tmp_path / "mix.json"
+    llava_file.write_text(json.dumps(llava_records()))
+    data = tmp_path / "data"
+    result = run_cli(infuse_args(tiny, llava_file, images, data), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    records = {record["stic"]["sample"]: record for record in read_records(data / "stic_sft")}
+    assert sorted(records) == [0, 1, 2, 3, 4]  # the broken image's sample is skipped
+    skipped = [json.loads(line) for line in next((data / "stic_sft.stic").glob("skipped-*")).read_text().splitlines()]
+    assert [(s["key"], s["reason"]) for s in skipped] == [("5", "empty file")]
+
+    source = llava_records()
+    for index, record in records.items():
+        conversation = [{"role": "user" if t["from"] == "human" else "assistant", "content": t["value"]}
+                        for t in source[index]["conversations"]]  # fmt: skip
+        descriptions = json.loads(record["stic"]["descriptions"])
+        assert record["messages"] == infuse_messages(conversation, descriptions, FORMAT, "<image>")
+        assert record["messages"][1:] == conversation[1:]  # every other turn byte-identical
+        assert len(record["images"]) == len(descriptions)
+    assert records[0]["messages"][0]["content"].startswith("<image>\nImage description:\n")
+    assert records[1]["messages"][0]["content"].startswith("Image description:\n")
+    assert records[1]["messages"][0]["content"].endswith("\n\nDescribe briefly.\n<image>")
+    assert records[2]["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    assert "Image 1: " in records[4]["messages"][0]["content"] and "Image 2: " in records[4]["messages"][0]["content"]
+    assert records[0]["stic"]["descriptions"] == records[3]["stic"]["descriptions"]  # one image, one description
+    described = [json.loads(line) for line in next((data / "stic_sft.stic").glob("descriptions-*")).read_text().splitlines()]
+    assert len(described) == 4  # images 000, 001, 002, 003: each once
+
+    info = json.loads((data / "dataset_info.json").read_text())
+    recipe = {
+        "model_name_or_path": tiny["tiny-llava"], "template": "llava", "stage": "sft", "do_train": True,
+        "finetuning_type": "lora", "lora_target": "all", "dataset": "stic_sft", "dataset_dir": str(data),
+        "cutoff_len": 512, "output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 2, "max_steps": 2,
+        "logging_steps": 1, "report_to": "none", "use_cpu": True,
+    }  # fmt: skip
+    assert info["stic_sft"]["file_name"] == "stic_sft"
+    (tmp_path / "stage2.yaml").write_text(yaml.safe_dump(recipe))
+    result = run_cli(["llamafactory-cli", "train", str(tmp_path / "stage2.yaml")], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    again = run_cli(infuse_args(tiny, llava_file, images, data), cwd=tmp_path)  # resume: nothing left to do
+    assert again.returncode == 0 and len(read_records(data / "stic_sft")) == 5
+    assert "6 already done, 0 to do" in again.stderr  # 5 written, 1 skipped: none redone
+
+
+def _random_adapter(model_dir: str, out_dir: Path) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlavaForConditionalGeneration
+
+    model = LlavaForConditionalGeneration.from_pretrained(model_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    torch.manual_seed(0)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.5)  # far from the identity, so the adapter must change what is written
+    peft_model.save_pretrained(out_dir)
+    return out_dir
+
+
+def test_infuse_from_a_named_dataset_applies_the_stage1_adapter(tiny, tmp_path):
+    adapter = _random_adapter(tiny["tiny-llava"], tmp_path / "adapter")
+    data_in = tmp_path / "source"
+    data_in.mkdir()
+    (data_in / "mix.json").write_text(json.dumps(llava_records()[:2]))
+    (data_in / "dataset_info.json").write_text(json.dumps({"mix": {"file_name": "mix.json", "formatting": "llava"}}))
+    outputs = {}
+    for name, extra in (("base", {}), ("tuned", {"adapter_name_or_path": str(adapter)})):
+        args = ["stic-cli", "infuse", f"model_name_or_path={tiny['tiny-llava']}", "template=llava", "dataset=mix",
+                f"source_dataset_dir={data_in}", f"media_dir={tiny['images']}", f"dataset_dir={tmp_path / 'out'}",
+                f"dataset_name={name}", "temperature=0", "max_new_tokens=12"]  # fmt: skip
+        args += [f"{key}={value}" for key, value in extra.items()]
+        result = run_cli(args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[name] = [record["stic"]["descriptions"] for record in read_records(tmp_path / "out" / name)]
+    assert len(outputs["base"]) == len(outputs["tuned"]) == 2
+    assert outputs["base"] != outputs["tuned"]
+    # greedy decoding is deterministic: the difference is the adapter, not chance
+    again = run_cli(["stic-cli", "infuse", f"model_name_or_path={tiny['tiny-llava']}", "template=llava", "dataset=mix",
+                     f"source_dataset_dir={data_in}", f"media_dir={tiny['images']}", f"dataset_dir={tmp_path / 'out'}",
+                     "dataset_name=base2", "temperature=0", "max_new_tokens=12"], cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0
+    assert [r["stic"]["descriptions"] for r in read_records(tmp_path / "out" / "base2")] == outputs["base"]
+
+
+def test_dar_accuracy_matches_a_hand_count(tiny, tmp_path):
+    questions = [
+        {"id": str(i), "image": f"image_00{i}.png", "conversations": [
+            {"from": "human", "value": "<image>\nName one letter."}, {"from": "gpt", "value": letter}]}
+        for i, letter in enumerate(["e", "a", "zzzz", "t", "s", "q"])
+    ]  # fmt: skip
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    base = ["stic-cli", "dar", f"model_name_or_path={tiny['tiny-llava']}", "template=llava",
+            f"llava_file={tmp_path / 'q.json'}", f"image_folder={tiny['images']}", f"dataset_dir={tmp_path / 'pred'}",
+            "max_new_tokens=16", "description_max_new_tokens=8", "metric=contains"]  # fmt: skip
+    for mode in ("true", "false"):
+        result = run_cli(base + [f"dar={mode}", f"predictions_name=dar_{mode}"], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        predictions = read_records(tmp_path / "pred" / f"dar_{mode}")
+        assert sorted(p["id"] for p in predictions) == list(range(6))
+        # the hand count: is the reference letter somewhere in the prediction, ignoring case
+        correct = sum(p["reference"].lower() in p["prediction"].lower() for p in predictions)
+        assert f"accuracy (contains): {correct / 6:.4f} ({correct}/6)" in result.stdout
+        stats = json.loads((tmp_path / "pred" / f"dar_{mode}.stats.json").read_text())
+        assert (stats["correct"], stats["counted"]) == (correct, 6)
+        has_descriptions = all(p["description"] for p in predictions)
+        assert has_descriptions == (mode == "true")
+        if mode == "true":
+            assert all(p["question"] == "<image>\nName one letter." for p in predictions)
