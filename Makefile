@@ -1,4 +1,4 @@
-# make demo  - the project's main job: a tiny end-to-end STIC run on CPU (creates .venv if missing)
+# make demo  - the project's main job: the whole STIC pipeline on a tiny model, on CPU (creates .venv if missing)
 # make test  - the whole test suite (creates .venv if missing)
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m stic_plugin.demo --output-dir demo_output
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/stic-cli demo output_dir=demo_output
 
 test: $(STAMP)
 	bash scripts/ensure_browser.sh

@@ -3,6 +3,7 @@
     stic-cli pref CONFIG.yaml [key=value ...]     stage-1 preference pairs from unlabeled images
     stic-cli infuse CONFIG.yaml [key=value ...]   stage-2 description-infused instruction data
     stic-cli dar CONFIG.yaml [key=value ...]      describe-and-respond answers, scored when answers are known
+    stic-cli demo [output_dir=demo_output]        the whole pipeline on a tiny model, on CPU, nothing downloaded
     stic-cli COMMAND --help                       every key, its default and what it does
 """
 
@@ -11,11 +12,13 @@ import logging
 import sys
 
 from .config import DarConfig, InfuseConfig, PrefConfig, describe_keys, load_config
+from .demo import DemoConfig
 
 COMMANDS = {
     "pref": (PrefConfig, "stic_plugin.pref", "run_pref"),
     "infuse": (InfuseConfig, "stic_plugin.infuse", "run_infuse"),
     "dar": (DarConfig, "stic_plugin.dar", "run_dar"),
+    "demo": (DemoConfig, "stic_plugin.demo", "run_demo"),
 }
 
 

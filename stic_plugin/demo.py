@@ -1,114 +1,171 @@
-"""The smallest end-to-end STIC stage-1 run, on CPU, with nothing downloaded.
+"""``stic-cli demo``: the whole STIC pipeline on a tiny model, on CPU, with nothing downloaded.
 
-Run: ``python -m stic_plugin.demo --output-dir demo_output`` (or ``make demo``). It builds a tiny
-LLaVA-architecture model and sample images, writes a small preference dataset in the format the
-generator writes, trains it with ``llamafactory-cli train`` and ``stage: stic_dpo`` (LoRA), and prints
-a summary. Everything it writes stays under ``--output-dir``; running it again reuses the tiny model.
+Run: ``stic-cli demo`` (or ``make demo``); ``stic-cli demo output_dir=/tmp/stic-demo images=16``.
+It builds (or reuses) a tiny LLaVA-architecture model with random weights and sample images, then
+runs the real commands, each in its own process, exactly as on a GPU machine:
+
+    stic-cli pref      -> llamafactory-cli train (stage 1, stic_dpo)
+    stic-cli infuse    -> llamafactory-cli train (stage 2, sft, continuing the stage-1 adapter)
+    stic-cli dar
+
+The recipes are the shipped ``recipes/llava-1.5-7b/*.yaml`` with tiny-model overrides, written to
+``output_dir/recipes``. Everything, caches included, stays under ``output_dir``; a rerun resumes the
+generators and retrains. The model is random, so the texts are noise: the demo shows the plumbing.
 """
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from .config import option
 from .fixtures import build_all
+from .templates import data_templates_dir
 
-PREF_ENTRY = {
-    "formatting": "sharegpt",
-    "ranking": True,
-    "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected", "images": "images"},
-    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
-}
+RECIPE_MODEL = "llava-1.5-7b"
 
 
-def write_demo_preferences(dataset_dir: Path, images: list[Path]) -> str:
-    """Hand-written pairs (a faithful description against an invented one) for each sample image."""
-    dataset_dir.mkdir(parents=True, exist_ok=True)
-    with open(dataset_dir / "demo_pref.jsonl", "w", encoding="utf-8") as out:
-        for index, image in enumerate(images):
-            record = {
-                "messages": [{"role": "user", "content": "<image>Illustrate the details of the picture."}],
-                "chosen": {"role": "assistant", "content": f"coloured shapes on a plain background, image {index}"},
-                "rejected": {"role": "assistant", "content": "a dog walking on a busy street with many people"},
-                "images": [os.path.relpath(image, dataset_dir)],
-            }
-            out.write(json.dumps(record) + "\n")
-    (dataset_dir / "dataset_info.json").write_text(json.dumps({"demo_pref": {"file_name": "demo_pref.jsonl", **PREF_ENTRY}}, indent=2))
-    return "demo_pref"
+@dataclass
+class DemoConfig:
+    """``stic-cli demo``: the whole STIC pipeline on a tiny model, on CPU, nothing downloaded."""
+
+    command = "demo"
+
+    output_dir: str = option("demo_output", help="Everything the demo writes goes here.")
+    images: int = option(8, help="How many sample images to make.")
+    max_new_tokens: int = option(24, help="Longest generated description or answer, in tokens.")
+
+    def __post_init__(self):
+        if self.images < 2 or self.max_new_tokens < 1:
+            raise ValueError("`images` must be at least 2 and `max_new_tokens` at least 1")
 
 
-def stage1_recipe(model: str, dataset_dir: Path, dataset: str, output_dir: Path) -> dict:
-    return {
-        "model_name_or_path": model,
-        "template": "llava",
-        "stage": "stic_dpo",
-        "do_train": True,
-        "finetuning_type": "lora",
-        "lora_target": "all",
-        "lora_rank": 8,
-        "pref_beta": 0.1,
-        "stic_alpha": 1 / 1024,
-        "dataset": dataset,
-        "dataset_dir": str(dataset_dir),
-        "cutoff_len": 256,
-        "output_dir": str(output_dir),
-        "overwrite_output_dir": True,
-        "per_device_train_batch_size": 2,
-        "num_train_epochs": 2,
-        "logging_steps": 1,
-        "learning_rate": 1.0e-3,
-        "plot_loss": True,
-        "report_to": "none",
-        "use_cpu": True,
-    }
+def recipes_dir() -> Path:
+    """The shipped recipes: beside the package in a checkout, inside it in a wheel."""
+    return data_templates_dir().parent / "recipes"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stic_plugin.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="demo_output", help="everything is written here (default demo_output)")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("MPLCONFIGDIR", str(Path(args.output_dir, ".cache", "matplotlib").absolute()))
-    os.environ.setdefault("HF_HOME", str(Path(args.output_dir, ".cache", "huggingface").absolute()))
-
-    out = Path(args.output_dir).absolute()
-    started = time.time()
-    print(f"[1/3] tiny model and images -> {out / 'fixtures'}")
-    built = build_all(out / "fixtures")
-    images = sorted(Path(built["images"]).glob("*.png"))
-
-    print("[2/3] preference data (stage 1)")
-    dataset_dir = out / "data"
-    dataset = write_demo_preferences(dataset_dir, images)
-
-    print("[3/3] llamafactory-cli train, stage stic_dpo")
+def _tiny_recipe(name: str, overrides: dict) -> dict:
     import yaml
 
-    train_dir = out / "stage1"
-    recipe = out / "stage1.yaml"
-    recipe.write_text(yaml.safe_dump(stage1_recipe(built["tiny-llava"], dataset_dir, dataset, train_dir)))
-    cli = shutil.which("llamafactory-cli") or str(Path(sys.executable).parent / "llamafactory-cli")
-    log_path = out / "stage1.log"
+    shipped = recipes_dir() / RECIPE_MODEL / f"{name}.yaml"
+    values = yaml.safe_load(shipped.read_text()) if shipped.is_file() else {}
+    values.update(overrides)
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _write_source_data(data_dir: Path, images: list[Path]) -> tuple[Path, Path]:
+    """A small LLaVA-format instruction set (for infuse) and multiple-choice questions (for dar)."""
+    colours = ["red", "blue", "green", "yellow"]
+    sft = []
+    for index, image in enumerate(images):
+        sft.append({"id": f"demo-{index}", "image": image.name, "conversations": [
+            {"from": "human", "value": "<image>\nWhat do you see?"},
+            {"from": "gpt", "value": f"Coloured shapes; the largest one is {colours[index % 4]}."},
+            {"from": "human", "value": "Is it a photograph?"},
+            {"from": "gpt", "value": "No, it is a drawing."}]})  # fmt: skip
+    sft.append({"id": "demo-text", "conversations": [{"from": "human", "value": "Say hello."},
+                                                     {"from": "gpt", "value": "Hello!"}]})  # fmt: skip
+    questions = [
+        {"id": f"q-{index}", "image": image.name, "conversations": [
+            {"from": "human", "value": "<image>\nIs this a drawing or a photograph?\nA. drawing\nB. photograph"},
+            {"from": "gpt", "value": "A"}]}
+        for index, image in enumerate(images)
+    ]  # fmt: skip
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "demo_llava.json").write_text(json.dumps(sft, indent=1))
+    (data_dir / "demo_questions.json").write_text(json.dumps(questions, indent=1))
+    return data_dir / "demo_llava.json", data_dir / "demo_questions.json"
+
+
+def _run(step: str, command: list[str], logs: Path, env: dict) -> float:
+    print(f"\n[{step}] {' '.join(command)}", flush=True)
+    started = time.time()
+    log_path = logs / f"{step}.log"
     with open(log_path, "w") as log:
-        result = subprocess.run([cli, "train", str(recipe)], stdout=log, stderr=subprocess.STDOUT, check=False)
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+    seconds = time.time() - started
+    tail = log_path.read_text(errors="replace").splitlines()
+    starts = [i for i, line in enumerate(tail) if line.startswith("stic-cli ")]
+    summary = tail[starts[-1] :] if starts else [line for line in tail if line.strip().startswith(("train_loss", "train_runtime"))]
+    for line in summary[:8]:
+        print(f"    {line.strip()}")
     if result.returncode != 0:
-        print(f"training failed (exit {result.returncode}); see {log_path}", file=sys.stderr)
-        return result.returncode
+        print("\n".join(tail[-30:]), file=sys.stderr)
+        raise SystemExit(f"[{step}] failed (exit {result.returncode}); full log: {log_path}")
+    print(f"    done in {seconds:.0f} s (log: {log_path})", flush=True)
+    return seconds
 
-    steps = [json.loads(line) for line in (train_dir / "trainer_log.jsonl").read_text().splitlines()]
-    steps = [step for step in steps if "loss" in step]
-    print(f"\nSTIC stage 1 on {len(images)} images: {len(steps)} steps in {time.time() - started:.0f} s")
-    print(f"  loss      {steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f}")
-    print(f"  NLL(y_w)  {steps[0]['stic/nll']:.2f} -> {steps[-1]['stic/nll']:.2f}")
-    print(f"  adapter   {train_dir}")
-    print(f"  loss plot {train_dir / 'training_loss.png'}")
-    print(f"  recipe    {recipe}")
+
+def run_demo(cfg: DemoConfig) -> int:
+    import yaml
+
+    out = Path(cfg.output_dir).absolute()
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("HF_HOME", str(out / ".cache" / "huggingface"))
+    env.setdefault("MPLCONFIGDIR", str(out / ".cache" / "matplotlib"))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    logs, recipes, data = out / "logs", out / "recipes", out / "data"
+    for folder in (logs, recipes, data):
+        folder.mkdir(parents=True, exist_ok=True)
+    cli = shutil.which("stic-cli", path=env["PATH"]) or "stic-cli"
+    trainer = shutil.which("llamafactory-cli", path=env["PATH"]) or "llamafactory-cli"
+
+    started = time.time()
+    print(f"[fixtures] tiny LLaVA-architecture model and {cfg.images} images -> {out / 'fixtures'}", flush=True)
+    built = build_all(out / "fixtures", image_count=cfg.images)
+    model, images = built["tiny-llava"], sorted(Path(built["images"]).glob("*.png"))[: cfg.images]
+    sft_file, questions_file = _write_source_data(data, images)
+    tiny = dict(model_name_or_path=model, template="llava", max_new_tokens=cfg.max_new_tokens, batch_size=4)
+    train = dict(model_name_or_path=model, template="llava", dataset_dir=str(data), cutoff_len=512, bf16=None,
+                 use_cpu=True, lora_rank=8, lora_alpha=16, per_device_train_batch_size=2,
+                 gradient_accumulation_steps=1, logging_steps=1, save_steps=1000, num_train_epochs=2,
+                 preprocessing_num_workers=None, dataloader_num_workers=0)  # fmt: skip
+    stage1_dir, stage2_dir = out / "saves" / "stage1", out / "saves" / "stage2"
+    recipe_values = {
+        "pref": _tiny_recipe("pref", dict(tiny, image_dir=str(Path(built["images"])), dataset_dir=str(data),
+                                          max_samples=cfg.images)),  # fmt: skip
+        "stage1": _tiny_recipe("stage1", dict(train, output_dir=str(stage1_dir), learning_rate=1.0e-3)),
+        "infuse": _tiny_recipe("infuse", dict(tiny, adapter_name_or_path=str(stage1_dir), llava_file=str(sft_file),
+                                              image_folder=str(Path(built["images"])), dataset_dir=str(data),
+                                              num_samples=None)),  # fmt: skip
+        "stage2": _tiny_recipe("stage2", dict(train, adapter_name_or_path=str(stage1_dir), output_dir=str(stage2_dir),
+                                              learning_rate=1.0e-3)),  # fmt: skip
+        "dar": _tiny_recipe("dar", dict(tiny, adapter_name_or_path=str(stage2_dir), dataset=None,
+                                        llava_file=str(questions_file), image_folder=str(Path(built["images"])),
+                                        dataset_dir=str(out / "predictions"), max_new_tokens=8,
+                                        description_max_new_tokens=cfg.max_new_tokens)),  # fmt: skip
+    }
+    for name, values in recipe_values.items():
+        (recipes / f"{name}.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+
+    timings = {}
+    timings["pref"] = _run("pref", [cli, "pref", str(recipes / "pref.yaml")], logs, env)
+    timings["stage1"] = _run("stage1", [trainer, "train", str(recipes / "stage1.yaml")], logs, env)
+    timings["infuse"] = _run("infuse", [cli, "infuse", str(recipes / "infuse.yaml")], logs, env)
+    timings["stage2"] = _run("stage2", [trainer, "train", str(recipes / "stage2.yaml")], logs, env)
+    timings["dar"] = _run("dar", [cli, "dar", str(recipes / "dar.yaml")], logs, env)
+
+    pref_stats = json.loads((data / "stic_pref.stats.json").read_text())
+    sft_stats = json.loads((data / "stic_sft.stats.json").read_text())
+    dar_stats = json.loads((out / "predictions" / "dar.stats.json").read_text())
+    stage1_log = [json.loads(line) for line in (stage1_dir / "trainer_log.jsonl").read_text().splitlines()]
+    stage1_steps = [line for line in stage1_log if "loss" in line]
+    print(f"\nSTIC demo finished in {time.time() - started:.0f} s, everything under {out}")
+    print(f"  stage 1 data   {pref_stats['pairs']} pairs {pref_stats['pairs_by_negative']}  ({data / 'stic_pref'})")
+    print(f"  stage 1 train  loss {stage1_steps[0]['loss']:.4f} -> {stage1_steps[-1]['loss']:.4f}, "
+          f"NLL(y_w) {stage1_steps[0]['stic/nll']:.1f} -> {stage1_steps[-1]['stic/nll']:.1f}  "
+          f"(curve: {stage1_dir / 'training_loss.png'})")  # fmt: skip
+    print(f"  stage 2 data   {sft_stats['samples']} samples  ({data / 'stic_sft'})")
+    print(f"  stage 2 train  adapter {stage2_dir}  (curve: {stage2_dir / 'training_loss.png'})")
+    if dar_stats.get("counted"):
+        print(f"  DaR            accuracy {dar_stats['accuracy']:.2f} ({dar_stats['correct']}/{dar_stats['counted']}) "
+              "from a random model: noise, as expected")  # fmt: skip
+    print("  seconds        " + ", ".join(f"{step} {seconds:.0f}" for step, seconds in timings.items()))
+    print(f"  recipes        {recipes}  (the shipped {RECIPE_MODEL} recipes with tiny-model overrides)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,17 +24,9 @@ from .infusion import infuse_messages, read_infusion_format
 from .output import atomic_write_text
 from .runs import my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
 from .sources import Sample, load_samples
-from .templates import read_prompts
+from .templates import dataset_entry, read_prompts
 
 logger = logging.getLogger("stic_plugin.infuse")
-
-SFT_DATASET_ENTRY = {
-    "formatting": "sharegpt",
-    "columns": {"messages": "messages", "images": "images"},
-    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
-             "system_tag": "system"},
-}  # fmt: skip
-
 
 def relative_images(paths: list[str], dataset_dir) -> list[str]:
     out = []
@@ -69,7 +61,7 @@ def run_infuse(cfg: InfuseConfig) -> int:
     if not samples:
         raise ValueError("the input holds no sample")
     fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts, "infusion_format": infusion_format}
-    output = start_run(cfg, cfg.dataset_name, fingerprint, {"file_name": cfg.dataset_name, **SFT_DATASET_ENTRY})
+    output = start_run(cfg, cfg.dataset_name, fingerprint, {"file_name": cfg.dataset_name, **dataset_entry("stic_sft")})
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["stic"]["sample"]), cfg.overwrite)
 
     def make_generator():

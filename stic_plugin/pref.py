@@ -25,16 +25,9 @@ from .output import ShardedOutput
 from .planning import NEGATIVE_CORRUPTION, PairPlan, plan_pair
 from .engine import user_turn
 from .runs import my_todo, sample_reproducibly, prefetched_batches, progress_name, start_run
-from .templates import read_prompts
+from .templates import dataset_entry, read_prompts
 
 logger = logging.getLogger("stic_plugin.pref")
-
-PREF_DATASET_ENTRY = {
-    "formatting": "sharegpt",
-    "ranking": True,
-    "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected", "images": "images"},
-    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
-}
 
 DROPPED = "dropped"
 SKIPPED = "skipped"
@@ -143,7 +136,7 @@ def run_pref(cfg: PrefConfig) -> int:
     if not items:
         raise ValueError(f"no image files found in {cfg.image_dir or cfg.image_list}")
     fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts}
-    entry = {"file_name": cfg.dataset_name, **PREF_DATASET_ENTRY}
+    entry = {"file_name": cfg.dataset_name, **dataset_entry("stic_pref")}
     output = start_run(cfg, cfg.dataset_name, fingerprint, entry)
     rank, world = output.rank, output.world_size
     todo = my_todo(output, items, lambda item: item.key, lambda record: record["stic"]["image"], cfg.overwrite)

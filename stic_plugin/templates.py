@@ -27,3 +27,11 @@ def read_prompts(path: str, what: str) -> list[str]:
     if not prompts:
         raise ValueError(f"{path} holds no {what} prompt (one per line; '#' starts a comment)")
     return prompts
+
+
+def dataset_entry(name: str) -> dict:
+    """An entry of ``data_templates/dataset_info.json``, without its file name (the caller sets it)."""
+    import json
+
+    entries = json.loads((data_templates_dir() / "dataset_info.json").read_text(encoding="utf-8"))
+    return {key: value for key, value in entries[name].items() if key != "file_name"}

@@ -104,14 +104,3 @@ def test_plans_depend_on_seed_and_key_only():
         assert (plan.bad_prompt or "").startswith("h") == (plan.negative == "hallucination")
         assert (plan.corruption is not None) == (plan.negative == "corruption")
 
-
-def test_shipped_pref_recipe_parses():
-    from pathlib import Path
-
-    from stic_plugin.config import PrefConfig, load_config
-
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "pref.yaml"
-    config = load_config(PrefConfig, str(recipe), ["max_samples=10"])
-    assert config.template == "llava_next_mistral" and config.max_samples == 10
-    assert config.corruptions == {"low_resolution": 0.5, "color_jitter": 0.5}
-    assert Path(config.preferred_prompt_file).is_file()

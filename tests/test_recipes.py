@@ -1,0 +1,164 @@
+"""Every shipped recipe parses with the real parsers, explains itself, and never truncates an image."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from stic_plugin.config import DarConfig, InfuseConfig, PrefConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_DIRS = sorted(p for p in (REPO / "recipes").iterdir() if p.is_dir() and p.name != "deepspeed")
+RECIPES = sorted(p for d in MODEL_DIRS for p in d.glob("*.yaml"))
+GENERATORS = {"pref.yaml": PrefConfig, "infuse.yaml": InfuseConfig, "dar.yaml": DarConfig}
+ANSWER_BUDGET = 1024  # stage 2: question and answer tokens the recipes leave room for
+
+
+def _load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def test_the_three_model_families_have_full_sets():
+    assert [d.name for d in MODEL_DIRS] == ["llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b"]
+    for folder in MODEL_DIRS:
+        assert sorted(p.name for p in folder.glob("*.yaml")) == ["dar.yaml", "infuse.yaml", "pref.yaml",
+                                                                 "stage1.yaml", "stage2.yaml"]  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_header_says_how_to_run_it(recipe):
+    header = []
+    for line in recipe.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    relative = recipe.relative_to(REPO).as_posix()
+    commands = [line for line in header if relative in line and ("stic-cli" in line or "llamafactory-cli train" in line)]
+    assert len(commands) >= 2, f"{relative}: the command, then one override example"
+    assert any("=" in line.split(relative, 1)[1] for line in commands), f"{relative}: no override example"
+    if recipe.name.startswith("stage"):
+        sections = [line for line in recipe.read_text().splitlines() if line.startswith("### ")]
+        assert [s.split()[1] for s in sections] == ["model", "method", "dataset", "output", "train"]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recipe_parses(recipe):
+    if recipe.name in GENERATORS:
+        config = load_config(GENERATORS[recipe.name], str(recipe))
+        assert config.template == _load(recipe.parent / "stage1.yaml")["template"]
+        return
+    from llamafactory.hparams.parser import _parse_train_args
+
+    values = _load(recipe)
+    values["bf16"] = False  # bf16 needs a GPU to be accepted; everything else is parsed as written
+    model_args, data_args, training_args, finetuning_args, _ = _parse_train_args(values)
+    assert finetuning_args.stage == {"stage1.yaml": "stic_dpo", "stage2.yaml": "sft"}[recipe.name]
+    assert (finetuning_args.lora_rank, finetuning_args.lora_alpha) == (128, 256)
+    assert training_args.lr_scheduler_type.value == "cosine" and training_args.warmup_ratio == 0.03
+    if finetuning_args.stage == "stic_dpo":
+        assert finetuning_args.stic_alpha == 1 / 1024 and finetuning_args.pref_beta == 0.1
+        assert training_args.learning_rate == 1e-7
+    else:
+        assert training_args.learning_rate == 2e-5
+
+
+@pytest.mark.parametrize("folder", MODEL_DIRS, ids=lambda p: p.name)
+def test_recipes_of_a_model_fit_together(folder):
+    pref, stage1, infuse, stage2, dar = (_load(folder / f"{n}.yaml") for n in ("pref", "stage1", "infuse", "stage2", "dar"))
+    assert len({r["model_name_or_path"] for r in (pref, stage1, infuse, stage2, dar)}) == 1
+    assert len({r["image_max_pixels"] for r in (pref, stage1, infuse, stage2, dar)}) == 1
+    assert stage1["dataset"] == pref["dataset_name"] and stage2["dataset"] == infuse["dataset_name"]
+    assert infuse["adapter_name_or_path"] == stage1["output_dir"] == stage2["adapter_name_or_path"]
+    assert dar["adapter_name_or_path"] == stage2["output_dir"]
+
+
+def _processor_and_plugin(model: str):
+    """The real image processor of the model (shipped config), a stand-in tokenizer, LLaMA-Factory's mm plugin."""
+    from llamafactory.data.mm_plugin import get_mm_plugin
+    from transformers import (CLIPImageProcessor, LlavaNextImageProcessor, LlavaNextProcessor, LlavaProcessor,
+                              PreTrainedTokenizerFast, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
+
+    from stic_plugin.fixtures import LLAVA_SPECIALS, QWEN_SPECIALS, train_tokenizer
+
+    folder = REPO / "stic_plugin" / "model_configs" / model
+    settings = json.loads((folder / "preprocessor_config.json").read_text())
+    kind = settings.pop("image_processor_type")
+    for key in ("patch_size", "num_additional_image_tokens", "vision_feature_select_strategy"):
+        if kind != "Qwen2VLImageProcessor":
+            settings.pop(key)
+    if kind == "Qwen2VLImageProcessor":
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_tokenizer(QWEN_SPECIALS), eos_token="<|im_end|>",
+                                            pad_token="<|endoftext|>",
+                                            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})  # fmt: skip
+        processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**settings), tokenizer=tokenizer,
+                                     video_processor=Qwen2VLVideoProcessor())  # fmt: skip
+        return processor, get_mm_plugin("qwen2_vl", image_token="<|image_pad|>", video_token="<|video_pad|>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_tokenizer(LLAVA_SPECIALS), unk_token="<unk>", bos_token="<s>",
+                                        eos_token="</s>", pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})  # fmt: skip
+    common = dict(tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    if kind == "LlavaNextImageProcessor":
+        return LlavaNextProcessor(image_processor=LlavaNextImageProcessor(**settings), **common), get_mm_plugin("llava_next", image_token="<image>")
+    return LlavaProcessor(image_processor=CLIPImageProcessor(**settings), **common), get_mm_plugin("llava", image_token="<image>")
+
+
+def _most_image_tokens(model: str, image_max_pixels: int) -> int:
+    processor, plugin = _processor_and_plugin(model)
+    # What LLaMA-Factory's patch_processor sets from ModelArguments
+    processor.image_max_pixels, processor.image_min_pixels = image_max_pixels, 32 * 32
+    processor.video_max_pixels, processor.video_min_pixels = 256 * 256, 16 * 16
+    processor.video_fps, processor.video_maxlen, processor.image_do_pan_and_scan = 2.0, 128, False
+    processor.crop_to_patches, processor.use_audio_in_video, processor.audio_sampling_rate = False, False, 16000
+    counts = []
+    for size in [(1000, 1000), (2000, 1000), (1000, 2000), (4000, 1000), (1000, 4000), (1008, 336), (640, 480), (6000, 6000)]:
+        messages = plugin.process_messages([{"role": "user", "content": "<image>"}], [Image.new("RGB", size)], [], [], processor)
+        counts.append(messages[0]["content"].count(plugin.image_token))
+    return max(counts)
+
+
+def _text_tokens(text: str) -> int:
+    """A generous count: the small test tokenizer splits ordinary English into more pieces than real ones do."""
+    from stic_plugin.fixtures import LLAVA_SPECIALS, train_tokenizer
+
+    return len(train_tokenizer(LLAVA_SPECIALS).encode(text).ids)
+
+
+@pytest.mark.parametrize("folder", MODEL_DIRS, ids=lambda p: p.name)
+def test_cutoff_len_never_truncates_an_image(folder):
+    from llamafactory.data.template import TEMPLATES
+
+    pref, stage1, infuse, stage2 = (_load(folder / f"{n}.yaml") for n in ("pref", "stage1", "infuse", "stage2"))
+    image_tokens = _most_image_tokens(folder.name, stage1["image_max_pixels"])
+    assert image_tokens > 500  # the real processors are in use, not the tiny test ones
+    template = TEMPLATES[stage1["template"]]
+    chat = (template.default_system or "") + "USER: ASSISTANT: <|im_start|>system<|im_end|><|im_start|>user<|im_end|>"
+    prompts = (REPO / "data_templates" / "prompts" / "captioning.txt").read_text().splitlines()
+    longest_prompt = max(_text_tokens(p) for p in prompts)
+    stage1_need = image_tokens + _text_tokens(chat) + longest_prompt + pref["max_new_tokens"]
+    assert stage1_need <= stage1["cutoff_len"], (folder.name, stage1_need)
+    infusion = (REPO / "data_templates" / "infusion_format.txt").read_text()
+    stage2_need = image_tokens + _text_tokens(chat + infusion) + infuse["max_new_tokens"] + ANSWER_BUDGET
+    assert stage2_need <= stage2["cutoff_len"], (folder.name, stage2_need)
+
+
+@pytest.mark.parametrize("name", ["stic_pref", "stic_sft", "llava_mix", "stic_authors_pref", "stic_authors_descriptions"])
+def test_example_records_load_with_their_dataset_entry(name, tmp_path):
+    """data_templates/examples/: each record goes through LLaMA-Factory's converter for its entry."""
+    from llamafactory.data.converter import get_dataset_converter
+    from llamafactory.data.parser import DatasetAttr
+    from llamafactory.hparams import DataArguments
+
+    entries = json.loads((REPO / "data_templates" / "dataset_info.json").read_text())
+    example = next((REPO / "data_templates" / "examples").glob(f"{name}.json*"))
+    text = example.read_text()
+    records = json.loads(text) if example.suffix == ".json" else [json.loads(line) for line in text.splitlines()]
+    attr = DatasetAttr("file", dataset_name=example.name)
+    attr.join(entries[name])
+    converter = get_dataset_converter(attr.formatting, attr, DataArguments(dataset_dir=str(tmp_path)))
+    for record in records:
+        aligned = converter(record)
+        assert aligned["_prompt"] and aligned["_response"]
+        assert len(aligned["_response"]) == (2 if attr.ranking else 1)
+        placeholders = sum(m["content"].count("<image>") for m in aligned["_prompt"])
+        assert placeholders == len(aligned["_images"] or [])
