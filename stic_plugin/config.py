@@ -12,6 +12,7 @@ import typing
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
+from .infusion import default_infusion_format_file
 from .templates import default_prompt_file
 
 
@@ -137,7 +138,6 @@ class GeneratorConfig:
                                 "the same one the training recipe names.")  # fmt: skip
     adapter_name_or_path: str | None = option(None, help="LoRA adapter(s) applied to the model, comma-separated.")
     dataset_dir: str = option("data", help="Folder for the output dataset and its dataset_info.json entry.")
-    max_samples: int | None = option(None, help="Use at most this many images, drawn reproducibly with `seed`.")
     batch_size: int = option(8, help="Images per generation batch (each image gives two generations in `pref`).")
     max_new_tokens: int = option(1024, help="Longest response, in tokens.")
     temperature: float = option(0.2, help="Sampling temperature; 0 decodes greedily.")
@@ -158,8 +158,6 @@ class GeneratorConfig:
         for name in ("batch_size", "max_new_tokens", "image_max_pixels", "max_image_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1; got {getattr(self, name)}")
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ValueError(f"`max_samples` must be at least 1 when set; got {self.max_samples}")
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0; got {self.temperature}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -183,6 +181,7 @@ class PrefConfig(GeneratorConfig):
     image_root: str | None = option(None, help="Folder that relative paths in `image_list` start from "
                                                "(default: the list file's folder).")  # fmt: skip
     image_column: str = option("image", help="Column holding the image path(s) in a JSON/JSONL `image_list`.")
+    max_samples: int | None = option(None, help="Use at most this many images, drawn reproducibly with `seed`.")
     dataset_name: str = option("stic_pref", help="Name of the dataset (folder in dataset_dir and dataset_info entry).")
     corruption_prob: float = option(0.5, help="Probability that the dispreferred response comes from a corrupted "
                                               "image (else from a hallucination prompt on the clean image).")  # fmt: skip
@@ -204,6 +203,8 @@ class PrefConfig(GeneratorConfig):
         super().__post_init__()
         if (self.image_dir is None) == (self.image_list is None):
             raise ValueError("Set exactly one of `image_dir` and `image_list`.")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"`max_samples` must be at least 1 when set; got {self.max_samples}")
         if not 0 <= self.corruption_prob <= 1:
             raise ValueError(f"`corruption_prob` must be in [0, 1]; got {self.corruption_prob}")
         from .corruption import CORRUPTIONS
@@ -238,8 +239,9 @@ class SourceConfig(GeneratorConfig):
     image_folder: str | None = option(None, help="Folder that `llava_file`'s image paths start from "
                                                  "(default: the file's folder).")  # fmt: skip
     num_samples: int | None = option(5000, help="Samples drawn from the input with `seed`; null takes all.")
-    infusion_format_file: str = option("", help="Format of the infused first user turn (default: "
-                                               "data_templates/infusion_format.txt, the authors' format).")  # fmt: skip
+    infusion_format_file: str = option(default_infusion_format_file(), help="Format of the infused first user "
+                                       "turn (fields {images}, {description}, {instruction}); the default is "
+                                       "the authors' format.")  # fmt: skip
 
     def __post_init__(self):
         super().__post_init__()
@@ -247,10 +249,6 @@ class SourceConfig(GeneratorConfig):
             raise ValueError("Set exactly one of `dataset` (a name in dataset_info.json) and `llava_file`.")
         if self.num_samples is not None and self.num_samples < 1:
             raise ValueError(f"`num_samples` must be at least 1 (or null for all); got {self.num_samples}")
-        if not self.infusion_format_file:
-            from .infusion import default_infusion_format_file
-
-            self.infusion_format_file = default_infusion_format_file()
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """``stic-cli dar``: describe-and-respond inference (the paper's DaR).
 
-Run: ``stic-cli dar recipes/dar.yaml dataset=my_questions metric=choice`` (``dar=false`` answers
+Run: ``stic-cli dar recipes/llava-1.5-7b/dar.yaml dataset=my_questions metric=choice`` (``dar=false`` answers
 directly, to compare both on the same model). Pass 1 describes each image (the image is sent); pass 2
 answers with the description infused into the question exactly as in stage 2. One prediction::
 

@@ -1,6 +1,6 @@
 """``stic-cli infuse``: stage-2 description-infused SFT data (paper Algorithm 2).
 
-Run: ``stic-cli infuse recipes/infuse.yaml llava_file=llava_v1_5_mix665k.json image_folder=/data``.
+Run: ``stic-cli infuse recipes/llava-1.5-7b/infuse.yaml llava_file=llava_v1_5_mix665k.json image_folder=/data``.
 The stage-1 model (``model_name_or_path`` + ``adapter_name_or_path``) describes each sampled image;
 the description goes into the first user turn; every other turn and every answer is kept as it is.
 One output record (sharegpt)::

@@ -1,6 +1,6 @@
 """``stic-cli pref``: STIC stage-1 preference data from unlabeled images (paper Algorithm 1).
 
-Run: ``stic-cli pref recipes/pref_llava15.yaml image_dir=/data/coco/train2014 max_samples=6000``,
+Run: ``stic-cli pref recipes/llava-1.5-7b/pref.yaml image_dir=/data/coco/train2014 max_samples=6000``,
 or under ``torchrun --nproc-per-node 8 $(which stic-cli) pref ...`` on several GPUs. One output record::
 
     {"messages": [{"role": "user", "content": "<image>\\nInterpret the scene shown in the image."}],
