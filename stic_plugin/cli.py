@@ -4,6 +4,7 @@
     stic-cli infuse CONFIG.yaml [key=value ...]   stage-2 description-infused instruction data
     stic-cli dar CONFIG.yaml [key=value ...]      describe-and-respond answers, scored when answers are known
     stic-cli demo [output_dir=demo_output]        the whole pipeline on a tiny model, on CPU, nothing downloaded
+    stic-cli bench [architecture=llava-1.5-7b]    speed of generation and training on this machine
     stic-cli COMMAND --help                       every key, its default and what it does
 """
 
@@ -11,6 +12,7 @@ import argparse
 import logging
 import sys
 
+from .bench import BenchConfig
 from .config import DarConfig, InfuseConfig, PrefConfig, describe_keys, load_config
 from .demo import DemoConfig
 
@@ -19,6 +21,7 @@ COMMANDS = {
     "infuse": (InfuseConfig, "stic_plugin.infuse", "run_infuse"),
     "dar": (DarConfig, "stic_plugin.dar", "run_dar"),
     "demo": (DemoConfig, "stic_plugin.demo", "run_demo"),
+    "bench": (BenchConfig, "stic_plugin.bench", "run_bench"),
 }
 
 
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         return getattr(importlib.import_module(module_name), function_name)(config)
-    except ValueError as err:  # configuration and data errors: a message, not a traceback
+    except (ValueError, OSError) as err:  # configuration, data and model-loading errors: a message, not a traceback
         print(f"stic-cli {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -59,6 +59,10 @@ def _coerce(name: str, value, annotation):
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise ValueError(f"`{name}` must be text; got {value!r}")
+    if origin is list or annotation is list:
+        if isinstance(value, list):
+            return list(value)
+        raise ValueError(f"`{name}` must be a list, as [1, 2, 3]; got {value!r}")
     if origin is dict or annotation is dict:
         if isinstance(value, dict):
             return dict(value)
@@ -66,13 +70,28 @@ def _coerce(name: str, value, annotation):
     return value
 
 
-def parse_override(text: str) -> tuple[str, object]:
+def _accepts_text(annotation) -> bool:
+    if annotation is str:
+        return True
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and str in typing.get_args(annotation)
+
+
+def parse_override(text: str, annotation=None) -> tuple[str, object]:
+    """``key=value`` from the command line: text keys take the value as written, others are read as YAML."""
     import yaml
 
     if "=" not in text:
         raise ValueError(f"expected key=value, got {text!r}")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    key = key.strip()
+    if raw.strip() in ("", "null", "~"):
+        return key, None
+    if annotation is not None and _accepts_text(annotation):
+        return key, raw  # "Describe it. Note: be brief" stays text, not a YAML mapping
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ValueError(f"`{key}`: cannot read the value {raw!r} ({err.problem or err})") from err
 
 
 def load_config(cls, config_path: str | None = None, overrides: list[str] = ()):
@@ -90,16 +109,17 @@ def load_config(cls, config_path: str | None = None, overrides: list[str] = ()):
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{config_path} must hold `key: value` lines")
         values.update(loaded or {})
-    for override in overrides:
-        key, value = parse_override(override)
-        values[key] = value
     known = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for override in overrides:
+        key = override.split("=", 1)[0].strip()
+        key, value = parse_override(override, hints.get(key))
+        values[key] = value
     for key in values:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean `{close[0]}`?" if close else ""
             raise ValueError(f"Unknown key `{key}`.{hint} `stic-cli {cls.command} --help` lists the keys.")
-    hints = typing.get_type_hints(cls)
     missing = [n for n, f in known.items() if f.default is MISSING and f.default_factory is MISSING and n not in values]
     if missing:
         raise ValueError(f"Missing required key(s): {', '.join(f'`{n}`' for n in missing)}.")

@@ -9,21 +9,17 @@ answers with the description infused into the question exactly as in stage 2. On
 """
 
 import json
-import logging
 import time
 from collections import Counter
 
 from .config import DarConfig
-from .describe import ImageDescriber, load_images
+from .describe import ImageDescriber, bad_image_entry, load_images
 from .engine import Request
-from .images import BadImage
 from .infusion import infuse_messages, read_infusion_format
 from .metrics import accuracy
 from .output import atomic_write_text
-from .runs import my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
+from .runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
 from .sources import Sample, load_samples
-
-logger = logging.getLogger("stic_plugin.dar")
 
 
 def question_and_reference(sample: Sample) -> tuple[list[dict], str | None]:
@@ -40,11 +36,12 @@ def run_dar(cfg: DarConfig) -> int:
     from .engine import VisionLanguageGenerator
 
     infusion_format = read_infusion_format(cfg.infusion_format_file)
-    samples = sample_reproducibly(load_samples(cfg), cfg.num_samples, cfg.seed, "dar")
+    samples = sample_reproducibly(load_samples(cfg, unanswered_ok=True), cfg.num_samples, cfg.seed, "dar")
     if not samples:
         raise ValueError("the input holds no question")
     fingerprint = {**cfg.generation_fingerprint(), "infusion_format": infusion_format}
-    output = start_run(cfg, cfg.predictions_name, fingerprint, None)
+    fingerprint.pop("metric")  # scoring again with another metric needs no new predictions
+    output = start_run(cfg, cfg.predictions_name, fingerprint, name_key="predictions_name")
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["id"]), cfg.overwrite)
 
     generator = None
@@ -52,10 +49,7 @@ def run_dar(cfg: DarConfig) -> int:
     def get_generator():
         nonlocal generator
         if generator is None:
-            generator = VisionLanguageGenerator(
-                cfg.model_name_or_path, cfg.template, cfg.adapter_name_or_path, cfg.image_max_pixels,
-                cfg.trust_remote_code, cfg.infer_dtype,
-            )  # fmt: skip
+            generator = VisionLanguageGenerator.from_config(cfg)
         return generator
 
     describer = ImageDescriber(get_generator, [cfg.description_prompt], cfg, cfg.description_max_new_tokens, None, "")
@@ -75,12 +69,10 @@ def run_dar(cfg: DarConfig) -> int:
                 describer.describe(images, seed=seed)
             requests, kept = [], []
             for sample in batch:
-                bad_path = next((p for p in sample.images if isinstance(images.get(p), BadImage)), None)
-                if bad_path is not None:
-                    bad = images[bad_path]
-                    skipped_log.write(dict(key=sample.key, path=bad_path, kind="skipped", reason=bad.reason,
-                                           detail=bad.detail))  # fmt: skip
-                    run[f"skipped: {bad.reason}"] += 1
+                skipped = bad_image_entry(sample, images)
+                if skipped is not None:
+                    skipped_log.write(skipped)
+                    run[f"skipped: {skipped['reason']}"] += 1
                     continue
                 messages, reference = question_and_reference(sample)
                 descriptions = [describer.descriptions[p]["description"] for p in sample.images] if cfg.dar else []
@@ -101,10 +93,11 @@ def run_dar(cfg: DarConfig) -> int:
                 run["answered"] += 1
                 run["output tokens"] += answer.tokens
     run.update(describer.counts)
-    return finish(cfg, output, run, time.time() - started)
+    write_summary(cfg, output, run, time.time() - started)
+    return finish_run(output, run["answered"], bool(todo))
 
 
-def finish(cfg: DarConfig, output, run: Counter, seconds: float) -> int:
+def write_summary(cfg: DarConfig, output, run: Counter, seconds: float) -> None:
     records = list(output.records())
     stats = {
         "predictions": len(records),
@@ -125,4 +118,3 @@ def finish(cfg: DarConfig, output, run: Counter, seconds: float) -> int:
     atomic_write_text(output.stats_path, json.dumps(stats, indent=2) + "\n")
     lines.append(f"  statistics: {output.stats_path}")
     print("\n".join(lines), flush=True)
-    return 0 if records else 1

@@ -1,5 +1,6 @@
 """Image descriptions for ``infuse`` and ``dar``: each image described once, reused across samples and resumes."""
 
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -7,6 +8,8 @@ from .engine import Request, user_turn
 from .images import BadImage, load_image
 from .output import JsonlAppender, read_jsonl
 from .planning import image_rng
+
+logger = logging.getLogger("stic_plugin")
 
 
 def load_images(paths: list[str], max_image_pixels: int) -> dict[str, object]:
@@ -20,20 +23,34 @@ def load_images(paths: list[str], max_image_pixels: int) -> dict[str, object]:
     return loaded
 
 
+def bad_image_entry(sample, images: dict) -> dict | None:
+    """The skip entry of a sample one of whose images cannot be used (logged), or None."""
+    for path in sample.images:
+        bad = images.get(path)
+        if isinstance(bad, BadImage):
+            logger.warning("skipped sample %s: %s (%s)", sample.key, bad, path)
+            return dict(key=sample.key, path=path, kind="skipped", reason=bad.reason, detail=bad.detail)
+    return None
+
+
 class ImageDescriber:
     """Describes images with the prompt drawn for each from (seed, path); remembers every description."""
 
-    def __init__(self, make_generator, prompts: list[str], cfg, max_new_tokens: int, log_dir: Path | None, part: str):
+    def __init__(
+        self, make_generator, prompts: list[str], cfg, max_new_tokens: int, log_dir: Path | None, part: str,
+        reuse: bool = True,
+    ):  # fmt: skip
         self._make_generator = make_generator
         self._generator = None
         self.prompts, self.cfg, self.max_new_tokens = prompts, cfg, max_new_tokens
         self.descriptions: dict[str, dict] = {}
         self.counts = Counter()
         self._log = None
-        if log_dir is not None:  # descriptions written by earlier runs, any process
-            for path in sorted(log_dir.glob("descriptions-*.jsonl")):
-                for entry in read_jsonl(path):
-                    self.descriptions[entry["image"]] = entry
+        if log_dir is not None:
+            if reuse:  # descriptions written by earlier runs of the same configuration, any process
+                for path in sorted(log_dir.glob("descriptions-*.jsonl")):
+                    for entry in read_jsonl(path):
+                        self.descriptions[entry["image"]] = entry
             self._log = JsonlAppender(log_dir / f"descriptions-{part}")
 
     @property

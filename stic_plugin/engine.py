@@ -18,6 +18,19 @@ def user_turn(prompt: str) -> str:
     return f"{IMAGE_PLACEHOLDER}\n{prompt}"
 
 
+def process_device():
+    """This process's device: under torchrun (or any launcher that sets LOCAL_RANK), its own GPU."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
 @dataclass
 class Generation:
     text: str
@@ -39,17 +52,45 @@ class Request:
 
 
 class VisionLanguageGenerator:
-    """One model load; ``generate`` takes any number of (prompt, image) requests, left-padded into one batch."""
+    """One model; ``generate`` takes any number of requests, left-padded into one batch.
 
-    def __init__(
-        self,
+    ``load`` builds it the way LLaMA-Factory loads a model for inference (adapters merged); the
+    constructor takes components already built (the benchmark's random-weight models).
+    """
+
+    def __init__(self, model, tokenizer, processor, template):
+        if processor is None:
+            raise ValueError("the model has no image processor: STIC needs a vision-language model")
+        if template.mm_plugin.image_token is None:
+            raise ValueError("the template has no image support; use the template of your VLM")
+        self.model, self.tokenizer, self.processor, self.template = model, tokenizer, processor, template
+        self.model.eval()
+        self.stop_token_ids = self.template.get_stop_token_ids(self.tokenizer)
+        self.pad_token_id = self.tokenizer.pad_token_id
+        if self.pad_token_id is None:
+            self.pad_token_id = self.stop_token_ids[0]
+        image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
+        # The model must never write an image token: a description holding one breaks training on it.
+        self.banned_token_ids = [[image_token_id]] if isinstance(image_token_id, int) and image_token_id >= 0 else None
+
+    @classmethod
+    def from_config(cls, cfg) -> "VisionLanguageGenerator":
+        """Load with a ``stic-cli`` generator configuration's model keys."""
+        return cls.load(
+            cfg.model_name_or_path, cfg.template, cfg.adapter_name_or_path, cfg.image_max_pixels,
+            cfg.trust_remote_code, cfg.infer_dtype,
+        )  # fmt: skip
+
+    @classmethod
+    def load(
+        cls,
         model_name_or_path: str,
         template: str,
         adapter_name_or_path: str | None = None,
         image_max_pixels: int | None = None,
         trust_remote_code: bool = False,
         infer_dtype: str = "auto",
-    ):
+    ) -> "VisionLanguageGenerator":
         from llamafactory.data import get_template_and_fix_tokenizer
         from llamafactory.hparams import get_infer_args
         from llamafactory.model import load_model, load_tokenizer
@@ -65,24 +106,17 @@ class VisionLanguageGenerator:
         if image_max_pixels:
             args["image_max_pixels"] = int(image_max_pixels)
         model_args, data_args, finetuning_args, _ = get_infer_args(args)
+        model_args.device_map = {"": process_device()}  # one whole copy per process, not spread over every GPU
         tokenizer_module = load_tokenizer(model_args)
-        self.tokenizer = tokenizer_module["tokenizer"]
-        self.processor = tokenizer_module["processor"]
-        if self.processor is None:
+        tokenizer, processor = tokenizer_module["tokenizer"], tokenizer_module["processor"]
+        if processor is None:
             raise ValueError(f"{model_name_or_path} has no image processor: STIC needs a vision-language model")
-        self.template = get_template_and_fix_tokenizer(self.tokenizer, data_args)
-        if self.template.mm_plugin.image_token is None:
+        chat_template = get_template_and_fix_tokenizer(tokenizer, data_args)
+        if chat_template.mm_plugin.image_token is None:
             raise ValueError(f"template `{template}` has no image support; use the template of your VLM")
         # With adapters and is_trainable=False, LLaMA-Factory merges them into the weights.
-        self.model = load_model(self.tokenizer, model_args, finetuning_args, is_trainable=False)
-        self.model.eval()
-        self.stop_token_ids = self.template.get_stop_token_ids(self.tokenizer)
-        self.pad_token_id = self.tokenizer.pad_token_id
-        if self.pad_token_id is None:
-            self.pad_token_id = self.stop_token_ids[0]
-        image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
-        # The model must never write an image token: a description holding one breaks training on it.
-        self.banned_token_ids = [[image_token_id]] if isinstance(image_token_id, int) and image_token_id >= 0 else None
+        model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+        return cls(model, tokenizer, processor, chat_template)
 
     @property
     def device(self):
@@ -107,7 +141,9 @@ class VisionLanguageGenerator:
         temperature: float = 0.2,
         top_p: float | None = None,
         seed: int | None = None,
+        logits_processor=None,
     ) -> list[Generation]:
+        """``logits_processor``: extra transformers LogitsProcessors (the benchmark forces lengths with one)."""
         import torch
 
         if not requests:
@@ -151,6 +187,7 @@ class VisionLanguageGenerator:
                 eos_token_id=self.stop_token_ids,
                 pad_token_id=self.pad_token_id,
                 bad_words_ids=self.banned_token_ids,
+                logits_processor=logits_processor,
                 **kwargs,
                 **mm_inputs,
             )

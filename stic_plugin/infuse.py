@@ -12,21 +12,17 @@ One output record (sharegpt)::
 """
 
 import json
-import logging
 import os
 import time
 from collections import Counter
 
 from .config import InfuseConfig
-from .describe import ImageDescriber, load_images
-from .images import BadImage
+from .describe import ImageDescriber, bad_image_entry, load_images
 from .infusion import infuse_messages, read_infusion_format
 from .output import atomic_write_text
-from .runs import my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
+from .runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
 from .sources import Sample, load_samples
 from .templates import dataset_entry, read_prompts
-
-logger = logging.getLogger("stic_plugin.infuse")
 
 def relative_images(paths: list[str], dataset_dir) -> list[str]:
     out = []
@@ -61,19 +57,18 @@ def run_infuse(cfg: InfuseConfig) -> int:
     if not samples:
         raise ValueError("the input holds no sample")
     fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts, "infusion_format": infusion_format}
-    output = start_run(cfg, cfg.dataset_name, fingerprint, {"file_name": cfg.dataset_name, **dataset_entry("stic_sft")})
+    output = start_run(cfg, cfg.dataset_name, fingerprint)
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["stic"]["sample"]), cfg.overwrite)
 
     def make_generator():
         from .engine import VisionLanguageGenerator
 
-        return VisionLanguageGenerator(
-            cfg.model_name_or_path, cfg.template, cfg.adapter_name_or_path, cfg.image_max_pixels,
-            cfg.trust_remote_code, cfg.infer_dtype,
-        )  # fmt: skip
+        return VisionLanguageGenerator.from_config(cfg)
 
     part = output.records_path.name
-    describer = ImageDescriber(make_generator, prompts, cfg, cfg.max_new_tokens, output.meta_dir, part)
+    # Descriptions of earlier runs are reused on resume, never after overwrite=true (the model may have changed).
+    describer = ImageDescriber(make_generator, prompts, cfg, cfg.max_new_tokens, output.meta_dir, part,
+                               reuse=not cfg.overwrite)  # fmt: skip
     run = Counter()
     started = time.time()
     records, skipped_log = output.open_writers()
@@ -96,13 +91,10 @@ def run_infuse(cfg: InfuseConfig) -> int:
                         skipped_log.write(dict(key=sample.key, path="", kind="dropped", reason="text-only", detail=""))
                         run["dropped: text-only"] += 1
                     continue
-                bad_path = next((p for p in sample.images if isinstance(images.get(p), BadImage)), None)
-                if bad_path is not None:
-                    bad = images[bad_path]
-                    logger.warning("skipped sample %s: %s (%s)", sample.key, bad, bad_path)
-                    skipped_log.write(dict(key=sample.key, path=bad_path, kind="skipped", reason=bad.reason,
-                                           detail=bad.detail))  # fmt: skip
-                    run[f"skipped: {bad.reason}"] += 1
+                skipped = bad_image_entry(sample, images)
+                if skipped is not None:
+                    skipped_log.write(skipped)
+                    run[f"skipped: {skipped['reason']}"] += 1
                     continue
                 descriptions = [describer.descriptions[path] for path in sample.images]
                 texts = [d["description"] for d in descriptions]
@@ -112,10 +104,12 @@ def run_infuse(cfg: InfuseConfig) -> int:
     describer.close()
     seconds = time.time() - started
     run.update(describer.counts)
-    return finish(output, cfg.dataset_name, run, seconds)
+    write_summary(output, cfg.dataset_name, run, seconds)
+    written = run["infused"] + run["text-only kept"]
+    return finish_run(output, written, bool(todo), {"file_name": cfg.dataset_name, **dataset_entry("stic_sft")})
 
 
-def finish(output, name: str, run: Counter, seconds: float) -> int:
+def write_summary(output, name: str, run: Counter, seconds: float) -> None:
     written = sum(1 for _ in output.records())
     skipped, dropped = Counter(), Counter()
     for entry in output.skipped():
@@ -148,7 +142,3 @@ def finish(output, name: str, run: Counter, seconds: float) -> int:
         f"  statistics:     {output.stats_path}",
         flush=True,
     )
-    if written == 0:
-        logger.error("no sample could be produced; see the reasons above")
-        return 1
-    return 0

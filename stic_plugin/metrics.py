@@ -4,8 +4,9 @@ import re
 
 # A letter alone, or followed by ) ] . : , -- not "I think ...", where "I" is a word.
 _LEADING_LETTER = re.compile(r"^\s*(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])(?:[\.:,\)]|\s*$))")
-_ANSWER_IS = re.compile(r"answer(?: is)?\s*[:\-]?\s*[\(\[]?([A-Z])\b", re.IGNORECASE)
-_OPTION = re.compile(r"[\(\[]([A-Z])[\)\]]")
+# Only the word "answer" ignores case: the letter must be a capital, or "the answer is a dog" would say A.
+_ANSWER_IS = re.compile(r"(?i:answer)(?:\s+(?i:is))?\s*[:\-]?\s*[\(\[]?([A-Z])\b")
+_OPTION = re.compile(r"[\(\[]([A-Za-z])[\)\]]")  # "(b)" in brackets: a letter, whatever its case
 
 
 def choice_letter(text: str | None) -> str | None:

@@ -20,19 +20,33 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def _file_mode(path: Path) -> int:
+    """The mode a replaced file keeps, or a new file gets (mkstemp's own 0600 would hide it from others)."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 @contextmanager
@@ -140,23 +154,27 @@ class ShardedOutput:
     def exists(self) -> bool:
         return self.data_dir.exists() and any(self.data_dir.iterdir())
 
-    def prepare(self, fingerprint: dict, overwrite: bool) -> None:
+    def has_results(self) -> bool:
+        """Any record or skip entry written: a configuration is then bound to this output."""
+        return any(path.stat().st_size > 0 for path in self.part_files() + self.skipped_files())
+
+    def prepare(self, fingerprint: dict, overwrite: bool, name_key: str = "dataset_name") -> None:
         """Check that existing output was written by the same configuration; clear it if ``overwrite``."""
         if self.data_dir.exists() and not self.data_dir.is_dir():
-            raise ValueError(f"{self.data_dir} exists and is not a folder; choose another dataset_name")
+            raise ValueError(f"{self.data_dir} exists and is not a folder; choose another `{name_key}`")
         stored = json.loads(self.config_path.read_text()) if self.config_path.exists() else None
         if overwrite:
             self._clear_own_files()
-        elif stored is not None and stored != fingerprint:
+        elif stored is not None and stored != fingerprint and self.has_results():
             changed = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
             raise ValueError(
                 f"{self.data_dir} was written with a different configuration (changed: {', '.join(changed)}). "
-                "Use another dataset_name, or overwrite=true to replace it."
+                f"Use another `{name_key}`, or overwrite=true to replace it."
             )
         elif stored is None and self.exists():
             raise ValueError(
                 f"{self.data_dir} holds files this tool did not write (no {self.config_path}). "
-                "Use another dataset_name, or overwrite=true to replace them."
+                f"Use another `{name_key}`, or overwrite=true to replace them."
             )
         if self.rank == 0:
             atomic_write_text(self.config_path, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
@@ -165,18 +183,19 @@ class ShardedOutput:
                     repair_tail(path)
 
     def _clear_own_files(self) -> None:
-        """Each process removes its own part; process 0 also removes parts of other world sizes and summaries."""
-        for path in (self.records_path, self.skipped_path):
-            path.unlink(missing_ok=True)
+        """Each process removes its own files; process 0 also those of other world sizes, and the summary."""
+        own = self.records_path.name
+        self.records_path.unlink(missing_ok=True)
+        for path in self.meta_dir.glob(f"*-{own}") if self.meta_dir.is_dir() else []:
+            path.unlink(missing_ok=True)  # skipped-..., descriptions-...
         if self.rank != 0:
             return
         suffix = f"-of-{self.world_size:05d}.jsonl"
         for folder in (self.data_dir, self.meta_dir):
             for path in folder.glob("*.jsonl") if folder.is_dir() else []:
                 if not path.name.endswith(suffix):
-                    path.unlink()
-        for path in self.dataset_dir.glob(f"{self.name}.stats.json"):
-            path.unlink()
+                    path.unlink(missing_ok=True)
+        self.stats_path.unlink(missing_ok=True)
 
     def part_files(self) -> list[Path]:
         return sorted(self.data_dir.glob("*.jsonl")) if self.data_dir.is_dir() else []

@@ -203,7 +203,16 @@ def _revert_webui_runner(runner, original):
 
 # ---------------------------------------------------------------------------------------------------------------
 # llamafactory.data.converter
+class _NotReady(Exception):
+    """A patch that cannot be made yet; it stays pending and is made later."""
+
+
 def _apply_converters(converter):
+    ours = sys.modules.get(f"{__package__}.converters")
+    if ours is not None and "CONVERTERS" not in vars(ours):
+        # stic_plugin.converters is being imported, and it is what imported this module (for the base
+        # class): it makes this patch itself once its classes exist (see the end of converters.py).
+        raise _NotReady
     from .converters import CONVERTERS
 
     added = []
@@ -245,7 +254,13 @@ def _patch_module(module):
             return
         for patch in PATCHES:
             if patch.module == module.__name__ and patch.name not in _applied:
-                _applied[patch.name] = patch.apply(module)
+                try:
+                    saved = patch.apply(module)
+                except _NotReady:
+                    continue
+                # setdefault: applying may import a module that makes this same patch first (the
+                # formatters' module does); that inner record is the one that holds what was added.
+                _applied.setdefault(patch.name, saved)
 
 
 class _PatchOnImport:
@@ -291,9 +306,18 @@ def apply() -> None:
         _enabled = True
         if _finder not in sys.meta_path:
             sys.meta_path.insert(0, _finder)
+        patch_imported_modules()
+
+
+def patch_imported_modules() -> None:
+    """Make the pending patches of the target modules already imported (nothing when not applied).
+
+    A module still executing its body is left alone: the import hook patches it when it is done.
+    """
+    with _lock:
         for module_name in dict.fromkeys(patch.module for patch in PATCHES):
             module = sys.modules.get(module_name)
-            if module is not None:
+            if module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False):
                 _patch_module(module)
 
 

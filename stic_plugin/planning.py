@@ -1,7 +1,8 @@
 """Every random choice for one image, derived from (seed, the image's key) alone.
 
-So the same dataset comes out whatever the batch size, the number of processes, or how often a run
-was resumed: nothing depends on the order in which images are processed.
+So the same prompts, negative types and corruptions come out whatever the batch size, the number of
+processes, or how often a run was resumed: nothing depends on the order in which images are processed.
+(The sampled texts themselves vary with the sampling, as any sampled generation does.)
 """
 
 import random

@@ -11,6 +11,7 @@ or under ``torchrun --nproc-per-node 8 $(which stic-cli) pref ...`` on several G
               "corruption": "color_jitter", "corruption_params": "{...}", ...}}
 """
 
+import io
 import json
 import logging
 import os
@@ -20,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import PrefConfig
-from .images import BadImage, ImageItem, images_in_folder, images_in_list, load_image
-from .output import ShardedOutput
-from .planning import NEGATIVE_CORRUPTION, PairPlan, plan_pair
 from .engine import user_turn
-from .runs import my_todo, sample_reproducibly, prefetched_batches, progress_name, start_run
+from .images import BadImage, ImageItem, images_in_folder, images_in_list, load_image
+from .output import ShardedOutput, atomic_write_bytes, atomic_write_text
+from .planning import NEGATIVE_CORRUPTION, PairPlan, plan_pair
+from .runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
 from .templates import dataset_entry, read_prompts
 
 logger = logging.getLogger("stic_plugin.pref")
@@ -136,8 +137,7 @@ def run_pref(cfg: PrefConfig) -> int:
     if not items:
         raise ValueError(f"no image files found in {cfg.image_dir or cfg.image_list}")
     fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts}
-    entry = {"file_name": cfg.dataset_name, **dataset_entry("stic_pref")}
-    output = start_run(cfg, cfg.dataset_name, fingerprint, entry)
+    output = start_run(cfg, cfg.dataset_name, fingerprint)
     rank, world = output.rank, output.world_size
     todo = my_todo(output, items, lambda item: item.key, lambda record: record["stic"]["image"], cfg.overwrite)
 
@@ -146,10 +146,7 @@ def run_pref(cfg: PrefConfig) -> int:
     if todo:
         from .engine import Request, VisionLanguageGenerator
 
-        generator = VisionLanguageGenerator(
-            cfg.model_name_or_path, cfg.template, cfg.adapter_name_or_path, cfg.image_max_pixels,
-            cfg.trust_remote_code, cfg.infer_dtype,
-        )  # fmt: skip
+        generator = VisionLanguageGenerator.from_config(cfg)
         started = time.time()  # generation speed, model loading excluded
         records, skipped_log = output.open_writers()
         # Images of the next batch are read and corrupted on a thread while the model generates.
@@ -181,16 +178,12 @@ def run_pref(cfg: PrefConfig) -> int:
 
     stats = write_stats(output, cfg.dataset_name, rank, world, run, seconds)
     print_summary(stats, output)
-    if stats["pairs"] == 0:
-        logger.error("no preference pair could be produced; see the reasons above")
-        return 1
-    return 0
+    entry = {"file_name": cfg.dataset_name, **dataset_entry("stic_pref")}
+    return finish_run(output, run["pairs written"], bool(todo), entry)
 
 
 def write_stats(output: ShardedOutput, name: str, rank: int, world: int, run: Counter, seconds: float) -> dict:
     """Statistics of everything in the output (all processes so far), plus this process's speed."""
-    from .output import atomic_write_text
-
     by_negative: dict[str, dict] = {}
     truncated = 0
     records = 0
@@ -251,10 +244,13 @@ def plot_lengths(by_negative: dict, path: Path) -> None:
         axis.set_xlabel("response length (tokens)")
         axis.legend()
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=100)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    os.replace(tmp, path)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())  # a private temporary file: processes may finish together
+    except OSError as err:
+        logger.warning("could not write %s: %s", path, err)
 
 
 def print_summary(stats: dict, output: ShardedOutput) -> None:

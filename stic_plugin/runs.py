@@ -20,14 +20,29 @@ def sample_reproducibly(items: Sequence[T], count: int | None, seed: int, purpos
     return [items[index] for index in chosen]
 
 
-def start_run(cfg, name: str, fingerprint: dict, dataset_entry: dict | None) -> ShardedOutput:
-    """This process's view of the output, checked against the configuration; the dataset entry merged."""
+def start_run(cfg, name: str, fingerprint: dict, name_key: str = "dataset_name") -> ShardedOutput:
+    """This process's view of the output, checked against the configuration."""
     rank, world = distributed_rank()
     output = ShardedOutput(cfg.dataset_dir, name, rank, world)
-    output.prepare(fingerprint, cfg.overwrite)
-    if rank == 0 and dataset_entry is not None:
-        merge_dataset_info(output.dataset_dir, name, dataset_entry)
+    output.prepare(fingerprint, cfg.overwrite, name_key)
     return output
+
+
+def finish_run(output: ShardedOutput, records_written: int, had_work: bool, dataset_entry: dict | None = None) -> int:
+    """Register the dataset once it holds records, and choose the exit status.
+
+    Under several processes a share that produced nothing is only a warning: a non-zero exit would
+    make torchrun stop the other processes, which may still produce.
+    """
+    total = sum(1 for _ in output.records())
+    if total and dataset_entry is not None:
+        merge_dataset_info(output.dataset_dir, output.name, dataset_entry)
+    if had_work and records_written == 0:
+        if output.world_size == 1 and total == 0:
+            logger.error("nothing could be produced; see the reasons above")
+            return 1
+        logger.warning("process %d of %d produced nothing from its share", output.rank, output.world_size)
+    return 0
 
 
 def my_todo(output: ShardedOutput, units: Sequence[T], key_of: Callable[[T], str], record_key, overwrite: bool):

@@ -6,9 +6,14 @@ with the ``llava`` formatter. Either way each sample becomes a :class:`Sample`.
 """
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+
+from .converters import LlavaDatasetConverter, MalformedRecordError
+
+logger = logging.getLogger("stic_plugin")
 
 
 @dataclass
@@ -28,11 +33,16 @@ def _to_sample(index: int, aligned: dict) -> Sample:
     return Sample(index, messages, list(aligned.get("_images") or []), aligned.get("_system") or "")
 
 
-def load_llava_file(path: str, image_folder: str | None) -> list[Sample]:
+def _report_unreadable(what: str, unreadable: list[str]) -> None:
+    if unreadable:
+        logger.warning("%s: %d unreadable record(s) left out, for example: %s", what, len(unreadable),
+                       "; ".join(unreadable[:3]))  # fmt: skip
+
+
+def load_llava_file(path: str, image_folder: str | None, unanswered_ok: bool = False) -> list[Sample]:
     from llamafactory.data.parser import DatasetAttr
     from llamafactory.hparams import DataArguments
 
-    from .converters import LlavaDatasetConverter
 
     source = Path(path)
     try:
@@ -46,7 +56,17 @@ def load_llava_file(path: str, image_folder: str | None) -> list[Sample]:
     attr = DatasetAttr("file", dataset_name=source.name)
     attr.join({"formatting": "llava"})
     converter = LlavaDatasetConverter(attr, DataArguments(dataset_dir=folder, media_dir=folder))
-    return [_to_sample(index, converter(row)) for index, row in enumerate(rows)]
+    samples, unreadable = [], []
+    for index, row in enumerate(rows):
+        turns = row.get("conversations") if isinstance(row, dict) else None
+        if unanswered_ok and isinstance(turns, list) and len(turns) % 2 == 1:
+            row = {**row, "conversations": turns + [{"from": "gpt", "value": ""}]}  # a question without its answer
+        try:
+            samples.append(_to_sample(index, converter(row)))
+        except MalformedRecordError as err:  # one bad record among thousands: leave it out, say so
+            unreadable.append(str(err))
+    _report_unreadable(path, unreadable)
+    return samples
 
 
 def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> list[Sample]:
@@ -63,17 +83,20 @@ def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> li
     model_args = SimpleNamespace(cache_dir=None, hf_hub_token=None, ms_hub_token=None, om_hub_token=None)
     training_args = SimpleNamespace(local_process_index=0, dataloader_num_workers=0)
     dataset = _load_single_dataset(attr, model_args, data_args, training_args)
-    samples = []
+    samples, unreadable = [], []
     for index, aligned in enumerate(dataset):
-        if not aligned["_prompt"]:
-            raise ValueError(f"dataset `{name}`, sample {index}: LLaMA-Factory could not read it (see the log above)")
-        samples.append(_to_sample(index, aligned))
+        if aligned["_prompt"]:
+            samples.append(_to_sample(index, aligned))
+        else:  # LLaMA-Factory's converter logged why and left it empty
+            unreadable.append(f"sample {index}")
+    _report_unreadable(f"dataset `{name}`", unreadable)
     return samples
 
 
-def load_samples(cfg) -> list[Sample]:
+def load_samples(cfg, unanswered_ok: bool = False) -> list[Sample]:
+    """``unanswered_ok``: a LLaVA record ending with a question is read with an empty answer (for dar)."""
     if (cfg.dataset is None) == (cfg.llava_file is None):
         raise ValueError("Set exactly one of `dataset` (a name in dataset_info.json) and `llava_file`.")
     if cfg.dataset is not None:
         return load_named_dataset(cfg.dataset, cfg.source_dataset_dir, cfg.media_dir)
-    return load_llava_file(cfg.llava_file, cfg.image_folder)
+    return load_llava_file(cfg.llava_file, cfg.image_folder, unanswered_ok)

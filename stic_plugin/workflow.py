@@ -37,6 +37,7 @@ def run_stic_dpo(
 ) -> None:
     from llamafactory.data import PairwiseDataCollatorWithPadding, get_dataset, get_template_and_fix_tokenizer
     from llamafactory.extras.constants import IGNORE_INDEX
+    from llamafactory.extras.misc import calculate_tps
     from llamafactory.extras.ploting import plot_loss
     from llamafactory.model import load_model, load_tokenizer
     from llamafactory.train.trainer_utils import create_modelcard_and_push, create_ref_model
@@ -76,11 +77,18 @@ def run_stic_dpo(
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         trainer.save_model()
+        if finetuning_args.include_effective_tokens_per_second:
+            result.metrics["effective_tokens_per_sec"] = calculate_tps(
+                dataset_module["train_dataset"], result.metrics, stage="rm"
+            )
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
         if trainer.is_world_process_zero() and finetuning_args.plot_loss:
-            plot_loss(training_args.output_dir, keys=["loss", "stic/nll", "rewards/accuracies", "eval_loss"])
+            keys = ["loss", "stic/nll", "rewards/accuracies"]
+            eval_dataset = dataset_module.get("eval_dataset")
+            keys += [f"eval_{name}_loss" for name in eval_dataset] if isinstance(eval_dataset, dict) else ["eval_loss"]
+            plot_loss(training_args.output_dir, keys=keys)
 
     if training_args.do_eval:
         metrics = trainer.evaluate(metric_key_prefix="eval")

@@ -156,3 +156,33 @@ def test_dar_accuracy_matches_a_hand_count(tiny, tmp_path):
         assert has_descriptions == (mode == "true")
         if mode == "true":
             assert all(p["question"] == "<image>\nName one letter." for p in predictions)
+
+
+def test_infuse_overwrite_describes_again(tiny, tmp_path):
+    (tmp_path / "mix.json").write_text(json.dumps(llava_records()[:2]))
+    args = infuse_args(tiny, tmp_path / "mix.json", tiny["images"], tmp_path / "data")
+    assert run_cli(args, cwd=tmp_path).returncode == 0
+    again = run_cli(args + ["overwrite=true", "temperature=0"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    stats = json.loads((tmp_path / "data" / "stic_sft.stats.json").read_text())
+    assert stats["last_process"]["images_described"] == 2  # nothing reused from the replaced run
+    assert len(read_records(tmp_path / "data" / "stic_sft")) == 2
+
+
+def test_dar_unanswered_questions_and_rescoring_without_regenerating(tiny, tmp_path):
+    questions = [{"id": "1", "image": "image_000.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"}]},
+                 {"id": "2", "image": "image_001.png", "conversations": [{"from": "human", "value": "<image>\nWho?"},
+                                                                           {"from": "gpt", "value": "e"}]}]  # fmt: skip
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    base = ["stic-cli", "dar", f"model_name_or_path={tiny['tiny-llava']}", "template=llava",
+            f"llava_file={tmp_path / 'q.json'}", f"image_folder={tiny['images']}", f"dataset_dir={tmp_path / 'pred'}",
+            "max_new_tokens=8", "description_max_new_tokens=8"]  # fmt: skip
+    first = run_cli(base, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    predictions = {p["id"]: p for p in read_records(tmp_path / "pred" / "dar")}
+    assert predictions[0]["reference"] is None and predictions[1]["reference"] == "e"
+    rescored = run_cli(base + ["metric=contains"], cwd=tmp_path)
+    assert rescored.returncode == 0, rescored.stderr[-2000:]
+    assert "2 already done, 0 to do" in rescored.stderr
+    correct = int("e" in predictions[1]["prediction"].lower())
+    assert f"accuracy (contains): {correct:.4f} ({correct}/1)" in rescored.stdout

@@ -62,7 +62,8 @@ def test_custom_format_and_bad_formats(tmp_path):
 @pytest.mark.parametrize(
     "text,letter",
     [("B", "B"), ("(C) a cat", "C"), ("D. dog", "D"), ("The answer is A.", "A"), ("Answer: (b)", "B"),
-     ("I think it is the (D) option", "D"), ("a dog", None), ("", None), (None, None)],
+     ("I think it is the (D) option", "D"), ("a dog", None), ("The answer is a dog.", None), ("", None),
+     (None, None)],
 )  # fmt: skip
 def test_choice_letter(text, letter):
     assert choice_letter(text) == letter

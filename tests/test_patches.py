@@ -95,3 +95,15 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         STIC_PLUGIN_AUTOLOAD="0",
     )
     assert out.split("\n")[:7] == ["6 True False", "True", "True", "True", "[] []", "True", "6 True"]
+
+
+def test_importing_the_formatters_first_still_registers_them():
+    """stic_plugin.converters imports LLaMA-Factory's converter module, whose patch needs the formatters."""
+    out = _python(
+        """
+        import stic_plugin.converters
+        import llamafactory.data.converter as converter
+        print(sorted(set(converter.DATASET_CONVERTERS) & {"llava", "stic"}))
+        """
+    )
+    assert out.strip() == "['llava', 'stic']"

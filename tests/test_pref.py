@@ -1,7 +1,6 @@
 """`stic-cli pref` end to end on the tiny models, in subprocesses, as users run it."""
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -208,7 +207,7 @@ def test_nothing_produced_exits_non_zero(tiny, tmp_path):
     (images / "b.jpg").write_text("text")
     result = run_cli(pref_args(tiny, images, tmp_path / "data"), cwd=tmp_path)
     assert result.returncode == 1
-    assert "no preference pair could be produced" in result.stderr
+    assert "nothing could be produced" in result.stderr
 
 
 def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_path):
@@ -257,3 +256,33 @@ def test_pref_with_tiny_qwen2vl_loads_through_llamafactory(tiny, tmp_path):
     assert len(train) == len(records)
     prompt = tokenizer_module["tokenizer"].decode(train[0]["chosen_input_ids"])
     assert prompt.count("<|image_pad|>") == 4 and "<|vision_start|>" in prompt  # the tiny Qwen2-VL's image tokens
+
+
+def test_failed_start_does_not_lock_the_output_and_errors_are_messages(tiny, tmp_path):
+    data = tmp_path / "data"
+    wrong = run_cli(pref_args(tiny, tiny["images"], data, model_name_or_path=str(tmp_path / "no-such-model")),
+                    cwd=tmp_path)  # fmt: skip
+    assert wrong.returncode == 2 and "stic-cli pref: error:" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert not (data / "dataset_info.json").exists()  # no entry for a dataset that does not exist
+    fixed = run_cli(pref_args(tiny, tiny["images"], data, max_samples=2), cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+
+
+def test_process_with_an_empty_share_exits_zero(tiny, tmp_path):
+    images = tmp_path / "images"
+    make_images(images, count=1)
+    result = run_cli(pref_args(tiny, images, tmp_path / "data"), cwd=tmp_path, RANK="1", WORLD_SIZE="2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "0 for process 1 of 2" in result.stderr
+
+
+def test_dataset_info_keeps_its_file_mode(tiny, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    info = data / "dataset_info.json"
+    info.write_text("{}")
+    info.chmod(0o644)
+    result = run_cli(pref_args(tiny, tiny["images"], data, max_samples=2), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "stic_pref" in json.loads(info.read_text())
+    assert info.stat().st_mode & 0o777 == 0o644

@@ -167,11 +167,12 @@ def test_example_records_load_with_their_dataset_entry(name, tmp_path):
 def test_readme_documents_every_key():
     import dataclasses
 
+    from stic_plugin.bench import BenchConfig
     from stic_plugin.demo import DemoConfig
     from stic_plugin.hparams import stic_option_names
 
     readme = (REPO / "README.md").read_text()
-    for cls in (PrefConfig, InfuseConfig, DarConfig, DemoConfig):
+    for cls in (PrefConfig, InfuseConfig, DarConfig, DemoConfig, BenchConfig):
         for f in dataclasses.fields(cls):
             assert f"| `{f.name}` |" in readme, f"{cls.__name__}.{f.name} is not in the README"
     for name in stic_option_names():

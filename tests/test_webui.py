@@ -93,8 +93,11 @@ def test_stic_dpo_in_the_web_ui(webui):
         model_name.fill("LLaVA-1.5-7B-Chat")
         page.get_by_role("option", name="LLaVA-1.5-7B-Chat", exact=True).click()
         model_path = page.get_by_label("Model path").first
+        # Choosing a model name fills in its hub path; wait for that before typing over it.
+        expect(model_path).to_have_value("llava-hf/llava-1.5-7b-hf")
         model_path.fill(webui["model"])
         model_path.press("Enter")
+        expect(model_path).to_have_value(webui["model"])
 
         page.get_by_label("Stage", exact=True).first.click()
         stages = [text.replace("✓", "").strip() for text in page.get_by_role("option").all_inner_texts()]
@@ -121,6 +124,7 @@ def test_stic_dpo_in_the_web_ui(webui):
         assert "--stage stic_dpo" in preview
         assert "--pref_beta 0.1" in preview and "--pref_loss sigmoid" in preview
         assert "--stic_alpha 0.5" in preview
+        assert f"--model_name_or_path {webui['model']}" in preview
 
         # Start: the web UI runs `llamafactory-cli train` in a child process, which loads the plugin by itself.
         page.get_by_role("button", name="Start").click()
@@ -134,3 +138,7 @@ def test_stic_dpo_in_the_web_ui(webui):
     assert len(steps) == 2, (Path(webui["workdir"]) / "webui.log").read_text()[-3000:]
     for step in steps:
         assert step["loss"] == pytest.approx(step["stic/dpo_loss"] + 0.5 * step["stic/nll"], rel=1e-5)
+    # The log the web UI shows is kept whole and written once (one LogCallback, one log handler).
+    (running_log,) = Path(webui["workdir"], "saves").glob("**/running_log.txt")
+    lines = running_log.read_text().splitlines()
+    assert sum("Loading dataset stic_pref.jsonl" in line for line in lines) == 1

@@ -1,0 +1,393 @@
+"""``stic-cli bench``: speed of the STIC code paths on this machine's accelerator, as numbers.
+
+Run: ``stic-cli bench`` (random weights with LLaVA-1.5-7B's architecture, built from
+``stic_plugin/model_configs``: nothing downloaded), ``stic-cli bench architecture=qwen2-vl-7b``,
+``stic-cli bench model_name_or_path=/models/llava-1.5-7b-hf template=llava`` for a checkpoint, or
+``stic-cli bench architecture=tiny batch_sizes=[1,2] ...`` on a CPU (a smoke run, not a speed figure).
+
+Measured in one run on one device, after a warm-up:
+
+1. generation through the ``pref`` path (``VisionLanguageGenerator.generate``, as ``pref`` and
+   ``infuse`` call it) at each batch size, batch 1 being the authors' one-image-per-call baseline.
+   Random weights stop anywhere, so output lengths are forced: all equal (``new_tokens``), then drawn
+   per sequence from a spread (``spread_*``), counting only the useful tokens;
+2. a ``stic_dpo`` training step against LLaMA-Factory's ``dpo`` step on identical batches (LoRA r=128
+   on every linear layer, gradient checkpointing): step time, pairs/s, model FLOPs utilisation, peak memory;
+3. the stage-2 description pass (the same path, description prompts, the spread of lengths);
+
+then prints one table, the projected wall time of the paper's workload (6k images, 5k SFT samples),
+and writes every figure with the device name to ``output_json``.
+"""
+
+import json
+import math
+import random
+import tempfile
+import time
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import option
+
+ARCHITECTURES = ("llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b", "tiny")
+TEMPLATES = {"llava-1.5-7b": "llava", "llava-v1.6-mistral-7b": "llava_next_mistral", "qwen2-vl-7b": "qwen2_vl",
+             "tiny": "llava"}  # fmt: skip
+# Dense bf16 peak of the usual training GPUs, for model FLOPs utilisation (none known: not reported).
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12}
+PAPER_WORKLOAD = {"pref_images": 6000, "sft_samples": 5000}
+
+
+@dataclass
+class BenchConfig:
+    """``stic-cli bench``: speed of generation and training on this machine, printed and saved as JSON."""
+
+    command = "bench"
+
+    architecture: typing.Literal["llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b", "tiny"] = option(
+        "llava-1.5-7b", help="Random-weight model of this architecture (tiny: the test model, for CPU smoke runs)."
+    )
+    model_name_or_path: str | None = option(None, help="A checkpoint to measure instead of random weights.")
+    template: str | None = option(None, help="The checkpoint's LLaMA-Factory template (with model_name_or_path).")
+    batch_sizes: list = option([1, 16, 64, 128], help="Sequences per generate call to measure; 1 is the baseline.")
+    new_tokens: int = option(256, help="Equal-length run: output tokens of every sequence.")
+    spread_min: int = option(100, help="Spread run: shortest output, in tokens.")
+    spread_max: int = option(1000, help="Spread run: longest output, in tokens.")
+    spread_mean: int = option(400, help="Spread run: mean output length, in tokens (log-normal, clipped).")
+    train_pairs: int = option(4, help="Preference pairs per training step.")
+    train_response_tokens: int = option(350, help="Tokens of each chosen and rejected response in the training batch.")
+    train_steps: int = option(5, help="Timed training steps per trainer.")
+    warmup_steps: int = option(2, help="Untimed steps (and generate calls) first: compilation, caches, allocator.")
+    image_max_pixels: int = option(768 * 768, help="As the recipes' image_max_pixels.")
+    output_json: str = option("bench.json", help="Where every figure is written.")
+    seed: int = option(0, help="Seed of the random weights, images and lengths.")
+
+    def __post_init__(self):
+        if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
+            raise ValueError(f"`batch_sizes` must be a list of whole numbers >= 1; got {self.batch_sizes!r}")
+        if not 1 <= self.spread_min <= self.spread_mean <= self.spread_max:
+            raise ValueError("need 1 <= spread_min <= spread_mean <= spread_max")
+        for name in ("new_tokens", "train_pairs", "train_response_tokens", "train_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1")
+        if (self.model_name_or_path is None) != (self.template is None):
+            raise ValueError("`model_name_or_path` and `template` go together")
+
+
+def spread_lengths(count: int, low: int, high: int, mean: int, rng: random.Random) -> list[int]:
+    """Output lengths like real descriptions: log-normal, clipped to [low, high], mean near ``mean``."""
+    sigma = 0.6
+    mu = math.log(mean) - sigma**2 / 2
+    return [min(high, max(low, round(rng.lognormvariate(mu, sigma)))) for _ in range(count)]
+
+
+class ForcedLengths:
+    """A logits processor that makes row i stop after exactly ``lengths[i]`` tokens, never before.
+
+    It also keeps sampling inside ``allowed_vocab`` (a random-weight model's vocabulary can be larger
+    than the stand-in tokenizer's).
+    """
+
+    def __init__(self, lengths: list[int], prompt_width: int, stop_id: int, allowed_vocab: int):
+        self.lengths, self.prompt_width, self.stop_id, self.allowed_vocab = lengths, prompt_width, stop_id, allowed_vocab
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        generated = input_ids.shape[1] - self.prompt_width
+        scores[:, self.allowed_vocab :] = -math.inf
+        lengths = torch.tensor(self.lengths, device=scores.device)
+        finished = lengths <= generated
+        scores[:, self.stop_id] = -math.inf
+        scores[finished] = -math.inf
+        scores[finished, self.stop_id] = 0.0
+        return scores
+
+
+def _sync():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _random_images(count: int, rng: random.Random):
+    from PIL import Image
+
+    sizes = [(640, 480), (480, 640), (800, 600), (500, 500)]
+    images = []
+    for index in range(count):
+        width, height = sizes[index % len(sizes)]
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        images.append(Image.new("RGB", (width, height), colour))
+    return images
+
+
+def build_generator(cfg: BenchConfig, workdir: Path):
+    """The generator (and its model) for a checkpoint, the tiny model, or a random-weight architecture."""
+    from .engine import VisionLanguageGenerator
+
+    if cfg.model_name_or_path:
+        return VisionLanguageGenerator.load(cfg.model_name_or_path, cfg.template, image_max_pixels=cfg.image_max_pixels)
+    if cfg.architecture == "tiny":
+        from .fixtures import build_tiny_llava
+
+        return VisionLanguageGenerator.load(str(build_tiny_llava(workdir / "tiny-llava")), "llava",
+                                            image_max_pixels=cfg.image_max_pixels)  # fmt: skip
+    return _random_architecture(cfg, workdir)
+
+
+def _random_architecture(cfg: BenchConfig, workdir: Path):
+    """The real architecture from the shipped config, random bf16 weights built on the device; a stand-in
+    tokenizer (trained here) whose image token takes the place of the real one."""
+    import torch
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments, ModelArguments
+    from llamafactory.model.patcher import patch_processor
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedTokenizerFast
+
+    from .engine import VisionLanguageGenerator, process_device
+    from .fixtures import LLAVA_SPECIALS, QWEN_SPECIALS, train_tokenizer
+
+    folder = Path(__file__).resolve().parent / "model_configs" / cfg.architecture
+    qwen = cfg.architecture.startswith("qwen")
+    if qwen:
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_tokenizer(QWEN_SPECIALS), eos_token="<|im_end|>",
+                                            pad_token="<|endoftext|>",
+                                            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})  # fmt: skip
+    else:
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_tokenizer(LLAVA_SPECIALS), unk_token="<unk>",
+                                            bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                            extra_special_tokens={"image_token": "<image>"})  # fmt: skip
+    local = workdir / cfg.architecture
+    local.mkdir(parents=True, exist_ok=True)
+    config_values = json.loads((folder / "config.json").read_text())
+    if qwen:
+        for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+            token = {"image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>",
+                     "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"}[key]  # fmt: skip
+            config_values[key] = tokenizer.convert_tokens_to_ids(token)
+    else:
+        config_values["image_token_index"] = tokenizer.convert_tokens_to_ids("<image>")
+        config_values["pad_token_id"] = tokenizer.pad_token_id
+    (local / "config.json").write_text(json.dumps(config_values))
+    preprocessor = json.loads((folder / "preprocessor_config.json").read_text())
+    (local / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    tokenizer.save_pretrained(local)
+    processor = AutoProcessor.from_pretrained(local)
+    model_args = ModelArguments(model_name_or_path=str(local), image_max_pixels=cfg.image_max_pixels)
+    patch_processor(processor, tokenizer, model_args)
+
+    device = process_device()
+    dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    config = AutoConfig.from_pretrained(local)
+    torch.manual_seed(cfg.seed)
+    with torch.device(device):
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=TEMPLATES[cfg.architecture]))
+    return VisionLanguageGenerator(model, tokenizer, processor, template)
+
+
+def bench_generation(
+    generator, cfg: BenchConfig, prompts: list[str], lengths_for, label: str, generations_per_image: int = 2
+) -> list[dict]:
+    """tokens/s and images/s at each batch size; ``lengths_for(batch)`` gives the forced lengths.
+    ``generations_per_image``: 2 for pref (chosen and rejected), 1 for descriptions."""
+    from transformers import LogitsProcessorList
+
+    from .engine import Request, user_turn
+
+    rng = random.Random(cfg.seed)
+    vocab = len(generator.tokenizer)
+    stop = generator.stop_token_ids[0]
+    rows = []
+    for batch in cfg.batch_sizes:
+        images = _random_images(batch, rng)
+        requests = [Request.single(user_turn(prompts[i % len(prompts)]), images[i]) for i in range(batch)]
+        width = max(len(generator.encode(request)) for request in requests)
+        for _ in range(cfg.warmup_steps):
+            warm = [min(8, n) for n in lengths_for(batch)]
+            generator.generate(requests, max(warm), 0.2, None, seed=cfg.seed,
+                               logits_processor=LogitsProcessorList([ForcedLengths(warm, width, stop, vocab)]))  # fmt: skip
+        lengths = lengths_for(batch)
+        processor = LogitsProcessorList([ForcedLengths(lengths, width, stop, vocab)])
+        _sync()
+        started = time.perf_counter()
+        outputs = generator.generate(requests, max(lengths), 0.2, None, seed=cfg.seed, logits_processor=processor)
+        _sync()
+        seconds = time.perf_counter() - started
+        produced = sum(output.tokens for output in outputs)
+        useful = sum(lengths)
+        rows.append({
+            "run": label, "batch_size": batch, "seconds": round(seconds, 4), "useful_tokens": useful,
+            "tokens_written": produced, "tokens_per_second": round(useful / seconds, 2),
+            "sequences_per_second": round(batch / seconds, 3),
+            "images_per_second": round(batch / generations_per_image / seconds, 3),
+            "longest": max(lengths),
+        })  # fmt: skip
+    return rows
+
+
+def bench_training(generator, cfg: BenchConfig, workdir: Path) -> list[dict]:
+    """One LoRA model; LLaMA-Factory's dpo step and the stic_dpo step on identical batches."""
+    import torch
+    from llamafactory.data import PairwiseDataCollatorWithPadding
+    from llamafactory.hparams.parser import _parse_train_args
+    from llamafactory.model.adapter import init_adapter
+    from llamafactory.model.model_utils.checkpointing import prepare_model_for_training
+    from llamafactory.train.dpo.trainer import CustomDPOTrainer
+
+    from .engine import Request, user_turn
+    from .trainer import SticDPOTrainer
+
+    model, tokenizer = generator.model, generator.tokenizer
+    cuda = model.device.type == "cuda"
+    common = dict(model_name_or_path="unused", template="llava", output_dir=str(workdir / "train"), do_train=True,
+                  finetuning_type="lora", lora_rank=128, lora_alpha=256, lora_target="all", report_to="none",
+                  bf16=cuda and model.dtype == torch.bfloat16, use_cpu=not cuda, per_device_train_batch_size=cfg.train_pairs)  # fmt: skip
+    model_args, _, training_args, dpo_args, _ = _parse_train_args({**common, "stage": "dpo"})
+    stic_args = _parse_train_args({**common, "stage": "stic_dpo"})[3]
+    model = init_adapter(model.config, model, model_args, dpo_args, is_trainable=True)
+    model_args.disable_gradient_checkpointing = False
+    prepare_model_for_training(model, model_args)
+    model.train()
+
+    rng = random.Random(cfg.seed)
+    images = _random_images(cfg.train_pairs, rng)
+    features = []
+    vocab = len(tokenizer)
+    for image in images:
+        prompt = generator.encode(Request.single(user_turn("Illustrate the details of the picture."), image))
+        chosen = [rng.randrange(10, vocab) for _ in range(cfg.train_response_tokens)] + [generator.stop_token_ids[0]]
+        rejected = [rng.randrange(10, vocab) for _ in range(cfg.train_response_tokens)] + [generator.stop_token_ids[0]]
+        features.append({
+            "chosen_input_ids": prompt + chosen, "chosen_attention_mask": [1] * (len(prompt) + len(chosen)),
+            "chosen_labels": [-100] * len(prompt) + chosen,
+            "rejected_input_ids": prompt + rejected, "rejected_attention_mask": [1] * (len(prompt) + len(rejected)),
+            "rejected_labels": [-100] * len(prompt) + rejected,
+            "images": [image], "videos": None, "audios": None,
+        })  # fmt: skip
+    collator = PairwiseDataCollatorWithPadding(template=generator.template, model=model, pad_to_multiple_of=8,
+                                               label_pad_token_id=-100, tokenizer=tokenizer,
+                                               processor=generator.processor)  # fmt: skip
+    batch = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in collator(features).items()}
+    tokens = int(batch["input_ids"].numel())
+    parameters = sum(p.numel() for p in model.parameters())
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-7)
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in _device_name()), None) if cuda else None
+
+    trainers = {
+        stage: cls(model=model, ref_model=None, args=training_args, finetuning_args=args, data_collator=collator,
+                   tokenizer=tokenizer, processor=None)
+        for stage, args, cls in (("dpo", dpo_args, CustomDPOTrainer), ("stic_dpo", stic_args, SticDPOTrainer))
+    }  # fmt: skip
+    times = {stage: [] for stage in trainers}
+    peaks = {stage: 0 for stage in trainers}
+    # The two trainers take turns, step by step, so that drift (clocks, caches) affects both alike.
+    for step in range(cfg.warmup_steps + cfg.train_steps):
+        for stage, trainer in trainers.items():
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            _sync()
+            started = time.perf_counter()
+            loss, _ = trainer.get_batch_loss_metrics(model, dict(batch))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            _sync()
+            if step >= cfg.warmup_steps:
+                times[stage].append(time.perf_counter() - started)
+            if cuda:
+                peaks[stage] = max(peaks[stage], torch.cuda.max_memory_allocated())
+    rows = []
+    for stage in trainers:
+        seconds = sorted(times[stage])[len(times[stage]) // 2]  # the median step
+        # Model FLOPs per step: policy forward (2NT) + gradients w.r.t. activations through the frozen
+        # base (2NT) + reference forward (2NT); recomputation by checkpointing not counted, as usual.
+        flops = 6 * parameters * tokens
+        rows.append({
+            "stage": stage, "step_seconds": round(seconds, 4), "pairs_per_second": round(cfg.train_pairs / seconds, 3),
+            "tokens_per_step": tokens, "parameters": parameters,
+            "mfu": round(flops / seconds / peak, 4) if peak else None,
+            "peak_memory_gib": round(peaks[stage] / 2**30, 2) if cuda else None,
+        })  # fmt: skip
+    rows.append({"stage": "stic_dpo vs dpo", "step_time_ratio": round(rows[1]["step_seconds"] / rows[0]["step_seconds"], 4)})
+    return rows
+
+
+def _device_name() -> str:
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def project(pref_best: dict, describe_best: dict, stic_step: dict, cfg: BenchConfig) -> dict:
+    """The paper's workload on this device from the measured rates (spread-of-lengths rates)."""
+    mean = cfg.spread_mean
+    pref_tokens = PAPER_WORKLOAD["pref_images"] * 2 * mean
+    describe_tokens = PAPER_WORKLOAD["sft_samples"] * mean
+    pref_s = pref_tokens / pref_best["tokens_per_second"]
+    describe_s = describe_tokens / describe_best["tokens_per_second"]
+    stage1_s = PAPER_WORKLOAD["pref_images"] / stic_step["pairs_per_second"]
+    # An SFT sample costs about a third of a preference pair (one sequence, no reference pass).
+    stage2_s = PAPER_WORKLOAD["sft_samples"] / (3 * stic_step["pairs_per_second"])
+    total = pref_s + describe_s + stage1_s + stage2_s
+    return {"pref_generation_s": round(pref_s), "stage1_training_s": round(stage1_s),
+            "stage2_descriptions_s": round(describe_s), "stage2_training_s": round(stage2_s),
+            "total_hours": round(total / 3600, 2)}  # fmt: skip
+
+
+def run_bench(cfg: BenchConfig) -> int:
+    from .templates import default_prompt_file, read_prompts
+
+    workdir = Path(tempfile.mkdtemp(prefix="stic-bench-"))
+    generator = build_generator(cfg, workdir)
+    preferred = read_prompts(default_prompt_file("preferred"), "preferred")
+    bad = read_prompts(default_prompt_file("hallucination"), "hallucination")
+    captioning = read_prompts(default_prompt_file("captioning"), "captioning")
+    rng = random.Random(cfg.seed)
+    equal = bench_generation(generator, cfg, preferred + bad, lambda n: [cfg.new_tokens] * n, "pref, equal lengths")
+    spread = bench_generation(
+        generator, cfg, preferred + bad,
+        lambda n: spread_lengths(n, cfg.spread_min, cfg.spread_max, cfg.spread_mean, rng), "pref, spread of lengths",
+    )  # fmt: skip
+    best_batch = max(spread, key=lambda row: row["tokens_per_second"])["batch_size"]
+    describe_cfg = BenchConfig(**{**cfg.__dict__, "batch_sizes": [best_batch]})
+    describe = bench_generation(
+        generator, describe_cfg, captioning,
+        lambda n: spread_lengths(n, cfg.spread_min, cfg.spread_max, cfg.spread_mean, rng), "stage-2 descriptions", 1,
+    )  # fmt: skip
+    training = bench_training(generator, cfg, workdir)
+    projection = project(max(spread, key=lambda r: r["tokens_per_second"]), describe[0], training[1], cfg)
+
+    result = {"device": _device_name(), "architecture": cfg.model_name_or_path or cfg.architecture,
+              "config": cfg.__dict__, "generation": equal + spread + describe, "training": training,
+              "projection_paper_workload": projection}  # fmt: skip
+    Path(cfg.output_json).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(format_table(result))
+    print(f"figures: {Path(cfg.output_json).absolute()}")
+    return 0
+
+
+def format_table(result: dict) -> str:
+    lines = [f"stic-cli bench on {result['device']}, {result['architecture']}", "",
+             f"{'generation':28} {'batch':>6} {'tokens/s':>10} {'images/s':>9} {'seconds':>8}"]  # fmt: skip
+    for row in result["generation"]:
+        lines.append(f"{row['run']:28} {row['batch_size']:>6} {row['tokens_per_second']:>10.1f} "
+                     f"{row['images_per_second']:>9.2f} {row['seconds']:>8.2f}")  # fmt: skip
+    lines += ["", f"{'training step':16} {'seconds':>8} {'pairs/s':>8} {'MFU':>6} {'peak GiB':>9}"]
+    for row in result["training"][:2]:
+        mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"
+        memory = f"{row['peak_memory_gib']:.1f}" if row["peak_memory_gib"] is not None else "-"
+        lines.append(f"{row['stage']:16} {row['step_seconds']:>8.3f} {row['pairs_per_second']:>8.2f} {mfu:>6} {memory:>9}")
+    lines.append(f"stic_dpo / dpo step time: {result['training'][2]['step_time_ratio']:.3f}")
+    p = result["projection_paper_workload"]
+    lines += ["", f"paper workload (6k images, 5k SFT samples) projected: {p['total_hours']:.2f} h "
+              f"(pref {p['pref_generation_s']} s, stage 1 {p['stage1_training_s']} s, descriptions "
+              f"{p['stage2_descriptions_s']} s, stage 2 {p['stage2_training_s']} s)"]  # fmt: skip
+    return "\n".join(lines)
