@@ -111,3 +111,14 @@ def test_stic_dpo_under_torchrun_two_processes(tiny, pref_dataset_dir, tmp_path)
     assert result.returncode == 0, output[-4000:]
     assert "Process rank: 0, world size: 2" in output and "Process rank: 1, world size: 2" in output
     _assert_trained(tmp_path / "out")
+
+
+def test_argv_form_dispatches_to_stic_dpo(tiny, pref_dataset_dir, tmp_path):
+    args = ["llamafactory-cli", "train", "--model_name_or_path", tiny["tiny-llava"], "--template", "llava",
+            "--stage", "stic_dpo", "--do_train", "--finetuning_type", "lora", "--lora_target", "all",
+            "--dataset", "stic_pref", "--dataset_dir", str(pref_dataset_dir), "--cutoff_len", "256",
+            "--output_dir", str(tmp_path / "out"), "--per_device_train_batch_size", "2", "--max_steps", "2",
+            "--logging_steps", "1", "--report_to", "none", "--use_cpu", "--stic_alpha", "0.5", "--plot_loss"]  # fmt: skip
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    _assert_trained(tmp_path / "out", alpha=0.5)
