@@ -343,7 +343,15 @@ def project(pref_best: dict, describe_best: dict, stic_step: dict, cfg: BenchCon
 
 
 def run_bench(cfg: BenchConfig) -> int:
+    import torch
+
     from .templates import default_prompt_file, read_prompts
+
+    if not torch.cuda.is_available() and cfg.architecture != "tiny" and not cfg.model_name_or_path:
+        raise ValueError(
+            f"no GPU here: a random {cfg.architecture} would be built in CPU memory. For a smoke run on a CPU use "
+            "architecture=tiny with small values (see `stic-cli bench --help`)."
+        )
 
     workdir = Path(tempfile.mkdtemp(prefix="stic-bench-"))
     generator = build_generator(cfg, workdir)

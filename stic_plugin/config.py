@@ -184,9 +184,27 @@ class GeneratorConfig:
             raise ValueError(f"`top_p` must be in (0, 1]; got {self.top_p}")
 
     def generation_fingerprint(self) -> dict:
-        """What decides the content of the output; batch size and overwrite do not."""
+        """What decides the content of the output; batch size and overwrite do not.
+
+        Local model and adapter folders count by their files (names, sizes, modification times), so an
+        adapter retrained in place is a changed configuration, not something to resume.
+        """
         skip = {"overwrite", "batch_size", "dataset_dir"}
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        values["model_files"] = files_signature(self.model_name_or_path)
+        values["adapter_files"] = [files_signature(p) for p in (self.adapter_name_or_path or "").split(",") if p.strip()]
+        return values
+
+
+def files_signature(path: str) -> list | None:
+    """(name, size, modification time) of a local file, or of the files directly in a local folder."""
+    target = Path(path.strip())
+    if target.is_file():
+        stat = target.stat()
+        return [[target.name, stat.st_size, stat.st_mtime_ns]]
+    if target.is_dir():
+        return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(target.iterdir()) if p.is_file()]
+    return None  # a hub name: its revision is the hub's business
 
 
 @dataclass

@@ -16,10 +16,10 @@ from .config import DarConfig
 from .describe import ImageDescriber, bad_image_entry, load_images
 from .engine import Request
 from .infusion import infuse_messages, read_infusion_format
-from .metrics import accuracy
+from .metrics import accuracy, scorable
 from .output import atomic_write_text
 from .runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
-from .sources import Sample, load_samples
+from .sources import Sample, load_samples, source_signature
 
 
 def question_and_reference(sample: Sample) -> tuple[list[dict], str | None]:
@@ -39,7 +39,8 @@ def run_dar(cfg: DarConfig) -> int:
     samples = sample_reproducibly(load_samples(cfg, unanswered_ok=True), cfg.num_samples, cfg.seed, "dar")
     if not samples:
         raise ValueError("the input holds no question")
-    fingerprint = {**cfg.generation_fingerprint(), "infusion_format": infusion_format}
+    fingerprint = {**cfg.generation_fingerprint(), "infusion_format": infusion_format,
+                   "source_files": source_signature(cfg)}  # fmt: skip
     fingerprint.pop("metric")  # scoring again with another metric needs no new predictions
     output = start_run(cfg, cfg.predictions_name, fingerprint, name_key="predictions_name")
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["id"]), cfg.overwrite)
@@ -85,6 +86,7 @@ def run_dar(cfg: DarConfig) -> int:
                 question = next((m["content"] for m in sample.messages if m["role"] == "user"), "")
                 predictions.write({
                     "id": sample.index,
+                    "source_id": sample.source_id,
                     "question": question,
                     "description": "\n\n".join(descriptions),
                     "prediction": answer.text,
@@ -109,12 +111,17 @@ def write_summary(cfg: DarConfig, output, run: Counter, seconds: float) -> None:
     lines = [f"stic-cli dar: {len(records)} predictions ({stats['mode']}) in {output.data_dir}"]
     if cfg.metric != "none":
         correct, counted = accuracy([(r["prediction"], r["reference"]) for r in records], cfg.metric)
-        stats.update(metric=cfg.metric, correct=correct, counted=counted,
+        unscorable = sum(1 for r in records if r["reference"] and not scorable(r["reference"], cfg.metric))
+        stats.update(metric=cfg.metric, correct=correct, counted=counted, unscorable_references=unscorable,
                      accuracy=round(correct / counted, 6) if counted else None)  # fmt: skip
         if counted:
             lines.append(f"  accuracy ({cfg.metric}): {correct / counted:.4f} ({correct}/{counted})")
         else:
-            lines.append(f"  accuracy ({cfg.metric}): no prediction has a reference answer")
+            lines.append(f"  accuracy ({cfg.metric}): no prediction has a reference answer it can score")
+        if unscorable:
+            lines.append(f"  not scored: {unscorable} reference(s) that `{cfg.metric}` cannot read (e.g. no letter)")
+    if stats["skipped"]:
+        lines.append(f"  skipped questions (not answered, not counted): {stats['skipped']}")
     atomic_write_text(output.stats_path, json.dumps(stats, indent=2) + "\n")
     lines.append(f"  statistics: {output.stats_path}")
     print("\n".join(lines), flush=True)

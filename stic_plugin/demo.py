@@ -9,8 +9,8 @@ runs the real commands, each in its own process, exactly as on a GPU machine:
     stic-cli dar
 
 The recipes are the shipped ``recipes/llava-1.5-7b/*.yaml`` with tiny-model overrides, written to
-``output_dir/recipes``. Everything, caches included, stays under ``output_dir``; a rerun resumes the
-generators and retrains. The model is random, so the texts are noise: the demo shows the plumbing.
+``output_dir/recipes``. Everything, caches included, stays under ``output_dir``; a rerun starts every
+step over. The model is random, so the texts are noise: the demo shows the plumbing.
 """
 
 import json
@@ -121,7 +121,9 @@ def run_demo(cfg: DemoConfig) -> int:
     built = build_all(out / "fixtures", image_count=cfg.images)
     model, images = built["tiny-llava"], sorted(Path(built["images"]).glob("*.png"))[: cfg.images]
     sft_file, questions_file = _write_source_data(data, images)
-    tiny = dict(model_name_or_path=model, template="llava", max_new_tokens=cfg.max_new_tokens, batch_size=4)
+    # overwrite: the demo's outputs are its own, so a rerun with other settings starts them over
+    tiny = dict(model_name_or_path=model, template="llava", max_new_tokens=cfg.max_new_tokens, batch_size=4,
+                overwrite=True)  # fmt: skip
     train = dict(model_name_or_path=model, template="llava", dataset_dir=str(data), cutoff_len=512, bf16=None,
                  use_cpu=True, lora_rank=8, lora_alpha=16, per_device_train_batch_size=2,
                  gradient_accumulation_steps=1, logging_steps=1, save_steps=1000, num_train_epochs=2,

@@ -107,7 +107,10 @@ class VisionLanguageGenerator:
             args["image_max_pixels"] = int(image_max_pixels)
         model_args, data_args, finetuning_args, _ = get_infer_args(args)
         model_args.device_map = {"": process_device()}  # one whole copy per process, not spread over every GPU
-        tokenizer_module = load_tokenizer(model_args)
+        try:
+            tokenizer_module = load_tokenizer(model_args)
+        except OSError as err:
+            raise OSError(f"cannot load the tokenizer and processor of {model_name_or_path}: {err}") from err
         tokenizer, processor = tokenizer_module["tokenizer"], tokenizer_module["processor"]
         if processor is None:
             raise ValueError(f"{model_name_or_path} has no image processor: STIC needs a vision-language model")

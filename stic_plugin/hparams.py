@@ -113,6 +113,13 @@ def finetuning_arguments_class(base: type | None = None) -> type:
                 self.use_ref_model = True
             self.check_stic_arguments()
             check_stage_arguments(self)
+            changed = [f.name for f in fields(SticArguments) if getattr(self, f.name) != f.default]
+            if self.stage != STAGE and changed:
+                import logging
+
+                logging.getLogger("stic_plugin").warning(
+                    "%s set, but `stage: %s` does not use it (only `stage: %s` does)", ", ".join(changed), self.stage, STAGE
+                )
 
     # Importable by name (pickling in Ray and multiprocessing): see the module's __getattr__.
     SticFinetuningArguments.__qualname__ = "SticFinetuningArguments"

@@ -52,7 +52,7 @@ def images_in_folder(image_dir: str) -> list[ImageItem]:
 
 
 def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:
-    text = image_list.read_text(encoding="utf-8")
+    text = image_list.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is not a path
     suffix = image_list.suffix.lower()
     if suffix == ".json":
         rows = json.loads(text)

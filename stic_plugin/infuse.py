@@ -21,7 +21,7 @@ from .describe import ImageDescriber, bad_image_entry, load_images
 from .infusion import infuse_messages, read_infusion_format
 from .output import atomic_write_text
 from .runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
-from .sources import Sample, load_samples
+from .sources import Sample, load_samples, source_signature
 from .templates import dataset_entry, read_prompts
 
 def relative_images(paths: list[str], dataset_dir) -> list[str]:
@@ -56,8 +56,10 @@ def run_infuse(cfg: InfuseConfig) -> int:
     samples = sample_reproducibly(load_samples(cfg), cfg.num_samples, cfg.seed, "infuse")
     if not samples:
         raise ValueError("the input holds no sample")
-    fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts, "infusion_format": infusion_format}
-    output = start_run(cfg, cfg.dataset_name, fingerprint)
+    fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts, "infusion_format": infusion_format,
+                   "source_files": source_signature(cfg)}  # fmt: skip
+    entry = {"file_name": cfg.dataset_name, **dataset_entry("stic_sft")}
+    output = start_run(cfg, cfg.dataset_name, fingerprint, dataset_entry=entry)
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["stic"]["sample"]), cfg.overwrite)
 
     def make_generator():
@@ -106,7 +108,7 @@ def run_infuse(cfg: InfuseConfig) -> int:
     run.update(describer.counts)
     write_summary(output, cfg.dataset_name, run, seconds)
     written = run["infused"] + run["text-only kept"]
-    return finish_run(output, written, bool(todo), {"file_name": cfg.dataset_name, **dataset_entry("stic_sft")})
+    return finish_run(output, written, bool(todo), entry)
 
 
 def write_summary(output, name: str, run: Counter, seconds: float) -> None:

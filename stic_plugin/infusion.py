@@ -8,6 +8,7 @@ A turn that does not start with its image placeholder(s) gets the description in
 placeholders staying where they are; several images get one description each, labelled in order.
 """
 
+import re
 from pathlib import Path
 
 from .templates import data_templates_dir
@@ -25,8 +26,8 @@ def read_infusion_format(path: str) -> str:
     except OSError as err:
         raise ValueError(f"cannot read the infusion format {path}: {err}") from err
     text = text[:-1] if text.endswith("\n") else text
-    for field in ("{description}", "{instruction}"):
-        if field not in text:
+    for field in ("{images}", "{description}", "{instruction}"):
+        if field not in text:  # without {images} the image placeholders would be lost, and training would fail
             raise ValueError(f"the infusion format {path} must contain {field}")
     try:
         text.format(images="", description="", instruction="")
@@ -39,11 +40,10 @@ def infuse_turn(content: str, descriptions: list[str], infusion_format: str, pla
     """The first user turn with the image description(s) infused."""
     if not descriptions:
         return content
-    leading, rest = 0, content
-    while rest.startswith(placeholder):
-        leading, rest = leading + 1, rest[len(placeholder) :]
-    if leading and rest.startswith("\n"):
-        rest = rest[1:]
+    # The placeholders that open the turn, with the white space between and after them ("<image>\n<image>\n").
+    opening = re.match(rf"(?:{re.escape(placeholder)}\s*)+", content)
+    leading = opening.group(0).count(placeholder) if opening else 0
+    rest = content[opening.end() :] if opening else content
     if len(descriptions) == 1:
         description = descriptions[0]
     else:
@@ -59,8 +59,12 @@ def infuse_turn(content: str, descriptions: list[str], infusion_format: str, pla
 def infuse_messages(messages: list[dict], descriptions: list[str], infusion_format: str, placeholder: str) -> list[dict]:
     """A copy of the conversation with the first user turn infused; every other turn untouched."""
     out = [dict(message) for message in messages]
+    placed = sum(message["content"].count(placeholder) for message in out)
     for message in out:
         if message["role"] == "user":
-            message["content"] = infuse_turn(message["content"], descriptions, infusion_format, placeholder)
+            content = message["content"]
+            if descriptions and placed == 0:  # images without placeholders: LLaMA-Factory puts them first
+                content = placeholder * len(descriptions) + content
+            message["content"] = infuse_turn(content, descriptions, infusion_format, placeholder)
             break
     return out

@@ -35,7 +35,14 @@ def is_correct(prediction: str, reference: str, metric: str) -> bool:
     raise ValueError(f"unknown metric {metric!r}: choice, exact or contains")
 
 
+def scorable(reference: str | None, metric: str) -> bool:
+    """A reference the metric can score: present, and for `choice` holding a letter."""
+    if not reference:
+        return False
+    return choice_letter(reference) is not None if metric == "choice" else bool(normalize(reference))
+
+
 def accuracy(pairs: list[tuple[str, str]], metric: str) -> tuple[int, int]:
-    """(correct, counted) over (prediction, reference) pairs that have a reference."""
-    counted = [(p, r) for p, r in pairs if r]
+    """(correct, counted) over the (prediction, reference) pairs whose reference can be scored."""
+    counted = [(p, r) for p, r in pairs if scorable(r, metric)]
     return sum(is_correct(p, r, metric) for p, r in counted), len(counted)

@@ -61,20 +61,33 @@ def file_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def read_dataset_info(dataset_dir: Path, name: str, entry: dict) -> dict:
+    """dataset_info.json as a dict, checked: readable, and NAME free or already describing this output."""
+    info_path = dataset_dir / "dataset_info.json"
+    if not info_path.exists():
+        return {}
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{info_path} exists but cannot be read as JSON ({err}); fix or move it: it is never overwritten"
+        ) from err
+    if not isinstance(info, dict):
+        raise ValueError(f"{info_path} is not a JSON object; fix or move it: it is never overwritten")
+    existing = info.get(name)
+    if existing is not None and (not isinstance(existing, dict) or existing.get("file_name") != entry["file_name"]):
+        raise ValueError(
+            f"{info_path} already has an entry `{name}` for other data ({existing!r}); choose another "
+            "dataset_name: an existing entry is never replaced"
+        )
+    return info
+
+
 def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> None:
-    """Add or replace NAME in dataset_info.json, keeping every other entry; written atomically."""
+    """Add NAME to dataset_info.json, keeping every other entry; written atomically."""
     info_path = dataset_dir / "dataset_info.json"
     with file_lock(dataset_dir / ".dataset_info.json.lock"):
-        info = {}
-        if info_path.exists():
-            try:
-                info = json.loads(info_path.read_text(encoding="utf-8") or "{}")
-            except (OSError, ValueError) as err:
-                raise ValueError(
-                    f"{info_path} exists but cannot be read as JSON ({err}); fix or move it: it is never overwritten"
-                ) from err
-            if not isinstance(info, dict):
-                raise ValueError(f"{info_path} is not a JSON object; fix or move it: it is never overwritten")
+        info = read_dataset_info(dataset_dir, name, entry)
         if info.get(name) == entry:
             return
         info[name] = entry

@@ -137,7 +137,8 @@ def run_pref(cfg: PrefConfig) -> int:
     if not items:
         raise ValueError(f"no image files found in {cfg.image_dir or cfg.image_list}")
     fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts}
-    output = start_run(cfg, cfg.dataset_name, fingerprint)
+    entry = {"file_name": cfg.dataset_name, **dataset_entry("stic_pref")}
+    output = start_run(cfg, cfg.dataset_name, fingerprint, dataset_entry=entry)
     rank, world = output.rank, output.world_size
     todo = my_todo(output, items, lambda item: item.key, lambda record: record["stic"]["image"], cfg.overwrite)
 
@@ -178,7 +179,6 @@ def run_pref(cfg: PrefConfig) -> int:
 
     stats = write_stats(output, cfg.dataset_name, rank, world, run, seconds)
     print_summary(stats, output)
-    entry = {"file_name": cfg.dataset_name, **dataset_entry("stic_pref")}
     return finish_run(output, run["pairs written"], bool(todo), entry)
 
 
@@ -256,7 +256,8 @@ def plot_lengths(by_negative: dict, path: Path) -> None:
 def print_summary(stats: dict, output: ShardedOutput) -> None:
     last = stats["last_process"]
     lines = [
-        f"stic-cli pref: {stats['pairs']} pairs in {output.data_dir}",
+        f"stic-cli pref: {stats['pairs']} pairs in {output.data_dir}"
+        + (" so far (the other processes may still be writing)" if last["world_size"] > 1 else ""),
         f"  by negative type: {stats['pairs_by_negative']}",
         f"  skipped images:   {stats['skipped'] or 'none'}",
         f"  dropped pairs:    {stats['dropped'] or 'none'}",

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence, TypeVar
 
 from .config import distributed_rank
-from .output import ShardedOutput, merge_dataset_info
+from .output import ShardedOutput, merge_dataset_info, read_dataset_info
 
 T = TypeVar("T")
 logger = logging.getLogger("stic_plugin")
@@ -20,10 +20,15 @@ def sample_reproducibly(items: Sequence[T], count: int | None, seed: int, purpos
     return [items[index] for index in chosen]
 
 
-def start_run(cfg, name: str, fingerprint: dict, name_key: str = "dataset_name") -> ShardedOutput:
-    """This process's view of the output, checked against the configuration."""
+def start_run(
+    cfg, name: str, fingerprint: dict, name_key: str = "dataset_name", dataset_entry: dict | None = None
+) -> ShardedOutput:
+    """This process's view of the output, checked against the configuration (and dataset_info.json, now
+    rather than after hours of generation)."""
     rank, world = distributed_rank()
     output = ShardedOutput(cfg.dataset_dir, name, rank, world)
+    if dataset_entry is not None:
+        read_dataset_info(output.dataset_dir, name, dataset_entry)
     output.prepare(fingerprint, cfg.overwrite, name_key)
     return output
 

@@ -22,6 +22,7 @@ class Sample:
     messages: list[dict]  # user/assistant turns; the last is the reference answer (SFT) when present
     images: list[str] = field(default_factory=list)  # resolved paths, in placeholder order
     system: str = ""
+    source_id: str | None = None  # the record's own id, where the input has one (LLaVA files)
 
     @property
     def key(self) -> str:
@@ -62,7 +63,9 @@ def load_llava_file(path: str, image_folder: str | None, unanswered_ok: bool = F
         if unanswered_ok and isinstance(turns, list) and len(turns) % 2 == 1:
             row = {**row, "conversations": turns + [{"from": "gpt", "value": ""}]}  # a question without its answer
         try:
-            samples.append(_to_sample(index, converter(row)))
+            sample = _to_sample(index, converter(row))
+            sample.source_id = str(row["id"]) if isinstance(row, dict) and row.get("id") is not None else None
+            samples.append(sample)
         except MalformedRecordError as err:  # one bad record among thousands: leave it out, say so
             unreadable.append(str(err))
     _report_unreadable(path, unreadable)
@@ -91,6 +94,19 @@ def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> li
             unreadable.append(f"sample {index}")
     _report_unreadable(f"dataset `{name}`", unreadable)
     return samples
+
+
+def source_signature(cfg) -> list | None:
+    """The input data files, by size and modification time: an edited input is not resumed."""
+    from .config import files_signature
+
+    if cfg.llava_file is not None:
+        return files_signature(cfg.llava_file)
+    try:
+        info = json.loads((Path(cfg.source_dataset_dir) / "dataset_info.json").read_text(encoding="utf-8"))
+        return files_signature(str(Path(cfg.source_dataset_dir) / info[cfg.dataset]["file_name"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # load_samples says what is wrong
 
 
 def load_samples(cfg, unanswered_ok: bool = False) -> list[Sample]:

@@ -43,3 +43,12 @@ def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path):
     assert stages == ["dpo", "stic_dpo", "stic_dpo vs dpo"]
     assert figures["projection_paper_workload"]["total_hours"] > 0
     assert "stic_dpo / dpo step time" in result.stdout and "paper workload" in result.stdout
+
+
+def test_bench_refuses_a_7b_architecture_without_a_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for machines without one")
+    result = run_cli(["stic-cli", "bench"], cwd=tmp_path)
+    assert result.returncode == 2 and "no GPU here" in result.stderr and "architecture=tiny" in result.stderr

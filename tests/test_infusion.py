@@ -27,6 +27,9 @@ def test_several_images_are_labelled_in_order():
     assert infuse_turn("<image><image>\nCompare them.", ["First.", "Second."], FORMAT) == (
         "<image><image>\nImage description:\nImage 1: First.\n\nImage 2: Second.\n\nCompare them."
     )
+    assert infuse_turn("<image>\n<image>\nCompare.", ["First.", "Second."], FORMAT) == (
+        "<image><image>\nImage description:\nImage 1: First.\n\nImage 2: Second.\n\nCompare."
+    )
     assert infuse_turn("Is <image> like <image>?", ["x", "y"], FORMAT) == (
         "Image description:\nImage 1: x\n\nImage 2: y\n\nIs <image> like <image>?"
     )
@@ -44,6 +47,10 @@ def test_only_the_first_user_turn_changes():
     assert out[1:] == messages[1:]
     assert messages[0]["content"] == "<image>\nQ1"  # the input is not modified
     assert infuse_messages(messages, [], FORMAT, "<image>") == messages  # text-only: unchanged
+    no_placeholder = [{"role": "user", "content": "What color?"}, {"role": "assistant", "content": "Red."}]
+    assert infuse_messages(no_placeholder, ["D"], FORMAT, "<image>")[0]["content"] == (
+        "<image>\nImage description:\nD\n\nWhat color?"  # an image without a placeholder gets one, first
+    )
 
 
 def test_custom_format_and_bad_formats(tmp_path):
@@ -54,7 +61,10 @@ def test_custom_format_and_bad_formats(tmp_path):
     custom.write_text("{images} {description}")
     with pytest.raises(ValueError, match="must contain {instruction}"):
         read_infusion_format(str(custom))
-    custom.write_text("{description} {instruction} {caption}")
+    custom.write_text("Desc: {description}\n{instruction}")
+    with pytest.raises(ValueError, match="must contain {images}"):
+        read_infusion_format(str(custom))
+    custom.write_text("{images}{description} {instruction} {caption}")
     with pytest.raises(ValueError, match="unknown field or a stray brace"):
         read_infusion_format(str(custom))
 

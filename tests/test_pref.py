@@ -286,3 +286,14 @@ def test_dataset_info_keeps_its_file_mode(tiny, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "stic_pref" in json.loads(info.read_text())
     assert info.stat().st_mode & 0o777 == 0o644
+
+
+def test_an_existing_entry_of_the_same_name_is_never_replaced(tiny, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    mine = {"stic_pref": {"file_name": "my_own_pairs.json", "ranking": True}}
+    (data / "dataset_info.json").write_text(json.dumps(mine))
+    result = run_cli(pref_args(tiny, tiny["images"], data), cwd=tmp_path)
+    assert result.returncode == 2 and "already has an entry `stic_pref` for other data" in result.stderr
+    assert json.loads((data / "dataset_info.json").read_text()) == mine
+    assert not (data / "stic_pref").exists()  # stopped before generating anything

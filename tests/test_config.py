@@ -1,0 +1,38 @@
+"""Generator configuration: overrides, fingerprints of local files, scoring rules."""
+
+import os
+
+import pytest
+
+from stic_plugin.config import DarConfig, PrefConfig, files_signature, load_config
+from stic_plugin.metrics import scorable
+
+
+def test_text_overrides_stay_text_and_bad_yaml_names_the_key():
+    config = load_config(DarConfig, None, ["model_name_or_path=m", "template=llava", "llava_file=q.json",
+                                           "description_prompt=Describe it. Note: be brief", "batch_size=4",
+                                           "adapter_name_or_path=null"])  # fmt: skip
+    assert config.description_prompt == "Describe it. Note: be brief" and config.batch_size == 4
+    assert config.adapter_name_or_path is None
+    with pytest.raises(ValueError, match="`corruptions`: cannot read the value"):
+        load_config(PrefConfig, None, ["model_name_or_path=m", "template=llava", "image_dir=x", "corruptions={a: [}"])
+
+
+def test_fingerprint_sees_an_adapter_retrained_in_place(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"12345")
+    keys = ["model_name_or_path=hub/name", "template=llava", "image_dir=x", f"adapter_name_or_path={adapter}"]
+    before = load_config(PrefConfig, None, keys).generation_fingerprint()
+    assert before["model_files"] is None  # a hub name: nothing local to look at
+    stat = (adapter / "adapter_model.safetensors").stat()
+    os.utime(adapter / "adapter_model.safetensors", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = load_config(PrefConfig, None, keys).generation_fingerprint()
+    assert before["adapter_files"] != after["adapter_files"]
+    assert files_signature(str(tmp_path / "missing")) is None
+
+
+def test_scorable_references():
+    assert scorable("B", "choice") and scorable("(C) cat", "choice")
+    assert not scorable("Blue", "choice") and not scorable(None, "exact") and not scorable("", "contains")
+    assert scorable("Blue", "exact")
