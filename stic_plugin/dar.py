@@ -45,15 +45,9 @@ def run_dar(cfg: DarConfig) -> int:
     output = start_run(cfg, cfg.predictions_name, fingerprint, name_key="predictions_name")
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["id"]), cfg.overwrite)
 
-    generator = None
-
-    def get_generator():
-        nonlocal generator
-        if generator is None:
-            generator = VisionLanguageGenerator.from_config(cfg)
-        return generator
-
-    describer = ImageDescriber(get_generator, [cfg.description_prompt], cfg, cfg.description_max_new_tokens, None, "")
+    # The describer loads the model when first needed; the answers use the same model.
+    describer = ImageDescriber(lambda: VisionLanguageGenerator.from_config(cfg), [cfg.description_prompt], cfg,
+                               cfg.description_max_new_tokens, None, "")  # fmt: skip
     run = Counter()
     started = time.time()
     predictions, skipped_log = output.open_writers()
@@ -81,7 +75,7 @@ def run_dar(cfg: DarConfig) -> int:
                     messages = infuse_messages(messages, descriptions, infusion_format, IMAGE_PLACEHOLDER)
                 requests.append(Request(messages, [images[p] for p in sample.images], sample.system or None))
                 kept.append((sample, reference, descriptions))
-            answers = get_generator().generate(requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=seed)
+            answers = describer.generator.generate(requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=seed)
             for (sample, reference, descriptions), answer in zip(kept, answers):
                 question = next((m["content"] for m in sample.messages if m["role"] == "user"), "")
                 predictions.write({
