@@ -239,7 +239,7 @@ def build_all(out_dir: str | os.PathLike, image_count: int = 8) -> dict[str, str
             (target / ".complete").write_text("ok\n")
         built[name] = str(target)
     images = out / "images"
-    if not (images / ".complete").is_file():
+    if not (images / ".complete").is_file() or len(list(images.glob("*.png"))) < image_count:
         make_images(images, count=image_count)
         (images / ".complete").write_text("ok\n")
     built["images"] = str(images)
