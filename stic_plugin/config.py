@@ -139,6 +139,12 @@ def describe_keys(cls) -> str:
     return "\n".join(lines)
 
 
+def check_plain_name(key: str, value: str) -> None:
+    """An output name becomes a folder and a dataset_info entry: no path, no hidden name."""
+    if not value or "/" in value or "\\" in value or value.startswith("."):
+        raise ValueError(f"`{key}` must be a plain name; got {value!r}")
+
+
 def distributed_rank() -> tuple[int, int]:
     """(rank, world size) from torchrun or any launcher that sets RANK / WORLD_SIZE."""
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -258,8 +264,7 @@ class PrefConfig(GeneratorConfig):
             raise ValueError(f"`low_resolution_size` must be at least 1; got {self.low_resolution_size}")
         if not 0 <= self.jitter_brightness <= 1 or not 0 <= self.jitter_hue <= 0.5:
             raise ValueError("`jitter_brightness` must be in [0, 1] and `jitter_hue` in [0, 0.5]")
-        if not self.dataset_name or "/" in self.dataset_name or self.dataset_name.startswith("."):
-            raise ValueError(f"`dataset_name` must be a plain name; got {self.dataset_name!r}")
+        check_plain_name("dataset_name", self.dataset_name)
 
 
 @dataclass
@@ -303,8 +308,7 @@ class InfuseConfig(SourceConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.dataset_name or "/" in self.dataset_name or self.dataset_name.startswith("."):
-            raise ValueError(f"`dataset_name` must be a plain name; got {self.dataset_name!r}")
+        check_plain_name("dataset_name", self.dataset_name)
 
 
 @dataclass
@@ -329,5 +333,4 @@ class DarConfig(SourceConfig):
         super().__post_init__()
         if self.description_max_new_tokens < 1:
             raise ValueError("`description_max_new_tokens` must be at least 1")
-        if not self.predictions_name or "/" in self.predictions_name:
-            raise ValueError(f"`predictions_name` must be a plain name; got {self.predictions_name!r}")
+        check_plain_name("predictions_name", self.predictions_name)

@@ -152,7 +152,7 @@ def run_pref(cfg: PrefConfig) -> int:
         records, skipped_log = output.open_writers()
         # Images of the next batch are read and corrupted on a thread while the model generates.
         batches = prefetched_batches(
-            todo, cfg.batch_size, lambda batch: prepare(batch, cfg, prompts), progress_name("pref", rank, world), world
+            todo, cfg.batch_size, lambda batch: prepare(batch, cfg, prompts), progress_name("pref", rank, world)
         )
         with records, skipped_log:
             for index, (batch, (ready, skipped)) in enumerate(batches):

@@ -66,7 +66,7 @@ def progress_name(command: str, rank: int, world: int) -> str:
     return command if world == 1 else f"{command} {rank}/{world}"
 
 
-def prefetched_batches(todo: Sequence[T], batch_size: int, prepare: Callable, desc: str, world: int = 1) -> Iterator:
+def prefetched_batches(todo: Sequence[T], batch_size: int, prepare: Callable, desc: str) -> Iterator:
     """(batch, prepare(batch)) for each batch; the next batch is prepared on a thread while this one runs."""
     from tqdm import tqdm
 

@@ -36,3 +36,12 @@ def test_scorable_references():
     assert scorable("B", "choice") and scorable("(C) cat", "choice")
     assert not scorable("Blue", "choice") and not scorable(None, "exact") and not scorable("", "contains")
     assert scorable("Blue", "exact")
+
+
+@pytest.mark.parametrize("cls,keys,message", [
+    (PrefConfig, ["image_dir=x", "dataset_name=../elsewhere"], "`dataset_name` must be a plain name"),
+    (DarConfig, ["llava_file=q.json", "predictions_name=a/b"], "`predictions_name` must be a plain name"),
+])  # fmt: skip
+def test_output_names_cannot_escape_their_folder(cls, keys, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(cls, None, ["model_name_or_path=m", "template=llava"] + keys)
