@@ -164,7 +164,8 @@ class GeneratorConfig:
                                 "the same one the training recipe names.")  # fmt: skip
     adapter_name_or_path: str | None = option(None, help="LoRA adapter(s) applied to the model, comma-separated.")
     dataset_dir: str = option("data", help="Folder for the output dataset and its dataset_info.json entry.")
-    batch_size: int = option(8, help="Images per generation batch (each image gives two generations in `pref`).")
+    batch_size: int = option(8, help="Images in flight together (each image gives two generations in `pref`): "
+                                     "the continuous engine keeps that many sequences decoding.")  # fmt: skip
     max_new_tokens: int = option(1024, help="Longest response, in tokens.")
     temperature: float = option(0.2, help="Sampling temperature; 0 decodes greedily.")
     top_p: float | None = option(None, help="Nucleus sampling threshold; unset samples from the whole distribution.")
@@ -178,6 +179,15 @@ class GeneratorConfig:
     trust_remote_code: bool = option(False, help="Run code shipped inside the model folder (only for models you trust).")
     infer_dtype: typing.Literal["auto", "float16", "bfloat16", "float32"] = option(
         "auto", help="Weights' dtype: auto takes bf16 where the device supports it."
+    )
+    engine: typing.Literal["continuous", "plain"] = option(
+        "continuous", help="continuous: a finished row's slot goes to the next request at once (falls back to "
+                           "plain for models it cannot drive, with a warning); plain: transformers' generate "
+                           "on fixed batches."  # fmt: skip
+    )
+    compile_decoding: typing.Literal["auto", True, False] = option(
+        "auto", help="Compile the continuous engine's decoding step (CUDA graphs); auto: on a GPU. The first "
+                     "steps of a run then take a while (compilation), once per run."  # fmt: skip
     )
 
     def __post_init__(self):
@@ -195,7 +205,8 @@ class GeneratorConfig:
         Local model and adapter folders count by their files (names, sizes, modification times), so an
         adapter retrained in place is a changed configuration, not something to resume.
         """
-        skip = {"overwrite", "batch_size", "dataset_dir"}
+        # The engine changes how samples are drawn and how fast, not from which distribution.
+        skip = {"overwrite", "batch_size", "dataset_dir", "engine", "compile_decoding"}
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         values["model_files"] = files_signature(self.model_name_or_path)
         values["adapter_files"] = [files_signature(p) for p in (self.adapter_name_or_path or "").split(",") if p.strip()]

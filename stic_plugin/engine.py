@@ -45,10 +45,38 @@ class Request:
     messages: list[dict]
     images: list = field(default_factory=list)  # PIL images, in placeholder order
     system: str | None = None  # None: the template's default system prompt, as in training
+    key: str | None = None  # names the request's sampling stream (continuous engine); None: its position
+    tag: object = None  # the caller's, returned with the generation
+    max_new_tokens: int | None = None  # None: the call's max_new_tokens
+    min_new_tokens: int = 0  # stop tokens are refused before this many new tokens
 
     @classmethod
-    def single(cls, prompt: str, image) -> "Request":
-        return cls([{"role": "user", "content": prompt}], [image])
+    def single(cls, prompt: str, image, **kwargs) -> "Request":
+        return cls([{"role": "user", "content": prompt}], [image], **kwargs)
+
+
+ENGINES = ("continuous", "plain")
+
+
+class RowLimits:
+    """A transformers logits processor: per-row bias (banned ids) and per-row min/max new tokens."""
+
+    def __init__(self, bias, prompt_width: int, minimums: list[int], maximums: list[int], stop_id: int):
+        self.bias, self.prompt_width, self.stop_id = bias, prompt_width, stop_id
+        self.minimums, self.maximums = minimums, maximums
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores = scores + self.bias.to(scores.device, scores.dtype)
+        written = input_ids.shape[1] - self.prompt_width
+        for row, (low, high) in enumerate(zip(self.minimums, self.maximums)):
+            if written < low:
+                scores[row, self.stop_id] = -torch.inf
+            elif written >= high:  # this row's own limit: make it stop here
+                scores[row] = -torch.inf
+                scores[row, self.stop_id] = 0.0
+        return scores
 
 
 class VisionLanguageGenerator:
@@ -58,7 +86,9 @@ class VisionLanguageGenerator:
     constructor takes components already built (the benchmark's random-weight models).
     """
 
-    def __init__(self, model, tokenizer, processor, template):
+    def __init__(self, model, tokenizer, processor, template, engine: str = "continuous", compile_decoding="auto"):
+        if engine not in ENGINES:
+            raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
         if processor is None:
             raise ValueError("the model has no image processor: STIC needs a vision-language model")
         if template.mm_plugin.image_token is None:
@@ -69,16 +99,43 @@ class VisionLanguageGenerator:
         self.pad_token_id = self.tokenizer.pad_token_id
         if self.pad_token_id is None:
             self.pad_token_id = self.stop_token_ids[0]
+        self.banned_bias = self._banned_bias()
+        self.engine = engine
+        if engine == "continuous":
+            from .continuous import unsupported_reason
+
+            reason = unsupported_reason(model)
+            if reason:
+                logger.warning("continuous batching is off for this model (%s): generating in plain batches", reason)
+                self.engine = "plain"
+        if compile_decoding == "auto":
+            compile_decoding = self.device.type == "cuda"
+        self.compile_decoding = bool(compile_decoding)
+        self._batcher = None
+
+    def _banned_bias(self):
+        """(vocab,) additive bias: -inf for ids that must never be written, 0 elsewhere.
+
+        Banned: the image token (a description holding one breaks training on it) and ids past the
+        tokenizer (padding rows of the output layer, never trained and not decodable).
+        """
+        import torch
+
+        head = self.model.get_output_embeddings()
+        vocab = head.weight.shape[0] if head is not None else self.model.config.get_text_config().vocab_size
+        bias = torch.zeros(vocab, dtype=torch.float32)
         image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
-        # The model must never write an image token: a description holding one breaks training on it.
-        self.banned_token_ids = [[image_token_id]] if isinstance(image_token_id, int) and image_token_id >= 0 else None
+        if isinstance(image_token_id, int) and 0 <= image_token_id < vocab:
+            bias[image_token_id] = -torch.inf
+        bias[len(self.tokenizer) :] = -torch.inf
+        return bias
 
     @classmethod
     def from_config(cls, cfg) -> "VisionLanguageGenerator":
         """Load with a ``stic-cli`` generator configuration's model keys."""
         return cls.load(
             cfg.model_name_or_path, cfg.template, cfg.adapter_name_or_path, cfg.image_max_pixels,
-            cfg.trust_remote_code, cfg.infer_dtype,
+            cfg.trust_remote_code, cfg.infer_dtype, cfg.engine, cfg.compile_decoding,
         )  # fmt: skip
 
     @classmethod
@@ -90,6 +147,8 @@ class VisionLanguageGenerator:
         image_max_pixels: int | None = None,
         trust_remote_code: bool = False,
         infer_dtype: str = "auto",
+        engine: str = "continuous",
+        compile_decoding="auto",
     ) -> "VisionLanguageGenerator":
         from llamafactory.data import get_template_and_fix_tokenizer
         from llamafactory.hparams import get_infer_args
@@ -119,7 +178,7 @@ class VisionLanguageGenerator:
             raise ValueError(f"template `{template}` has no image support; use the template of your VLM")
         # With adapters and is_trainable=False, LLaMA-Factory merges them into the weights.
         model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
-        return cls(model, tokenizer, processor, chat_template)
+        return cls(model, tokenizer, processor, chat_template, engine, compile_decoding)
 
     @property
     def device(self):
@@ -137,28 +196,11 @@ class VisionLanguageGenerator:
         )
         return prompt_ids
 
-    def generate(
-        self,
-        requests: list[Request],
-        max_new_tokens: int,
-        temperature: float = 0.2,
-        top_p: float | None = None,
-        seed: int | None = None,
-        logits_processor=None,
-    ) -> list[Generation]:
-        """``logits_processor``: extra transformers LogitsProcessors (the benchmark forces lengths with one)."""
-        import torch
+    def mm_inputs(self, requests: list[Request], ids: list[list[int]], batch_ids=None) -> dict:
+        """The processor's tensors for these requests (CPU), as LLaMA-Factory's collator builds them."""
+        import inspect
 
-        if not requests:
-            return []
-        ids = [self.encode(request) for request in requests]
-        width = max(len(row) for row in ids)
-        input_ids = torch.full((len(ids), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, tokens in enumerate(ids):  # left padding: every prompt ends where generation starts
-            input_ids[row, width - len(tokens) :] = torch.tensor(tokens)
-            attention_mask[row, width - len(tokens) :] = 1
-        mm_inputs = self.template.mm_plugin.get_mm_inputs(
+        inputs = self.template.mm_plugin.get_mm_inputs(
             images=[image for request in requests for image in request.images],
             videos=[],
             audios=[],
@@ -168,15 +210,119 @@ class VisionLanguageGenerator:
             batch_ids=ids,
             processor=self.processor,
         )
+        # Models with 2-D positions for image tokens (Qwen2-VL) find the image tokens by their type;
+        # without it transformers silently gives them text positions. Built as LLaMA-Factory's collator does.
+        rope_index = getattr(getattr(self.model, "model", None), "get_rope_index", None)
+        needs_types = rope_index is not None and "mm_token_type_ids" in inspect.signature(rope_index).parameters
+        if needs_types and "mm_token_type_ids" not in inputs and batch_ids is not None:
+            image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
+            inputs["mm_token_type_ids"] = (batch_ids == image_token_id).long()
+        return inputs
+
+    def _to_device(self, inputs: dict) -> dict:
+        import torch
+
         dtype = self.model.dtype
-        mm_inputs = {
+        return {
             key: (value.to(self.device, dtype=dtype) if value.is_floating_point() else value.to(self.device))
             if isinstance(value, torch.Tensor)
             else value
-            for key, value in mm_inputs.items()
+            for key, value in inputs.items()
         }
+
+    def generate(
+        self,
+        requests: list[Request],
+        max_new_tokens: int,
+        temperature: float = 0.2,
+        top_p: float | None = None,
+        seed: int | None = None,
+        slots: int | None = None,
+    ) -> list[Generation]:
+        """One generation per request, in request order (see ``generate_stream``)."""
+        results: dict[int, Generation] = {}
+        tagged = [Request(**{**request.__dict__, "tag": index}) for index, request in enumerate(requests)]
+        for request, generation in self.generate_stream(tagged, max_new_tokens, temperature, top_p, seed, slots):
+            results[request.tag] = generation
+        return [results[index] for index in range(len(requests))]
+
+    def generate_stream(
+        self,
+        requests,
+        max_new_tokens: int,
+        temperature: float = 0.2,
+        top_p: float | None = None,
+        seed: int | None = None,
+        slots: int | None = None,
+    ):
+        """(request, Generation) for each request of the iterable, in the order they finish.
+
+        ``slots``: sequences decoded together (default: all requests of a list, 16 for other iterables).
+        The continuous engine refills a slot as soon as its row ends and draws each request's samples
+        from (seed, request key), whatever else is in the batch; the plain engine runs transformers'
+        ``generate`` on consecutive groups of ``slots`` requests. Requests are encoded and their images
+        processed on a thread, ahead of the model.
+        """
+        if slots is None:
+            slots = len(requests) if isinstance(requests, (list, tuple)) else 16
+        slots = max(1, slots)
+        if self.engine == "plain":
+            yield from self._plain_stream(requests, max_new_tokens, temperature, top_p, seed, slots)
+            return
+        from .continuous import ContinuousBatcher, Prepared, request_key
+
+        if self._batcher is None:
+            self._batcher = ContinuousBatcher(self.model, self.stop_token_ids, self.banned_bias, self.compile_decoding)
+        base_seed = 0 if seed is None else seed
+
+        def prepare(indexed):
+            import torch
+
+            index, request = indexed
+            ids = self.encode(request)
+            inputs = self.mm_inputs([request], [ids], torch.tensor([ids]))
+            limit = request.max_new_tokens or max_new_tokens
+            key = request_key(base_seed, request.key if request.key is not None else str(index))
+            return Prepared((request, limit), ids, inputs, limit, request.min_new_tokens, key)
+
+        import torch
+
+        with torch.inference_mode():
+            for (request, limit), new_tokens, truncated in self._batcher.run(
+                _read_ahead(prepare, enumerate(requests), slots), slots, temperature, top_p
+            ):
+                yield request, self._generation(new_tokens, truncated)
+
+    def _plain_stream(self, requests, max_new_tokens, temperature, top_p, seed, slots):
+        group, index = [], 0
+        for request in requests:
+            group.append(request)
+            if len(group) == slots:
+                yield from zip(group, self._generate_plain(group, max_new_tokens, temperature, top_p,
+                                                           None if seed is None else seed + index))  # fmt: skip
+                group, index = [], index + 1
+        if group:
+            yield from zip(group, self._generate_plain(group, max_new_tokens, temperature, top_p,
+                                                       None if seed is None else seed + index))  # fmt: skip
+
+    def _generate_plain(self, requests, max_new_tokens, temperature, top_p, seed) -> list[Generation]:
+        """transformers' ``generate`` on one left-padded batch."""
+        import torch
+        from transformers import LogitsProcessorList
+
+        ids = [self.encode(request) for request in requests]
+        width = max(len(row) for row in ids)
+        input_ids = torch.full((len(ids), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, tokens in enumerate(ids):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(tokens) :] = torch.tensor(tokens)
+            attention_mask[row, width - len(tokens) :] = 1
+        mm_inputs = self._to_device(self.mm_inputs(requests, ids, input_ids))
+        limits = [request.max_new_tokens or max_new_tokens for request in requests]
+        processor = RowLimits(self.banned_bias, width, [r.min_new_tokens for r in requests], limits,
+                              self.stop_token_ids[0])  # fmt: skip
         sampling = temperature is not None and temperature > 0
-        kwargs = dict(do_sample=sampling, max_new_tokens=max_new_tokens, num_beams=1)
+        kwargs = dict(do_sample=sampling, max_new_tokens=max(limits), num_beams=1)
         if sampling:
             kwargs.update(temperature=temperature, top_p=top_p if top_p is not None else 1.0, top_k=0)
         else:
@@ -189,21 +335,38 @@ class VisionLanguageGenerator:
                 attention_mask=attention_mask.to(self.device),
                 eos_token_id=self.stop_token_ids,
                 pad_token_id=self.pad_token_id,
-                bad_words_ids=self.banned_token_ids,
-                logits_processor=logits_processor,
+                logits_processor=LogitsProcessorList([processor]),
                 **kwargs,
                 **mm_inputs,
             )
-        return [self._decode(row[width:].tolist(), max_new_tokens) for row in output]
+        return [self._decode(row[width:].tolist(), limit) for row, limit in zip(output, limits)]
 
     def _decode(self, new_tokens: list[int], max_new_tokens: int) -> Generation:
+        """A plain-engine row: up to its first stop token (or without the padding after its end)."""
         stops = set(self.stop_token_ids)
         end = next((i for i, token in enumerate(new_tokens) if token in stops), None)
-        truncated = end is None and len(new_tokens) >= max_new_tokens
         kept = new_tokens[:end] if end is not None else [t for t in new_tokens if t != self.pad_token_id]
+        return self._generation(kept, len(kept) >= max_new_tokens)
+
+    def _generation(self, kept: list[int], truncated: bool) -> Generation:
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         from llamafactory.extras.constants import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 
         for placeholder in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, AUDIO_PLACEHOLDER, self.template.mm_plugin.image_token):
             text = text.replace(placeholder, "")  # never store a placeholder inside a response
         return Generation(text=text.strip(), tokens=len(kept), truncated=truncated)
+
+
+def _read_ahead(function, items, depth: int):
+    """function(item) for each item, computed on a thread up to ``depth`` items ahead of the consumer."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending = deque()
+        for item in items:
+            pending.append(worker.submit(function, item))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -145,36 +145,57 @@ def run_pref(cfg: PrefConfig) -> int:
     run = Counter()
     seconds = 0.0
     if todo:
+        from tqdm import tqdm
+
         from .engine import Request, VisionLanguageGenerator
 
         generator = VisionLanguageGenerator.from_config(cfg)
         started = time.time()  # generation speed, model loading excluded
         records, skipped_log = output.open_writers()
-        # Images of the next batch are read and corrupted on a thread while the model generates.
-        batches = prefetched_batches(
-            todo, cfg.batch_size, lambda batch: prepare(batch, cfg, prompts), progress_name("pref", rank, world)
-        )
-        with records, skipped_log:
-            for index, (batch, (ready, skipped)) in enumerate(batches):
+        # Images are read and corrupted on a thread, a batch ahead of the model.
+        batches = prefetched_batches(todo, cfg.batch_size, lambda batch: prepare(batch, cfg, prompts), None)
+        progress = tqdm(total=len(todo), unit="image", desc=progress_name("pref", rank, world))
+
+        def requests():
+            """Both generations of every readable image, as one stream; unreadable images are logged here."""
+            for _, (ready, skipped) in batches:
                 for entry in skipped:
                     logger.warning("skipped %s: %s %s", entry["key"], entry["reason"], entry["detail"])
                     skipped_log.write(entry)
                     run[f"skipped: {entry['reason']}"] += 1
-                requests = [Request.single(user_turn(p.plan.preferred_prompt), p.image) for p in ready]
-                requests += [Request.single(user_turn(p.plan.rejected_prompt), p.rejected_image) for p in ready]
-                outputs = generator.generate(
-                    requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=cfg.seed + 100_003 * rank + index
-                )
-                for prepared, chosen, rejected in zip(ready, outputs[: len(ready)], outputs[len(ready) :]):
-                    run["output tokens"] += chosen.tokens + rejected.tokens
-                    reason = drop_reason(chosen, rejected, cfg.on_truncated)
-                    if reason:
-                        skipped_log.write(dict(key=prepared.item.key, path=prepared.item.path, kind=DROPPED,
-                                               reason=reason, detail=""))  # fmt: skip
-                        run[f"dropped: {reason}"] += 1
-                        continue
-                    records.write(build_record(prepared, chosen, rejected, output.dataset_dir))
-                    run["pairs written"] += 1
+                    progress.update(1)
+                for one in ready:
+                    # Each generation draws from its own stream, named by the image: the same samples
+                    # whatever the batch size, the number of processes or the order of finishing.
+                    key = one.item.key
+                    yield Request.single(user_turn(one.plan.preferred_prompt), one.image, key=f"{key}:chosen",
+                                         tag=(one, "chosen"))  # fmt: skip
+                    yield Request.single(user_turn(one.plan.rejected_prompt), one.rejected_image, key=f"{key}:rejected",
+                                         tag=(one, "rejected"))  # fmt: skip
+
+        halves: dict[str, dict] = {}  # image key -> the generation that finished first
+        with records, skipped_log:
+            stream = generator.generate_stream(requests(), cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                                               seed=cfg.seed, slots=2 * cfg.batch_size)  # fmt: skip
+            for request, generation in stream:
+                prepared, side = request.tag
+                pair = halves.setdefault(prepared.item.key, {})
+                pair[side] = generation
+                if len(pair) < 2:
+                    continue
+                del halves[prepared.item.key]
+                progress.update(1)
+                chosen, rejected = pair["chosen"], pair["rejected"]
+                run["output tokens"] += chosen.tokens + rejected.tokens
+                reason = drop_reason(chosen, rejected, cfg.on_truncated)
+                if reason:
+                    skipped_log.write(dict(key=prepared.item.key, path=prepared.item.path, kind=DROPPED,
+                                           reason=reason, detail=""))  # fmt: skip
+                    run[f"dropped: {reason}"] += 1
+                    continue
+                records.write(build_record(prepared, chosen, rejected, output.dataset_dir))
+                run["pairs written"] += 1
+        progress.close()
         seconds = time.time() - started
 
     stats = write_stats(output, cfg.dataset_name, rank, world, run, seconds)

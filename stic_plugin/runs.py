@@ -66,14 +66,15 @@ def progress_name(command: str, rank: int, world: int) -> str:
     return command if world == 1 else f"{command} {rank}/{world}"
 
 
-def prefetched_batches(todo: Sequence[T], batch_size: int, prepare: Callable, desc: str) -> Iterator:
-    """(batch, prepare(batch)) for each batch; the next batch is prepared on a thread while this one runs."""
+def prefetched_batches(todo: Sequence[T], batch_size: int, prepare: Callable, desc: str | None) -> Iterator:
+    """(batch, prepare(batch)) for each batch; the next batch is prepared on a thread while this one runs.
+    With a ``desc``, a progress bar counts the units of the batches handed out."""
     from tqdm import tqdm
 
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     if not batches:
         return
-    progress = tqdm(total=len(todo), unit="it", desc=desc)
+    progress = tqdm(total=len(todo), unit="it", desc=desc, disable=desc is None)
     with ThreadPoolExecutor(max_workers=1) as reader:
         upcoming = reader.submit(prepare, batches[0])
         for index, batch in enumerate(batches):

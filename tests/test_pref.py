@@ -73,7 +73,7 @@ def test_choices_do_not_depend_on_batch_size(tiny, tmp_path):
 
     images = tmp_path / "images"
     make_images(images, count=10, seed=5)
-    plans = {}
+    plans, texts = {}, {}
     for batch_size in (1, 3):
         name = f"b{batch_size}"
         result = run_cli(pref_args(tiny, images, tmp_path / "data", batch_size=batch_size, dataset_name=name), cwd=tmp_path)
@@ -85,6 +85,7 @@ def test_choices_do_not_depend_on_batch_size(tiny, tmp_path):
                                  r["stic"]["corruption_params"])
             for r in records
         }  # fmt: skip
+        texts[batch_size] = {r["stic"]["image"]: (r["chosen"]["content"], r["rejected"]["content"]) for r in records}
     common = set(plans[1]) & set(plans[3])
     assert len(common) >= 5
     assert {key: plans[1][key] for key in common} == {key: plans[3][key] for key in common}
@@ -96,6 +97,8 @@ def test_choices_do_not_depend_on_batch_size(tiny, tmp_path):
         assert plans[1][key][1:4] == (plan.negative, plan.bad_prompt or "", plan.corruption or "")
         assert json.loads(plans[1][key][4]) == plan.corruption_params
     assert {plans[1][key][1] for key in common} == {"hallucination", "corruption"}
+    # The continuous engine draws each generation from (seed, image, side): the sampled texts agree too.
+    assert {key: texts[1][key] for key in common} == {key: texts[3][key] for key in common}
 
 
 def test_killed_run_resumes_with_every_image_exactly_once(tiny, tmp_path):

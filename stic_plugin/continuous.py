@@ -1,0 +1,365 @@
+"""Continuous batching for image-grounded generation: a row that finishes hands its slot to the next request.
+
+A fixed batch keeps decoding padding for every row that has stopped until its longest row ends; with
+descriptions of 100 to 1,000 tokens most of such a batch is idle. Here a fixed number of slots decode
+together, one token per slot per step, and a request enters a slot as soon as one frees up.
+
+The key/value cache of the slots is one preallocated tensor per layer, ``(slots, kv_heads, capacity,
+head_dim)``, used as a ring: each decode step writes every slot at the same ring position, and each
+slot attends only to its own positions (a per-slot mask). A new request's prompt is run on its own
+(the full multimodal forward, images included) and its keys and values are copied into the ring
+positions just before the next write. Rotary embeddings are applied before caching, so where a token
+sits in the ring does not matter, only which positions the mask lets a slot see.
+
+Shapes never change between steps, so the decoding step can be compiled (CUDA graphs included).
+
+Sampling draws its randomness from (seed, request key, token index) by a counter-based hash, not from
+a global generator: what a request gets does not depend on which requests share its batch or slot.
+"""
+
+import logging
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from collections.abc import Iterator
+
+logger = logging.getLogger(__name__)
+
+MASK32 = 0xFFFFFFFF
+# Odd multipliers below 2**31 (a 32-bit value times one stays inside int64) with good avalanche.
+_HASH_MULTIPLIERS = (0x21F0AAAD, 0x735A2D97)
+_VOCAB_STRIDE = 0x2C1B3C6D
+
+
+def hash32(x):
+    """A 32-bit integer mixing function on int64 tensors (or Python ints) holding values in [0, 2**32)."""
+    x = x ^ (x >> 16)
+    x = (x * _HASH_MULTIPLIERS[0]) & MASK32
+    x = x ^ (x >> 15)
+    x = (x * _HASH_MULTIPLIERS[1]) & MASK32
+    return x ^ (x >> 15)
+
+
+def request_key(seed: int, key: str) -> int:
+    """The 32-bit stream of one request: from the run's seed and the request's own key."""
+    return zlib.crc32(f"{seed}:{key}".encode())
+
+
+def uniform_noise(row_keys, steps, vocab_size: int):
+    """(rows, vocab) uniforms in (0, 1): a function of (row key, token index, vocabulary id) only."""
+    import torch
+
+    row_base = hash32((row_keys ^ hash32(steps & MASK32)) & MASK32)
+    vocab = torch.arange(vocab_size, device=row_keys.device, dtype=torch.int64)
+    bits = hash32((row_base[:, None] + vocab[None, :] * _VOCAB_STRIDE) & MASK32)
+    return ((bits >> 9).to(torch.float32) + 0.5) / float(1 << 23)  # 23 bits + 0.5: exact in float32
+
+
+def sample_tokens(logits, temperature: float, top_p: float | None, row_keys, steps):
+    """Next token of each row: greedy when ``temperature`` is 0, else a draw from softmax(logits / T)
+    restricted to the nucleus (the fewest most likely tokens whose probability reaches ``top_p``).
+
+    The draw is the Gumbel-max trick on counter-based noise, so it is an exact sample of that
+    distribution and repeats for the same (row key, step) whatever the other rows are.
+    """
+    import torch
+
+    if not temperature:
+        return logits.argmax(dim=-1)
+    scaled = logits.float() / temperature
+    if top_p is not None and top_p < 1.0:
+        ordered, order = scaled.sort(dim=-1, descending=True)
+        probs = ordered.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # probability of the more likely tokens
+        ordered = ordered.masked_fill(before >= top_p, -torch.inf)
+        scaled = torch.full_like(scaled, -torch.inf).scatter(1, order, ordered)
+    gumbel = -torch.log(-torch.log(uniform_noise(row_keys, steps, scaled.shape[-1])))
+    return (scaled + gumbel).argmax(dim=-1)
+
+
+class SlotKVCache:
+    """Keys and values of every slot, one ring per slot; what a transformers attention layer calls.
+
+    Only ``update`` is called by the decoder layers when positions and a 4D mask are given.
+    """
+
+    def __init__(self, layer_shapes: list[tuple[int, int, int]], slots: int, capacity: int, dtype, device):
+        import torch
+
+        self.capacity = capacity
+        self.keys = [torch.zeros(slots, heads, capacity, kdim, dtype=dtype, device=device) for heads, kdim, _ in layer_shapes]
+        self.values = [torch.zeros(slots, heads, capacity, vdim, dtype=dtype, device=device) for heads, _, vdim in layer_shapes]
+        self.write_at = torch.zeros(1, dtype=torch.long, device=device)  # the ring position of this step
+        if device.type == "cuda":  # fixed addresses, so that a CUDA graph can be replayed over them
+            for tensor in (*self.keys, *self.values, self.write_at):
+                torch._dynamo.mark_static_address(tensor)
+
+    def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
+        self.keys[layer_idx].index_copy_(2, self.write_at, key_states)
+        self.values[layer_idx].index_copy_(2, self.write_at, value_states)
+        return self.keys[layer_idx], self.values[layer_idx]
+
+    def put(self, slot: int, positions, layers: list[tuple]):
+        """Copy one prompt's keys and values, ``(1, heads, length, dim)`` per layer, to ``positions``."""
+        for index, (key, value) in enumerate(layers):
+            self.keys[index][slot].index_copy_(1, positions, key[0].to(self.keys[index].dtype))
+            self.values[index][slot].index_copy_(1, positions, value[0].to(self.values[index].dtype))
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+
+def cache_layers(cache) -> list[tuple]:
+    """(keys, values) of each layer of a transformers DynamicCache, across its versions."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache))
+
+
+def decoder_parts(model):
+    """(language model, output head) of a vision-language model, or None where the layout is unknown."""
+    inner = getattr(model, "model", None)
+    language_model = getattr(inner, "language_model", None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if language_model is None or head is None:
+        return None
+    return language_model, head
+
+
+def unsupported_reason(model) -> str | None:
+    """Why continuous batching cannot drive this model (it then falls back to plain ``generate``)."""
+    if decoder_parts(model) is None:
+        return f"{type(model).__name__} has no separate language model and output head"
+    attention = getattr(model.config, "_attn_implementation", None) or "eager"
+    text_attention = getattr(decoder_parts(model)[0].config, "_attn_implementation", attention)
+    if text_attention not in ("sdpa", "eager"):
+        return f"the attention implementation is {text_attention}; continuous batching needs sdpa or eager"
+    text_config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    if getattr(text_config, "sliding_window", None) and getattr(text_config, "use_sliding_window", True):
+        return "sliding-window attention is not supported"
+    return None
+
+
+@dataclass
+class Prepared:
+    """One request ready for the model: prompt ids, its processor outputs (CPU tensors) and limits."""
+
+    tag: object
+    ids: list[int]
+    mm_inputs: dict
+    max_new_tokens: int
+    min_new_tokens: int
+    key: int  # 32-bit sampling stream
+
+
+@dataclass
+class _Slot:
+    item: Prepared
+    tokens: list
+
+
+def round_up(value: int, multiple: int = 64) -> int:
+    return -(-value // multiple) * multiple
+
+
+class ContinuousBatcher:
+    """Decodes a stream of prepared requests through ``slots`` concurrent rows.
+
+    ``stop_token_ids`` end a row (they are not part of its output); ``banned`` is a (vocab,) additive
+    float tensor applied to every step's logits (-inf for ids that must never be written).
+    """
+
+    def __init__(self, model, stop_token_ids: list[int], banned, compile_decoding: bool):
+        import torch
+
+        self.model = model
+        self.language_model, self.head = decoder_parts(model)
+        self.stop_ids = torch.tensor(sorted(set(stop_token_ids)), device=model.device)
+        self.stop_set = set(stop_token_ids)
+        self.banned = banned.to(model.device)
+        self.device, self.dtype = model.device, model.dtype
+        inner = model.model
+        self.multimodal_rope = hasattr(inner, "get_rope_index")
+        self.compile_decoding = compile_decoding
+        self._compiled = None
+        self.cache: SlotKVCache | None = None
+        # Of the last run: decoding steps, slot-steps that produced a token, prefills, ring size.
+        self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": 0, "prefills": 0, "capacity": 0}
+
+    # ---- the model calls ----
+    def _prefill(self, item: Prepared):
+        """The whole multimodal forward on one prompt: (logits of its next token, per-layer K/V, next position)."""
+        import torch
+        from transformers import DynamicCache
+
+        ids = torch.tensor([item.ids], device=self.device)
+        inputs = {
+            key: value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
+            if isinstance(value, torch.Tensor) else value
+            for key, value in item.mm_inputs.items()
+        }  # fmt: skip
+        cache = DynamicCache(config=self.model.config)
+        output = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True,
+                            logits_to_keep=1, **inputs)  # fmt: skip
+        next_position = len(item.ids)
+        if self.multimodal_rope:  # image tokens take 2-D positions: text resumes after the largest one
+            deltas = getattr(self.model.model, "rope_deltas", None)
+            if deltas is not None:
+                next_position += int(deltas.reshape(-1)[0])
+        return output.logits[:, -1].float(), cache_layers(cache), next_position
+
+    def _decode_eager(self, tokens, positions, mask):
+        hidden = self.language_model(input_ids=tokens, attention_mask=mask, position_ids=positions,
+                                     past_key_values=self.cache, use_cache=True).last_hidden_state  # fmt: skip
+        return self.head(hidden[:, -1]).float()
+
+    def _decode(self, tokens, positions, mask):
+        if not self.compile_decoding:
+            return self._decode_eager(tokens, positions, mask)
+        import torch
+
+        if self._compiled is None:
+            self._compiled = torch.compile(self._decode_eager, mode="reduce-overhead", dynamic=False)
+        try:
+            return self._compiled(tokens, positions, mask).clone()  # the graph's output buffer is reused
+        except Exception as err:  # noqa: BLE001 - any compiler failure: decoding still works uncompiled
+            logger.warning("compiled decoding failed (%s: %s); decoding without compilation", type(err).__name__, err)
+            self.compile_decoding = False
+            return self._decode_eager(tokens, positions, mask)
+
+    def _next_tokens(self, logits, generated, min_new, keys, temperature, top_p):
+        import torch
+
+        logits = logits + self.banned
+        too_early = generated < min_new  # rows that may not stop yet
+        if bool(too_early.any()):
+            stop_columns = logits[:, self.stop_ids]
+            logits[:, self.stop_ids] = torch.where(too_early[:, None], -torch.inf, stop_columns)
+        return sample_tokens(logits, temperature, top_p, keys, generated)
+
+    def _allocate(self, slots: int, capacity: int, layers: list[tuple]):
+        import torch
+
+        shapes = [(key.shape[1], key.shape[-1], value.shape[-1]) for key, value in layers]
+        self.cache = None  # free the old one first
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.cache = SlotKVCache(shapes, slots, capacity, self.dtype, self.device)
+        self._compiled = None  # new shapes: compile again
+        logger.info("continuous batching: %d slots of %d tokens (%.1f GiB of key/value cache)",
+                    slots, capacity, self.cache.nbytes() / 2**30)  # fmt: skip
+
+    # ---- the loop ----
+    def run(self, items: Iterator[Prepared], slots: int, temperature: float, top_p: float | None,
+            capacity_hint: int = 0) -> Iterator[tuple[object, list[int], bool]]:  # fmt: skip
+        """(tag, new tokens without the stop token, truncated) per request, in the order they finish."""
+        import torch
+
+        source = iter(items)
+        waiting: deque[Prepared] = deque()
+        exhausted = False
+
+        def look_ahead():
+            nonlocal exhausted
+            while not exhausted and len(waiting) < slots:
+                try:
+                    waiting.append(next(source))
+                except StopIteration:
+                    exhausted = True
+
+        look_ahead()
+        if not waiting:
+            return
+        self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": slots, "prefills": 0, "capacity": 0}
+        active: list[_Slot | None] = [None] * slots
+        device = self.device
+        tokens = torch.zeros(slots, dtype=torch.long, device=device)
+        positions = torch.zeros(slots, dtype=torch.long, device=device)
+        generated = torch.zeros(slots, dtype=torch.long, device=device)
+        min_new = torch.zeros(slots, dtype=torch.long, device=device)
+        keys = torch.zeros(slots, dtype=torch.long, device=device)
+        valid = None
+        step = 0  # global write counter; the ring position is step % capacity
+        capacity = 0
+        mask_value = torch.finfo(self.dtype).min
+
+        def finish(slot_index: int, truncated: bool):
+            slot = active[slot_index]
+            active[slot_index] = None
+            return slot.item.tag, slot.tokens, truncated
+
+        while True:
+            look_ahead()
+            finished = []
+            # Admit waiting requests into free slots; one longer than the ring waits for the slots to drain.
+            for slot_index in range(slots):
+                if active[slot_index] is not None or not waiting:
+                    continue
+                item = waiting[0]
+                needed = len(item.ids) + item.max_new_tokens
+                if needed > capacity:
+                    if any(active):
+                        break
+                    logits, layers, next_position = self._prefill(item)
+                    capacity = round_up(max(needed, capacity_hint))
+                    self._allocate(slots, capacity, layers)
+                    valid = torch.zeros(slots, capacity, dtype=torch.bool, device=device)
+                else:
+                    logits, layers, next_position = self._prefill(item)
+                waiting.popleft()
+                self.stats["prefills"] += 1
+                self.stats["capacity"] = capacity
+                length = len(item.ids)
+                where = (step - length + torch.arange(length, device=device)) % capacity
+                self.cache.put(slot_index, where, layers)
+                valid[slot_index] = False
+                valid[slot_index, where] = True
+                keys[slot_index] = item.key
+                generated[slot_index] = 0
+                min_new[slot_index] = item.min_new_tokens
+                first = self._next_tokens(logits, generated[slot_index : slot_index + 1], min_new[slot_index : slot_index + 1],
+                                          keys[slot_index : slot_index + 1], temperature, top_p)  # fmt: skip
+                token = int(first[0])
+                active[slot_index] = _Slot(item, [])
+                if token in self.stop_set:
+                    finished.append(finish(slot_index, False))
+                    continue
+                active[slot_index].tokens.append(token)
+                if item.max_new_tokens <= 1:
+                    finished.append(finish(slot_index, True))
+                    continue
+                tokens[slot_index] = token
+                positions[slot_index] = next_position
+                generated[slot_index] = 1
+                look_ahead()
+            yield from finished
+            if not any(active):
+                if waiting or not exhausted:
+                    continue
+                return
+
+            # One decoding step for every slot (free ones compute garbage that nobody reads).
+            ring = step % capacity
+            self.cache.write_at.fill_(ring)
+            valid[:, ring] = True
+            mask = torch.zeros(slots, 1, 1, capacity, dtype=self.dtype, device=device).masked_fill_(
+                ~valid[:, None, None, :], mask_value
+            )
+            logits = self._decode(tokens[:, None], positions[:, None], mask)
+            chosen = self._next_tokens(logits, generated, min_new, keys, temperature, top_p)
+            step += 1
+            self.stats["steps"] = step
+            self.stats["busy_slot_steps"] += sum(slot is not None for slot in active)
+            tokens.copy_(chosen)
+            positions += 1
+            generated += 1
+            for slot_index, token in enumerate(chosen.tolist()):
+                slot = active[slot_index]
+                if slot is None:
+                    continue
+                if token in self.stop_set:
+                    yield finish(slot_index, False)
+                    continue
+                slot.tokens.append(token)
+                if len(slot.tokens) >= slot.item.max_new_tokens:
+                    yield finish(slot_index, True)

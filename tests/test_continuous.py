@@ -1,0 +1,189 @@
+"""The continuous-batching engine: its sampling against float64 references, and its generations against
+transformers' own ``generate`` on the tiny models (float32 on the CPU, same logits, same tokens)."""
+
+import math
+import random
+
+import pytest
+import torch
+from PIL import Image
+
+from stic_plugin.continuous import MASK32, hash32, request_key, sample_tokens, uniform_noise
+
+
+def naive_hash32(x: int) -> int:
+    """The same mixing function, step by step on Python integers (no tensors, no int64 wrap-around)."""
+    x ^= x >> 16
+    x = (x * 0x21F0AAAD) % 2**32
+    x ^= x >> 15
+    x = (x * 0x735A2D97) % 2**32
+    x ^= x >> 15
+    return x
+
+
+def test_hash_matches_a_naive_integer_computation():
+    rng = random.Random(0)
+    values = [0, 1, 2**32 - 1, 2**31] + [rng.randrange(2**32) for _ in range(2000)]
+    got = hash32(torch.tensor(values, dtype=torch.int64)).tolist()
+    assert got == [naive_hash32(v) for v in values]
+
+
+def test_noise_is_a_function_of_key_step_and_token_only():
+    keys = torch.tensor([request_key(7, "a"), request_key(7, "b"), request_key(7, "a")], dtype=torch.int64)
+    steps = torch.tensor([3, 3, 3])
+    noise = uniform_noise(keys, steps, 50)
+    assert torch.equal(noise[0], noise[2]) and not torch.equal(noise[0], noise[1])
+    alone = uniform_noise(keys[1:2], steps[1:2], 50)
+    assert torch.equal(alone[0], noise[1])  # whatever else is in the batch
+    assert not torch.equal(uniform_noise(keys[:1], torch.tensor([4]), 50)[0], noise[0])
+    assert float(noise.min()) > 0 and float(noise.max()) < 1
+    # Reference: the 23 high bits of the naive hash chain, as float64.
+    row_base = naive_hash32((int(keys[1]) ^ naive_hash32(3)) & MASK32)
+    expected = [((naive_hash32((row_base + v * 0x2C1B3C6D) % 2**32) >> 9) + 0.5) / 2**23 for v in range(50)]
+    assert noise[1].double().tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def _draw_frequencies(logits: list[float], temperature: float, top_p, draws: int) -> list[float]:
+    row = torch.tensor([logits], dtype=torch.float32).repeat(draws, 1)
+    keys = torch.tensor([request_key(1, f"row{i}") for i in range(draws)], dtype=torch.int64)
+    tokens = sample_tokens(row, temperature, top_p, keys, torch.zeros(draws, dtype=torch.int64))
+    counts = torch.bincount(tokens, minlength=len(logits)).double()
+    return (counts / draws).tolist()
+
+
+def _reference_distribution(logits: list[float], temperature: float, top_p) -> list[float]:
+    """softmax(logits / T) in float64, cut to the nucleus (fewest top tokens reaching top_p), renormalised."""
+    scaled = [value / temperature for value in logits]
+    top = max(scaled)
+    weights = [math.exp(value - top) for value in scaled]
+    total = sum(weights)
+    probs = [w / total for w in weights]
+    if top_p is None:
+        return probs
+    kept, mass = set(), 0.0
+    for index in sorted(range(len(probs)), key=lambda i: -probs[i]):
+        if mass >= top_p:
+            break
+        kept.add(index)
+        mass += probs[index]
+    kept_total = sum(probs[i] for i in kept)
+    return [probs[i] / kept_total if i in kept else 0.0 for i in range(len(probs))]
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, None), (0.7, None), (1.3, 0.8), (0.5, 0.5)])
+def test_sampling_draws_the_tempered_nucleus_distribution(temperature, top_p):
+    logits = [2.0, 1.5, 1.0, 0.2, -0.5, -1.0, 0.9, 0.0]
+    expected = _reference_distribution(logits, temperature, top_p)
+    got = _draw_frequencies(logits, temperature, top_p, draws=60_000)
+    total_variation = sum(abs(a - b) for a, b in zip(got, expected)) / 2
+    assert total_variation < 0.01, (got, expected)
+    for observed, probability in zip(got, expected):
+        if probability == 0.0:
+            assert observed == 0.0  # outside the nucleus: never drawn
+
+
+def test_greedy_is_argmax():
+    logits = torch.randn(5, 30, dtype=torch.float32)
+    keys = torch.arange(5, dtype=torch.int64)
+    assert torch.equal(sample_tokens(logits, 0.0, None, keys, keys), logits.argmax(-1))
+
+
+# ---- the engine on the tiny models ----
+
+
+@pytest.fixture(scope="module")
+def generators(tiny):
+    from stic_plugin.engine import VisionLanguageGenerator
+
+    built = {}
+    for name, template in (("tiny-llava", "llava"), ("tiny-qwen2vl", "qwen2_vl")):
+        built[name] = {
+            engine: VisionLanguageGenerator.load(tiny[name], template, infer_dtype="float32", engine=engine)
+            for engine in ("plain", "continuous")
+        }
+        for generator in built[name].values():
+            # Make the stop token likely, so rows end at different, data-dependent points.
+            generator.banned_bias[generator.stop_token_ids[0]] = 0.3
+    return built
+
+
+def _requests(count: int, long_from: int | None = None):
+    from stic_plugin.engine import Request, user_turn
+
+    requests = []
+    for index in range(count):
+        image = Image.new("RGB", (40 + 9 * index, 30 + 5 * index), ((37 * index) % 256, 90, 160))
+        words = "in great detail " * (12 if long_from is not None and index >= long_from else index % 3)
+        requests.append(Request.single(user_turn(f"Describe picture {index} {words}"), image, key=f"r{index}",
+                                       max_new_tokens=[24, 5, 17, 1, 30, 9][index % 6],
+                                       min_new_tokens=[0, 0, 4, 0, 12, 0][index % 6]))  # fmt: skip
+    return requests
+
+
+@pytest.mark.parametrize("model", ["tiny-llava", "tiny-qwen2vl"])
+def test_continuous_greedy_equals_transformers_generate(generators, model):
+    plain, continuous = generators[model]["plain"], generators[model]["continuous"]
+    assert continuous.engine == "continuous"
+    requests = _requests(11)
+    expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
+    lengths = {generation.tokens for generation in expected}
+    assert len(lengths) >= 4, "the test needs rows that end at different points"
+    assert any(not g.truncated for g in expected) and any(g.truncated for g in expected)
+    for slots in (1, 3, 16):
+        got = continuous.generate(requests, 30, temperature=0, slots=slots)
+        assert got == expected, f"slots={slots}"
+        if slots == 3:  # rows refilled: the slots stayed busy
+            stats = continuous._batcher.stats
+            assert stats["prefills"] == len(requests)
+            # The first token comes from the prompt's own forward; each later one (or the stop) from a step.
+            decode_steps = sum(g.tokens - 1 + (not g.truncated) if g.tokens else 0 for g in got)
+            assert stats["busy_slot_steps"] == decode_steps
+
+
+def test_the_ring_wraps_around(generators):
+    """One slot, many requests: the write position goes round the ring several times."""
+    plain, continuous = generators["tiny-qwen2vl"]["plain"], generators["tiny-qwen2vl"]["continuous"]
+    requests = _requests(60)
+    expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
+    assert continuous.generate(requests, 30, temperature=0, slots=1) == expected
+    stats = continuous._batcher.stats
+    assert stats["steps"] > 2 * stats["capacity"]
+
+
+def test_a_longer_prompt_later_waits_for_a_larger_ring(generators):
+    plain, continuous = generators["tiny-llava"]["plain"], generators["tiny-llava"]["continuous"]
+    requests = _requests(8, long_from=5)
+    expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
+    got = continuous.generate(requests, 30, temperature=0, slots=3)
+    assert got == expected
+    assert continuous._batcher.stats["capacity"] >= max(len(continuous.encode(r)) for r in requests) + 30
+
+
+def test_sampled_generations_do_not_depend_on_slots_or_order(generators):
+    continuous = generators["tiny-llava"]["continuous"]
+    requests = _requests(9)
+    reference = continuous.generate(requests, 30, temperature=1.0, top_p=0.9, seed=5, slots=2)
+    shuffled = list(reversed(requests))
+    again = continuous.generate(shuffled, 30, temperature=1.0, top_p=0.9, seed=5, slots=7)
+    assert list(reversed(again)) == reference
+    other_seed = continuous.generate(requests, 30, temperature=1.0, top_p=0.9, seed=6, slots=2)
+    assert other_seed != reference
+
+
+def test_stream_yields_each_request_once_with_its_tag(generators):
+    continuous = generators["tiny-qwen2vl"]["continuous"]
+    requests = _requests(7)
+    for index, request in enumerate(requests):
+        request.tag = ("image", index)
+    seen = [request.tag for request, _ in continuous.generate_stream(iter(requests), 30, temperature=0, slots=2)]
+    assert sorted(seen) == [("image", i) for i in range(7)]
+    assert seen != sorted(seen)  # short rows finish first: results come in completion order
+
+
+def test_the_image_token_and_ids_past_the_tokenizer_are_never_written(generators):
+    continuous = generators["tiny-llava"]["continuous"]
+    bias = continuous.banned_bias
+    image_id = continuous.tokenizer.convert_tokens_to_ids("<image>")
+    assert bias[image_id] == -math.inf
+    assert bool((bias[len(continuous.tokenizer) :] == -math.inf).all())
+    assert int((bias == -math.inf).sum()) == 1 + bias.shape[0] - len(continuous.tokenizer)
