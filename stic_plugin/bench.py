@@ -7,10 +7,13 @@ Run: ``stic-cli bench`` (random weights with LLaVA-1.5-7B's architecture, built 
 
 Measured in one run on one device, after a warm-up:
 
-1. generation through the ``pref`` path (``VisionLanguageGenerator.generate``, as ``pref`` and
-   ``infuse`` call it) at each batch size, batch 1 being the authors' one-image-per-call baseline.
-   Random weights stop anywhere, so output lengths are forced: all equal (``new_tokens``), then drawn
-   per sequence from a spread (``spread_*``), counting only the useful tokens;
+1. generation through the ``pref`` path (``VisionLanguageGenerator.generate_stream``, as ``pref``,
+   ``infuse`` and ``dar`` call it), with each engine (``continuous``, ``plain``: transformers'
+   ``generate`` on fixed batches) at each batch size; plain at batch 1 is the authors'
+   one-image-per-call baseline. Random weights stop anywhere, so output lengths are forced: all equal
+   (``new_tokens``, one batch of requests), then drawn per sequence from a spread (``spread_*``, over
+   ``spread_batches`` batches of requests, so that finished rows can be refilled), counting only the
+   useful tokens; the equal-length rows also give the memory-bandwidth bound of decoding;
 2. a ``stic_dpo`` training step against LLaMA-Factory's ``dpo`` step on identical batches (LoRA r=128
    on every linear layer, gradient checkpointing): step time, pairs/s, model FLOPs utilisation, peak memory;
 3. the stage-2 description pass (the same path, description prompts, the spread of lengths);
@@ -49,7 +52,12 @@ class BenchConfig:
     )
     model_name_or_path: str | None = option(None, help="A checkpoint to measure instead of random weights.")
     template: str | None = option(None, help="The checkpoint's LLaMA-Factory template (with model_name_or_path).")
-    batch_sizes: list = option([1, 16, 64, 128], help="Sequences per generate call to measure; 1 is the baseline.")
+    batch_sizes: list = option([1, 16, 64, 128], help="Sequences decoding together; plain at 1 is the baseline.")
+    engines: list = option(["continuous", "plain"], help="Generation engines to measure (continuous, plain).")
+    compile_decoding: typing.Literal["auto", True, False] = option(
+        "auto", help="Compile the continuous engine's decoding step; auto: on a GPU."
+    )
+    spread_batches: int = option(4, help="Spread run: requests = this many times the batch size.")
     new_tokens: int = option(256, help="Equal-length run: output tokens of every sequence.")
     spread_min: int = option(100, help="Spread run: shortest output, in tokens.")
     spread_max: int = option(1000, help="Spread run: longest output, in tokens.")
@@ -67,7 +75,9 @@ class BenchConfig:
             raise ValueError(f"`batch_sizes` must be a list of whole numbers >= 1; got {self.batch_sizes!r}")
         if not 1 <= self.spread_min <= self.spread_mean <= self.spread_max:
             raise ValueError("need 1 <= spread_min <= spread_mean <= spread_max")
-        for name in ("new_tokens", "train_pairs", "train_response_tokens", "train_steps"):
+        if not self.engines or any(engine not in ("continuous", "plain") for engine in self.engines):
+            raise ValueError(f"`engines` must list continuous and/or plain; got {self.engines!r}")
+        for name in ("new_tokens", "train_pairs", "train_response_tokens", "train_steps", "spread_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1")
         if (self.model_name_or_path is None) != (self.template is None):
@@ -79,29 +89,6 @@ def spread_lengths(count: int, low: int, high: int, mean: int, rng: random.Rando
     sigma = 0.6
     mu = math.log(mean) - sigma**2 / 2
     return [min(high, max(low, round(rng.lognormvariate(mu, sigma)))) for _ in range(count)]
-
-
-class ForcedLengths:
-    """A logits processor that makes row i stop after exactly ``lengths[i]`` tokens, never before.
-
-    It also keeps sampling inside ``allowed_vocab`` (a random-weight model's vocabulary can be larger
-    than the stand-in tokenizer's).
-    """
-
-    def __init__(self, lengths: list[int], prompt_width: int, stop_id: int, allowed_vocab: int):
-        self.lengths, self.prompt_width, self.stop_id, self.allowed_vocab = lengths, prompt_width, stop_id, allowed_vocab
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        generated = input_ids.shape[1] - self.prompt_width
-        scores[:, self.allowed_vocab :] = -math.inf
-        lengths = torch.tensor(self.lengths, device=scores.device)
-        finished = lengths <= generated
-        scores[:, self.stop_id] = -math.inf
-        scores[finished] = -math.inf
-        scores[finished, self.stop_id] = 0.0
-        return scores
 
 
 def _sync():
@@ -127,13 +114,13 @@ def build_generator(cfg: BenchConfig, workdir: Path):
     """The generator (and its model) for a checkpoint, the tiny model, or a random-weight architecture."""
     from .engine import VisionLanguageGenerator
 
+    options = dict(image_max_pixels=cfg.image_max_pixels, compile_decoding=cfg.compile_decoding)
     if cfg.model_name_or_path:
-        return VisionLanguageGenerator.load(cfg.model_name_or_path, cfg.template, image_max_pixels=cfg.image_max_pixels)
+        return VisionLanguageGenerator.load(cfg.model_name_or_path, cfg.template, **options)
     if cfg.architecture == "tiny":
         from .fixtures import build_tiny_llava
 
-        return VisionLanguageGenerator.load(str(build_tiny_llava(workdir / "tiny-llava")), "llava",
-                                            image_max_pixels=cfg.image_max_pixels)  # fmt: skip
+        return VisionLanguageGenerator.load(str(build_tiny_llava(workdir / "tiny-llava")), "llava", **options)
     return _random_architecture(cfg, workdir)
 
 
@@ -185,47 +172,98 @@ def _random_architecture(cfg: BenchConfig, workdir: Path):
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=TEMPLATES[cfg.architecture]))
-    return VisionLanguageGenerator(model, tokenizer, processor, template)
+    return VisionLanguageGenerator(model, tokenizer, processor, template, compile_decoding=cfg.compile_decoding)
 
 
 def bench_generation(
-    generator, cfg: BenchConfig, prompts: list[str], lengths_for, label: str, generations_per_image: int = 2
+    generator, cfg: BenchConfig, prompts: list[str], lengths_for, label: str, batches_of_requests: int,
+    generations_per_image: int = 2,
 ) -> list[dict]:
-    """tokens/s and images/s at each batch size; ``lengths_for(batch)`` gives the forced lengths.
-    ``generations_per_image``: 2 for pref (chosen and rejected), 1 for descriptions."""
-    from transformers import LogitsProcessorList
+    """Useful tokens/s and images/s of each engine at each batch size on the same requests.
 
+    ``lengths_for(n)`` gives the forced output lengths of n requests; ``batches_of_requests`` times the
+    batch size requests are generated (the plain engine in consecutive batches, the continuous engine
+    refilling its rows). ``generations_per_image``: 2 for pref (chosen and rejected), 1 for descriptions.
+    """
     from .engine import Request, user_turn
 
     rng = random.Random(cfg.seed)
-    vocab = len(generator.tokenizer)
-    stop = generator.stop_token_ids[0]
     rows = []
     for batch in cfg.batch_sizes:
-        images = _random_images(batch, rng)
-        requests = [Request.single(user_turn(prompts[i % len(prompts)]), images[i]) for i in range(batch)]
-        width = max(len(generator.encode(request)) for request in requests)
-        for _ in range(cfg.warmup_steps):
-            warm = [min(8, n) for n in lengths_for(batch)]
-            generator.generate(requests, max(warm), 0.2, None, seed=cfg.seed,
-                               logits_processor=LogitsProcessorList([ForcedLengths(warm, width, stop, vocab)]))  # fmt: skip
-        lengths = lengths_for(batch)
-        processor = LogitsProcessorList([ForcedLengths(lengths, width, stop, vocab)])
-        _sync()
-        started = time.perf_counter()
-        outputs = generator.generate(requests, max(lengths), 0.2, None, seed=cfg.seed, logits_processor=processor)
-        _sync()
-        seconds = time.perf_counter() - started
-        produced = sum(output.tokens for output in outputs)
-        useful = sum(lengths)
-        rows.append({
-            "run": label, "batch_size": batch, "seconds": round(seconds, 4), "useful_tokens": useful,
-            "tokens_written": produced, "tokens_per_second": round(useful / seconds, 2),
-            "sequences_per_second": round(batch / seconds, 3),
-            "images_per_second": round(batch / generations_per_image / seconds, 3),
-            "longest": max(lengths),
-        })  # fmt: skip
+        count = batch * batches_of_requests
+        images = _random_images(count, rng)
+        lengths = lengths_for(count)
+
+        def requests(limits):
+            return [Request.single(user_turn(prompts[i % len(prompts)]), images[i], key=str(i), max_new_tokens=n,
+                                   min_new_tokens=n) for i, n in enumerate(limits)]  # fmt: skip
+
+        for engine in cfg.engines:
+            if engine == "continuous" and not generator.continuous_supported:
+                continue  # the model is generated in plain batches anyway (warned at loading)
+            generator.engine = engine
+            for _ in range(cfg.warmup_steps):  # compilation and allocator warm-up, same shapes as the timed run
+                generator.generate(requests([min(8, n) for n in lengths[:batch]]), max(lengths), 0.2, None,
+                                   seed=cfg.seed, slots=batch)  # fmt: skip
+            timed = requests(lengths)
+            _sync()
+            started = time.perf_counter()
+            outputs = generator.generate(timed, max(lengths), 0.2, None, seed=cfg.seed, slots=batch)
+            _sync()
+            seconds = time.perf_counter() - started
+            useful = sum(output.tokens for output in outputs)
+            row = {
+                "run": label, "engine": engine, "batch_size": batch, "requests": count, "seconds": round(seconds, 4),
+                "useful_tokens": useful, "forced_tokens": sum(lengths), "tokens_per_second": round(useful / seconds, 2),
+                "images_per_second": round(count / generations_per_image / seconds, 3),
+                "longest": max(lengths), "mean_prompt_tokens": round(sum(len(generator.encode(r)) for r in timed) / count, 1),
+            }  # fmt: skip
+            if engine == "continuous":
+                stats = generator._batcher.stats
+                row["slot_occupancy"] = round(stats["busy_slot_steps"] / max(1, stats["steps"] * stats["slots"]), 4)
+                row["kv_capacity"] = stats["capacity"]
+            else:  # each fixed batch decodes until its longest row ends
+                groups = [lengths[i : i + batch] for i in range(0, count, batch)]
+                row["slot_occupancy"] = round(sum(lengths) / sum(len(g) * max(g) for g in groups), 4)
+            rows.append(row)
     return rows
+
+
+def memory_bandwidth() -> float | None:
+    """Bytes/s of a large device-to-device copy (read + write), or None without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    source = torch.empty(2 * 2**30, dtype=torch.uint8, device="cuda")
+    target = torch.empty_like(source)
+    for _ in range(3):
+        target.copy_(source)
+    _sync()
+    started = time.perf_counter()
+    repeats = 10
+    for _ in range(repeats):
+        target.copy_(source)
+    _sync()
+    seconds = time.perf_counter() - started
+    del source, target
+    torch.cuda.empty_cache()
+    return 2 * 2 * 2**30 * repeats / seconds
+
+
+def decode_bound(generator, row: dict, bandwidth: float) -> float:
+    """Tokens/s if every decoding step only read the weights and each row's keys and values at the
+    bandwidth: batch / ((weight bytes + batch x mean context x K/V bytes per token) / bandwidth)."""
+    model = generator.model
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    text = model.config.get_text_config(decoder=True)
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+    element = next(model.parameters()).element_size()
+    per_token = 2 * text.num_hidden_layers * kv_heads * head_dim * element
+    context = row["mean_prompt_tokens"] + row["longest"] / 2
+    batch = row["batch_size"]
+    return batch / ((weights + batch * context * per_token) / bandwidth)
 
 
 def bench_training(generator, cfg: BenchConfig, workdir: Path) -> list[dict]:
@@ -359,22 +397,28 @@ def run_bench(cfg: BenchConfig) -> int:
     bad = read_prompts(default_prompt_file("hallucination"), "hallucination")
     captioning = read_prompts(default_prompt_file("captioning"), "captioning")
     rng = random.Random(cfg.seed)
-    equal = bench_generation(generator, cfg, preferred + bad, lambda n: [cfg.new_tokens] * n, "pref, equal lengths")
-    spread = bench_generation(
-        generator, cfg, preferred + bad,
-        lambda n: spread_lengths(n, cfg.spread_min, cfg.spread_max, cfg.spread_mean, rng), "pref, spread of lengths",
-    )  # fmt: skip
-    best_batch = max(spread, key=lambda row: row["tokens_per_second"])["batch_size"]
-    describe_cfg = BenchConfig(**{**cfg.__dict__, "batch_sizes": [best_batch]})
-    describe = bench_generation(
-        generator, describe_cfg, captioning,
-        lambda n: spread_lengths(n, cfg.spread_min, cfg.spread_max, cfg.spread_mean, rng), "stage-2 descriptions", 1,
-    )  # fmt: skip
+
+    def spread(n):
+        return spread_lengths(n, cfg.spread_min, cfg.spread_max, cfg.spread_mean, rng)
+
+    equal = bench_generation(generator, cfg, preferred + bad, lambda n: [cfg.new_tokens] * n, "pref, equal lengths", 1)
+    bandwidth = memory_bandwidth()
+    if bandwidth:
+        for row in equal:
+            row["decode_bound_tokens_per_second"] = round(decode_bound(generator, row, bandwidth), 1)
+            row["fraction_of_bound"] = round(row["tokens_per_second"] / row["decode_bound_tokens_per_second"], 4)
+    spread_rows = bench_generation(generator, cfg, preferred + bad, spread, "pref, spread of lengths",
+                                   cfg.spread_batches)  # fmt: skip
+    best = max(spread_rows, key=lambda row: row["tokens_per_second"])
+    describe_cfg = BenchConfig(**{**cfg.__dict__, "batch_sizes": [best["batch_size"]], "engines": [best["engine"]]})
+    describe = bench_generation(generator, describe_cfg, captioning, spread, "stage-2 descriptions",
+                                cfg.spread_batches, 1)  # fmt: skip
     training = bench_training(generator, cfg, workdir)
-    projection = project(max(spread, key=lambda r: r["tokens_per_second"]), describe[0], training[1], cfg)
+    projection = project(best, describe[0], training[1], cfg)
 
     result = {"device": _device_name(), "architecture": cfg.model_name_or_path or cfg.architecture,
-              "config": cfg.__dict__, "generation": equal + spread + describe, "training": training,
+              "memory_bandwidth_gb_per_s": round(bandwidth / 1e9, 1) if bandwidth else None,
+              "config": cfg.__dict__, "generation": equal + spread_rows + describe, "training": training,
               "projection_paper_workload": projection}  # fmt: skip
     Path(cfg.output_json).write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(format_table(result))
@@ -384,10 +428,13 @@ def run_bench(cfg: BenchConfig) -> int:
 
 def format_table(result: dict) -> str:
     lines = [f"stic-cli bench on {result['device']}, {result['architecture']}", "",
-             f"{'generation':28} {'batch':>6} {'tokens/s':>10} {'images/s':>9} {'seconds':>8}"]  # fmt: skip
+             f"{'generation':26} {'engine':>10} {'batch':>6} {'tokens/s':>10} {'images/s':>9} {'seconds':>8} "
+             f"{'busy':>6} {'of bound':>9}"]  # fmt: skip
     for row in result["generation"]:
-        lines.append(f"{row['run']:28} {row['batch_size']:>6} {row['tokens_per_second']:>10.1f} "
-                     f"{row['images_per_second']:>9.2f} {row['seconds']:>8.2f}")  # fmt: skip
+        busy = f"{row['slot_occupancy']:.0%}" if "slot_occupancy" in row else "-"
+        bound = f"{row['fraction_of_bound']:.0%}" if "fraction_of_bound" in row else "-"
+        lines.append(f"{row['run']:26} {row['engine']:>10} {row['batch_size']:>6} {row['tokens_per_second']:>10.1f} "
+                     f"{row['images_per_second']:>9.2f} {row['seconds']:>8.2f} {busy:>6} {bound:>9}")  # fmt: skip
     lines += ["", f"{'training step':16} {'seconds':>8} {'pairs/s':>8} {'MFU':>6} {'peak GiB':>9}"]
     for row in result["training"][:2]:
         mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"

@@ -150,6 +150,7 @@ class Prepared:
     max_new_tokens: int
     min_new_tokens: int
     key: int  # 32-bit sampling stream
+    reserve: int  # new tokens to make room for in the ring (at least max_new_tokens)
 
 
 @dataclass
@@ -182,7 +183,8 @@ class ContinuousBatcher:
         self.multimodal_rope = hasattr(inner, "get_rope_index")
         self.compile_decoding = compile_decoding
         self._compiled = None
-        self.cache: SlotKVCache | None = None
+        self.cache: SlotKVCache | None = None  # kept between runs: same shapes, no new compilation
+        self.cache_slots = 0
         # Of the last run: decoding steps, slot-steps that produced a token, prefills, ring size.
         self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": 0, "prefills": 0, "capacity": 0}
 
@@ -231,10 +233,8 @@ class ContinuousBatcher:
         import torch
 
         logits = logits + self.banned
-        too_early = generated < min_new  # rows that may not stop yet
-        if bool(too_early.any()):
-            stop_columns = logits[:, self.stop_ids]
-            logits[:, self.stop_ids] = torch.where(too_early[:, None], -torch.inf, stop_columns)
+        too_early = generated < min_new  # rows that may not stop yet (no test on the host: no wait for the GPU)
+        logits[:, self.stop_ids] = torch.where(too_early[:, None], -torch.inf, logits[:, self.stop_ids])
         return sample_tokens(logits, temperature, top_p, keys, generated)
 
     def _allocate(self, slots: int, capacity: int, layers: list[tuple]):
@@ -242,16 +242,24 @@ class ContinuousBatcher:
 
         shapes = [(key.shape[1], key.shape[-1], value.shape[-1]) for key, value in layers]
         self.cache = None  # free the old one first
+        element = torch.empty(0, dtype=self.dtype).element_size()
+        needed = slots * capacity * element * sum(heads * (kdim + vdim) for heads, kdim, vdim in shapes)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if needed > 0.9 * free:
+                raise RuntimeError(
+                    f"the key/value cache for {slots} sequences of up to {capacity} tokens needs "
+                    f"{needed / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are free: lower batch_size or max_new_tokens"
+                )
         self.cache = SlotKVCache(shapes, slots, capacity, self.dtype, self.device)
-        self._compiled = None  # new shapes: compile again
+        self.cache_slots = slots
         logger.info("continuous batching: %d slots of %d tokens (%.1f GiB of key/value cache)",
                     slots, capacity, self.cache.nbytes() / 2**30)  # fmt: skip
 
     # ---- the loop ----
     def run(self, items: Iterator[Prepared], slots: int, temperature: float, top_p: float | None,
-            capacity_hint: int = 0) -> Iterator[tuple[object, list[int], bool]]:  # fmt: skip
+            ) -> Iterator[tuple[object, list[int], bool]]:  # fmt: skip
         """(tag, new tokens without the stop token, truncated) per request, in the order they finish."""
         import torch
 
@@ -278,9 +286,9 @@ class ContinuousBatcher:
         generated = torch.zeros(slots, dtype=torch.long, device=device)
         min_new = torch.zeros(slots, dtype=torch.long, device=device)
         keys = torch.zeros(slots, dtype=torch.long, device=device)
-        valid = None
         step = 0  # global write counter; the ring position is step % capacity
-        capacity = 0
+        capacity = self.cache.capacity if self.cache is not None and self.cache_slots == slots else 0
+        valid = torch.zeros(slots, capacity, dtype=torch.bool, device=device) if capacity else None
         mask_value = torch.finfo(self.dtype).min
 
         def finish(slot_index: int, truncated: bool):
@@ -296,12 +304,12 @@ class ContinuousBatcher:
                 if active[slot_index] is not None or not waiting:
                     continue
                 item = waiting[0]
-                needed = len(item.ids) + item.max_new_tokens
+                needed = len(item.ids) + max(item.reserve, item.max_new_tokens)
                 if needed > capacity:
                     if any(active):
                         break
                     logits, layers, next_position = self._prefill(item)
-                    capacity = round_up(max(needed, capacity_hint))
+                    capacity = round_up(needed)
                     self._allocate(slots, capacity, layers)
                     valid = torch.zeros(slots, capacity, dtype=torch.bool, device=device)
                 else:

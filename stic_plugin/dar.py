@@ -18,7 +18,9 @@ from .engine import Request
 from .infusion import infuse_messages, read_infusion_format
 from .metrics import accuracy, scorable
 from .output import atomic_write_text
-from .runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
+from .runs import (
+    finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, samples_per_call, start_run,
+)  # fmt: skip
 from .sources import Sample, load_samples, source_signature
 
 
@@ -53,15 +55,14 @@ def run_dar(cfg: DarConfig) -> int:
     predictions, skipped_log = output.open_writers()
     batches = prefetched_batches(
         todo,
-        cfg.batch_size,
+        samples_per_call(cfg),
         lambda batch: load_images([path for s in batch for path in s.images], cfg.max_image_pixels),
         progress_name("dar" if cfg.dar else "answer", output.rank, output.world_size),
     )
     with predictions, skipped_log:
-        for index, (batch, images) in enumerate(batches):
-            seed = cfg.seed + 100_003 * output.rank + 1_009 * index
+        for batch, images in batches:
             if cfg.dar:
-                describer.describe(images, seed=seed)
+                describer.describe(images)
             requests, kept = [], []
             for sample in batch:
                 skipped = bad_image_entry(sample, images)
@@ -73,9 +74,11 @@ def run_dar(cfg: DarConfig) -> int:
                 descriptions = [describer.descriptions[p]["description"] for p in sample.images] if cfg.dar else []
                 if descriptions:
                     messages = infuse_messages(messages, descriptions, infusion_format, IMAGE_PLACEHOLDER)
-                requests.append(Request(messages, [images[p] for p in sample.images], sample.system or None))
+                requests.append(Request(messages, [images[p] for p in sample.images], sample.system or None,
+                                        key=f"answer:{sample.key}"))  # fmt: skip
                 kept.append((sample, reference, descriptions))
-            answers = describer.generator.generate(requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=seed)
+            answers = describer.generator.generate(requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                                                   seed=cfg.seed, slots=cfg.batch_size)  # fmt: skip
             for (sample, reference, descriptions), answer in zip(kept, answers):
                 question = next((m["content"] for m in sample.messages if m["role"] == "user"), "")
                 predictions.write({

@@ -64,24 +64,24 @@ class ImageDescriber:
             return self.prompts[0]
         return image_rng(self.cfg.seed, path, "describe").choice(self.prompts)
 
-    def describe(self, images: dict[str, object], seed: int) -> None:
-        """Describe the good images not described yet, ``batch_size`` per generation call."""
+    def describe(self, images: dict[str, object]) -> None:
+        """Describe the good images not described yet, ``batch_size`` of them decoding at a time.
+
+        Each description draws from its own sampling stream, named by the image path."""
         todo = [path for path, image in images.items() if path not in self.descriptions and not isinstance(image, BadImage)]
-        for start in range(0, len(todo), self.cfg.batch_size):
-            chunk = todo[start : start + self.cfg.batch_size]
-            prompts = [self.prompt_for(path) for path in chunk]
-            requests = [Request.single(user_turn(prompt), images[path]) for path, prompt in zip(chunk, prompts)]
-            outputs = self.generator.generate(
-                requests, self.max_new_tokens, self.cfg.temperature, self.cfg.top_p, seed=seed + start
-            )
-            for path, prompt, generated in zip(chunk, prompts, outputs):
-                entry = {"image": path, "prompt": prompt, "description": generated.text,
-                         "tokens": generated.tokens, "truncated": generated.truncated}  # fmt: skip
-                self.descriptions[path] = entry
-                self.counts["images described"] += 1
-                self.counts["output tokens"] += generated.tokens
-                if self._log is not None:
-                    self._log.write(entry)
+        requests = [Request.single(user_turn(self.prompt_for(path)), images[path], key=f"describe:{path}", tag=path)
+                    for path in todo]  # fmt: skip
+        stream = self.generator.generate_stream(requests, self.max_new_tokens, self.cfg.temperature, self.cfg.top_p,
+                                                seed=self.cfg.seed, slots=self.cfg.batch_size)  # fmt: skip
+        for request, generated in stream:
+            path = request.tag
+            entry = {"image": path, "prompt": self.prompt_for(path), "description": generated.text,
+                     "tokens": generated.tokens, "truncated": generated.truncated}  # fmt: skip
+            self.descriptions[path] = entry
+            self.counts["images described"] += 1
+            self.counts["output tokens"] += generated.tokens
+            if self._log is not None:
+                self._log.write(entry)
 
     def close(self) -> None:
         if self._log is not None:

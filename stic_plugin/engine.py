@@ -100,14 +100,14 @@ class VisionLanguageGenerator:
         if self.pad_token_id is None:
             self.pad_token_id = self.stop_token_ids[0]
         self.banned_bias = self._banned_bias()
-        self.engine = engine
-        if engine == "continuous":
-            from .continuous import unsupported_reason
+        from .continuous import unsupported_reason
 
-            reason = unsupported_reason(model)
-            if reason:
-                logger.warning("continuous batching is off for this model (%s): generating in plain batches", reason)
-                self.engine = "plain"
+        reason = unsupported_reason(model)
+        self.continuous_supported = reason is None
+        self.engine = engine  # may be switched between calls
+        if engine == "continuous" and reason:
+            logger.warning("continuous batching is off for this model (%s): generating in plain batches", reason)
+            self.engine = "plain"
         if compile_decoding == "auto":
             compile_decoding = self.device.type == "cuda"
         self.compile_decoding = bool(compile_decoding)
@@ -283,7 +283,8 @@ class VisionLanguageGenerator:
             inputs = self.mm_inputs([request], [ids], torch.tensor([ids]))
             limit = request.max_new_tokens or max_new_tokens
             key = request_key(base_seed, request.key if request.key is not None else str(index))
-            return Prepared((request, limit), ids, inputs, limit, request.min_new_tokens, key)
+            # The ring is sized by the call's limit, so that calls with shorter requests reuse its shapes.
+            return Prepared((request, limit), ids, inputs, limit, request.min_new_tokens, key, max(limit, max_new_tokens))
 
         import torch
 

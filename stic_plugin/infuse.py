@@ -20,7 +20,9 @@ from .config import InfuseConfig
 from .describe import ImageDescriber, bad_image_entry, load_images
 from .infusion import infuse_messages, read_infusion_format
 from .output import atomic_write_text
-from .runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
+from .runs import (
+    finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, samples_per_call, start_run,
+)  # fmt: skip
 from .sources import Sample, load_samples, source_signature
 from .templates import dataset_entry, read_prompts
 
@@ -76,14 +78,14 @@ def run_infuse(cfg: InfuseConfig) -> int:
     records, skipped_log = output.open_writers()
     batches = prefetched_batches(
         todo,
-        cfg.batch_size,
+        samples_per_call(cfg),
         lambda batch: load_images([path for s in batch for path in s.images if path not in describer.descriptions],
                                   cfg.max_image_pixels),  # fmt: skip
         progress_name("infuse", output.rank, output.world_size),
     )
     with records, skipped_log:
-        for index, (batch, images) in enumerate(batches):
-            describer.describe(images, seed=cfg.seed + 100_003 * output.rank + 1_009 * index)
+        for batch, images in batches:
+            describer.describe(images)
             for sample in batch:
                 if not sample.images:
                     if cfg.keep_text_only:

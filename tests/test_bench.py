@@ -6,7 +6,7 @@ import random
 import pytest
 
 from conftest import run_cli
-from stic_plugin.bench import ForcedLengths, spread_lengths
+from stic_plugin.bench import spread_lengths
 
 pytestmark = pytest.mark.slow
 
@@ -18,15 +18,6 @@ def test_spread_lengths_are_clipped_and_centred():
     assert len(set(lengths)) > 300  # a real spread, not one value
 
 
-def test_forced_lengths_processor():
-    import torch
-
-    processor = ForcedLengths([1, 3], prompt_width=2, stop_id=0, allowed_vocab=5)
-    scores = processor(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 8))  # one token generated so far
-    assert scores[0].argmax().item() == 0 and torch.isinf(scores[0, 1:]).all()  # row 0: must stop now
-    assert torch.isinf(scores[1, 0]) and torch.isinf(scores[1, 5:]).all() and not torch.isinf(scores[1, 1:5]).any()
-
-
 def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     result = run_cli(["stic-cli", "bench", "architecture=tiny", "batch_sizes=[1,3]", "new_tokens=6", "spread_min=2",
@@ -35,10 +26,17 @@ def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["device"].startswith("CPU")
-    runs = {(row["run"], row["batch_size"]) for row in figures["generation"]}
-    assert {("pref, equal lengths", 1), ("pref, equal lengths", 3), ("pref, spread of lengths", 3)} <= runs
+    runs = {(row["run"], row["engine"], row["batch_size"]) for row in figures["generation"]}
+    for engine in ("continuous", "plain"):
+        for batch in (1, 3):
+            assert {("pref, equal lengths", engine, batch), ("pref, spread of lengths", engine, batch)} <= runs
     for row in figures["generation"]:
-        assert row["tokens_written"] == row["useful_tokens"] and row["tokens_per_second"] > 0
+        # every request wrote exactly its forced length
+        assert row["useful_tokens"] == row["forced_tokens"] and row["tokens_per_second"] > 0
+        if row["run"] == "pref, equal lengths":
+            assert row["forced_tokens"] == 6 * row["requests"]
+        if row["engine"] == "continuous":
+            assert 0 < row["slot_occupancy"] <= 1
     stages = [row["stage"] for row in figures["training"]]
     assert stages == ["dpo", "stic_dpo", "stic_dpo vs dpo"]
     assert figures["projection_paper_workload"]["total_hours"] > 0

@@ -112,7 +112,8 @@ def _requests(count: int, long_from: int | None = None):
 
     requests = []
     for index in range(count):
-        image = Image.new("RGB", (40 + 9 * index, 30 + 5 * index), ((37 * index) % 256, 90, 160))
+        # Sizes vary so that Qwen2-VL's image grids (and so its 2-D positions) differ between requests.
+        image = Image.new("RGB", (100 + 70 * (index % 6), 90 + 60 * (index % 5)), ((37 * index) % 256, 90, 160))
         words = "in great detail " * (12 if long_from is not None and index >= long_from else index % 3)
         requests.append(Request.single(user_turn(f"Describe picture {index} {words}"), image, key=f"r{index}",
                                        max_new_tokens=[24, 5, 17, 1, 30, 9][index % 6],
@@ -180,6 +181,18 @@ def test_stream_yields_each_request_once_with_its_tag(generators):
     assert seen != sorted(seen)  # short rows finish first: results come in completion order
 
 
+
+def test_qwen2vl_image_tokens_get_two_dimensional_positions(generators):
+    from stic_plugin.engine import Request, user_turn
+
+    continuous = generators["tiny-qwen2vl"]["continuous"]
+    request = Request.single(user_turn("Describe."), Image.new("RGB", (448, 448), (10, 200, 30)))
+    assert continuous.encode(request).count(continuous.tokenizer.convert_tokens_to_ids("<|image_pad|>")) > 1
+    continuous.generate([request], 3, temperature=0)
+    # A grid of image tokens spans fewer positions than tokens: the text after it resumes lower.
+    assert int(continuous.model.model.rope_deltas.reshape(-1)[0]) < 0
+
+
 def test_the_image_token_and_ids_past_the_tokenizer_are_never_written(generators):
     continuous = generators["tiny-llava"]["continuous"]
     bias = continuous.banned_bias
@@ -187,3 +200,22 @@ def test_the_image_token_and_ids_past_the_tokenizer_are_never_written(generators
     assert bias[image_id] == -math.inf
     assert bool((bias[len(continuous.tokenizer) :] == -math.inf).all())
     assert int((bias == -math.inf).sum()) == 1 + bias.shape[0] - len(continuous.tokenizer)
+
+
+def test_compiled_decoding_gives_the_same_tokens_and_compiles_once(tiny):
+    """torch.compile of the decoding step (inductor on the CPU here; CUDA graphs on a GPU)."""
+    from torch._dynamo.utils import counters
+
+    from stic_plugin.engine import VisionLanguageGenerator
+
+    plain = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32", engine="plain")
+    compiled = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32", compile_decoding=True)
+    for generator in (plain, compiled):
+        generator.banned_bias[generator.stop_token_ids[0]] = 0.3
+    requests = _requests(8)
+    expected = plain.generate(requests, 30, temperature=0)
+    assert compiled.generate(requests, 30, temperature=0, slots=3) == expected
+    assert compiled._batcher.compile_decoding  # no fallback to eager
+    graphs = counters["stats"]["unique_graphs"]
+    assert compiled.generate(list(reversed(requests)), 30, temperature=0, slots=3) == list(reversed(expected))
+    assert counters["stats"]["unique_graphs"] == graphs  # a second call reuses the compiled step
