@@ -109,6 +109,33 @@ class SlotKVCache:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
 
+GROUPED_DECODE_ATTENTION = "stic_grouped_decode_sdpa"
+
+
+def grouped_decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                             **kwargs):  # fmt: skip
+    """transformers' sdpa attention, except for one new token per row against grouped keys and values.
+
+    With grouped-query attention (Mistral, Qwen2-VL) and a mask, transformers copies every key and
+    value once per query head of its group before calling sdpa: for decoding, a full copy of the cache
+    per layer and step. Here the group's query heads become the query positions of one sdpa call on
+    the shared keys and values instead: the same products, no copy.
+    """
+    import torch
+
+    rows, heads, length, dim = query.shape
+    kv_heads = key.shape[1]
+    if length != 1 or kv_heads == heads:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)  # fmt: skip
+    grouped = query.reshape(rows, kv_heads, heads // kv_heads, dim)  # head h reads key/value head h // group size
+    output = torch.nn.functional.scaled_dot_product_attention(grouped, key, value, attn_mask=attention_mask,
+                                                              scale=scaling)  # fmt: skip
+    return output.reshape(rows, 1, heads, dim), None
+
+
 def cache_layers(cache) -> list[tuple]:
     """(keys, values) of each layer of a transformers DynamicCache, across its versions."""
     if hasattr(cache, "layers"):
@@ -183,6 +210,14 @@ class ContinuousBatcher:
         self.multimodal_rope = hasattr(inner, "get_rope_index")
         self.compile_decoding = compile_decoding
         self._compiled = None
+        # Decoding steps use the grouped attention where the text model runs sdpa on grouped keys.
+        self.text_config = self.language_model.config
+        self.decode_attention = self.text_config._attn_implementation
+        if self.decode_attention == "sdpa":
+            from transformers import AttentionInterface
+
+            AttentionInterface.register(GROUPED_DECODE_ATTENTION, grouped_decode_attention)
+            self.decode_attention = GROUPED_DECODE_ATTENTION
         self.cache: SlotKVCache | None = None  # kept between runs: same shapes, no new compilation
         self.cache_slots = 0
         # Of the last run: decoding steps, slot-steps that produced a token, prefills, ring size.
@@ -216,6 +251,14 @@ class ContinuousBatcher:
         return self.head(hidden[:, -1]).float()
 
     def _decode(self, tokens, positions, mask):
+        prefill_attention = self.text_config._attn_implementation
+        self.text_config._attn_implementation = self.decode_attention
+        try:
+            return self._decode_maybe_compiled(tokens, positions, mask)
+        finally:
+            self.text_config._attn_implementation = prefill_attention
+
+    def _decode_maybe_compiled(self, tokens, positions, mask):
         if not self.compile_decoding:
             return self._decode_eager(tokens, positions, mask)
         import torch

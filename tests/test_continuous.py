@@ -82,6 +82,31 @@ def test_sampling_draws_the_tempered_nucleus_distribution(temperature, top_p):
             assert observed == 0.0  # outside the nucleus: never drawn
 
 
+def test_grouped_decode_attention_matches_a_naive_float64_attention():
+    from stic_plugin.continuous import grouped_decode_attention
+
+    torch.manual_seed(0)
+    rows, heads, kv_heads, length, dim = 3, 6, 2, 9, 4
+    query = torch.randn(rows, heads, 1, dim, dtype=torch.float64)
+    key = torch.randn(rows, kv_heads, length, dim, dtype=torch.float64)
+    value = torch.randn(rows, kv_heads, length, dim, dtype=torch.float64)
+    visible = torch.rand(rows, length) < 0.6
+    visible[:, 0] = True
+    mask = torch.zeros(rows, 1, 1, length, dtype=torch.float64).masked_fill(~visible[:, None, None, :], -1e300)
+    got, _ = grouped_decode_attention(None, query, key, value, mask, scaling=0.37)
+    assert got.shape == (rows, 1, heads, dim)
+    for row in range(rows):
+        for head in range(heads):
+            group = head // (heads // kv_heads)
+            scores = [0.37 * float(query[row, head, 0] @ key[row, group, j]) if visible[row, j] else None
+                      for j in range(length)]  # fmt: skip
+            top = max(x for x in scores if x is not None)
+            weights = [math.exp(x - top) if x is not None else 0.0 for x in scores]
+            expected = [sum(w * float(value[row, group, j, d]) for j, w in enumerate(weights)) / sum(weights)
+                        for d in range(dim)]  # fmt: skip
+            assert got[row, 0, head].tolist() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+
+
 def test_greedy_is_argmax():
     logits = torch.randn(5, 30, dtype=torch.float32)
     keys = torch.arange(5, dtype=torch.int64)
@@ -123,8 +148,12 @@ def _requests(count: int, long_from: int | None = None):
 
 @pytest.mark.parametrize("model", ["tiny-llava", "tiny-qwen2vl"])
 def test_continuous_greedy_equals_transformers_generate(generators, model):
+    from stic_plugin.continuous import GROUPED_DECODE_ATTENTION
+
     plain, continuous = generators[model]["plain"], generators[model]["continuous"]
     assert continuous.engine == "continuous"
+    text = continuous.model.config.get_text_config(decoder=True)
+    assert text.num_key_value_heads < text.num_attention_heads  # so the grouped decoding attention is exercised
     requests = _requests(11)
     expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
     lengths = {generation.tokens for generation in expected}
@@ -133,6 +162,7 @@ def test_continuous_greedy_equals_transformers_generate(generators, model):
     for slots in (1, 3, 16):
         got = continuous.generate(requests, 30, temperature=0, slots=slots)
         assert got == expected, f"slots={slots}"
+        assert continuous._batcher.decode_attention == GROUPED_DECODE_ATTENTION
         if slots == 3:  # rows refilled: the slots stayed busy
             stats = continuous._batcher.stats
             assert stats["prefills"] == len(requests)
