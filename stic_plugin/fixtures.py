@@ -4,6 +4,8 @@ Run: ``python -m stic_plugin.fixtures OUT_DIR`` writes::
 
     OUT_DIR/tiny-llava/     LlavaForConditionalGeneration (CLIP vision + Llama text), template ``llava``
     OUT_DIR/tiny-qwen2vl/   Qwen2VLForConditionalGeneration, template ``qwen2_vl``
+    OUT_DIR/tiny-llava-next/ LlavaNextForConditionalGeneration (CLIP + Mistral, any-resolution tiles),
+                            template ``llava_next_mistral``
     OUT_DIR/images/         small RGB PNG images
 
 Everything is built from configs with random weights and a byte-level BPE tokenizer trained here,
@@ -157,6 +159,65 @@ def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     return out
 
 
+def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """LLaVA-1.6-Mistral architecture (CLIP tiles at any resolution, Mistral text model), tiny and random."""
+    import torch
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+        MistralConfig,
+        PreTrainedTokenizerFast,
+    )
+
+    out = Path(out_dir)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(LLAVA_SPECIALS, seed=seed),
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    side = LLAVA_IMAGE_SIZE
+    pinpoints = [[side, 2 * side], [2 * side, side], [2 * side, 2 * side]]  # as the real model's, scaled down
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": side}, crop_size={"height": side, "width": side}, image_grid_pinpoints=pinpoints
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=LLAVA_PATCH,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=side,
+            patch_size=LLAVA_PATCH, projection_dim=32,
+        ),  # fmt: skip
+        text_config=MistralConfig(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, sliding_window=None,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),  # fmt: skip
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
+    torch.manual_seed(seed)
+    model = LlavaNextForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
 def build_tiny_qwen2vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     """Qwen2-VL architecture (ViT with 2x2 patch merger, M-RoPE text model), tiny and random."""
     import torch
@@ -225,6 +286,7 @@ TINY_MODELS = {
     # name: (builder, LLaMA-Factory template, image side in pixels the processor expects)
     "tiny-llava": (build_tiny_llava, "llava", LLAVA_IMAGE_SIZE),
     "tiny-qwen2vl": (build_tiny_qwen2vl, "qwen2_vl", QWEN_IMAGE_SIZE),
+    "tiny-llava-next": (build_tiny_llava_next, "llava_next_mistral", LLAVA_IMAGE_SIZE),
 }
 
 

@@ -121,14 +121,16 @@ def generators(tiny):
     from stic_plugin.engine import VisionLanguageGenerator
 
     built = {}
-    for name, template in (("tiny-llava", "llava"), ("tiny-qwen2vl", "qwen2_vl")):
+    # name: (template, a bias on the stop token that makes rows end at different, data-dependent points)
+    models = {"tiny-llava": ("llava", 0.3), "tiny-qwen2vl": ("qwen2_vl", 0.3),
+              "tiny-llava-next": ("llava_next_mistral", 0.4)}  # fmt: skip
+    for name, (template, stop_bias) in models.items():
         built[name] = {
             engine: VisionLanguageGenerator.load(tiny[name], template, infer_dtype="float32", engine=engine)
             for engine in ("plain", "continuous")
         }
         for generator in built[name].values():
-            # Make the stop token likely, so rows end at different, data-dependent points.
-            generator.banned_bias[generator.stop_token_ids[0]] = 0.3
+            generator.banned_bias[generator.stop_token_ids[0]] = stop_bias
     return built
 
 
@@ -146,7 +148,7 @@ def _requests(count: int, long_from: int | None = None):
     return requests
 
 
-@pytest.mark.parametrize("model", ["tiny-llava", "tiny-qwen2vl"])
+@pytest.mark.parametrize("model", ["tiny-llava", "tiny-qwen2vl", "tiny-llava-next"])
 def test_continuous_greedy_equals_transformers_generate(generators, model):
     from stic_plugin.continuous import GROUPED_DECODE_ATTENTION
 
