@@ -55,7 +55,7 @@ class BenchConfig:
     batch_sizes: list = option([1, 16, 64, 128], help="Sequences decoding together; plain at 1 is the baseline.")
     engines: list = option(["continuous", "plain"], help="Generation engines to measure (continuous, plain).")
     compile_decoding: typing.Literal["auto", True, False] = option(
-        "auto", help="Compile the continuous engine's decoding step; auto: on a GPU."
+        "auto", help="Compile the continuous engine's decoding step from the warm-up on; auto: on a GPU."
     )
     spread_batches: int = option(4, help="Spread run: requests = this many times the batch size.")
     new_tokens: int = option(256, help="Equal-length run: output tokens of every sequence.")
@@ -110,11 +110,20 @@ def _random_images(count: int, rng: random.Random):
     return images
 
 
+def bench_compiles(cfg: BenchConfig) -> bool:
+    """The bench compiles from the first (warm-up) step: it measures the compiled speed of long runs."""
+    if cfg.compile_decoding == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return bool(cfg.compile_decoding)
+
+
 def build_generator(cfg: BenchConfig, workdir: Path):
     """The generator (and its model) for a checkpoint, the tiny model, or a random-weight architecture."""
     from .engine import VisionLanguageGenerator
 
-    options = dict(image_max_pixels=cfg.image_max_pixels, compile_decoding=cfg.compile_decoding)
+    options = dict(image_max_pixels=cfg.image_max_pixels, compile_decoding=bench_compiles(cfg))
     if cfg.model_name_or_path:
         return VisionLanguageGenerator.load(cfg.model_name_or_path, cfg.template, **options)
     if cfg.architecture == "tiny":
@@ -172,7 +181,7 @@ def _random_architecture(cfg: BenchConfig, workdir: Path):
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=TEMPLATES[cfg.architecture]))
-    return VisionLanguageGenerator(model, tokenizer, processor, template, compile_decoding=cfg.compile_decoding)
+    return VisionLanguageGenerator(model, tokenizer, processor, template, compile_decoding=bench_compiles(cfg))
 
 
 def bench_generation(

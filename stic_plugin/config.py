@@ -186,8 +186,8 @@ class GeneratorConfig:
                            "on fixed batches."  # fmt: skip
     )
     compile_decoding: typing.Literal["auto", True, False] = option(
-        "auto", help="Compile the continuous engine's decoding step (CUDA graphs); auto: on a GPU. The first "
-                     "steps of a run then take a while (compilation), once per run."  # fmt: skip
+        "auto", help="Compile the continuous engine's decoding step (CUDA graphs): true from the first step, "
+                     "auto on a GPU after 1000 steps (a short run never waits for the compilation), false never."  # fmt: skip
     )
 
     def __post_init__(self):

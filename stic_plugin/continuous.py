@@ -26,6 +26,9 @@ from collections.abc import Iterator
 logger = logging.getLogger(__name__)
 
 MASK32 = 0xFFFFFFFF
+# With compilation on "auto": decoding steps run eagerly first. A run shorter than this never waits
+# for a compilation (tens of seconds for a 7B model) that it could not repay.
+COMPILE_AFTER_STEPS = 1000
 # Odd multipliers below 2**31 (a 32-bit value times one stays inside int64) with good avalanche.
 _HASH_MULTIPLIERS = (0x21F0AAAD, 0x735A2D97)
 _VOCAB_STRIDE = 0x2C1B3C6D
@@ -136,6 +139,49 @@ def grouped_decode_attention(module, query, key, value, attention_mask, dropout=
     return output.reshape(rows, 1, heads, dim), None
 
 
+FLEX_DECODE_ATTENTION = "stic_flex_decode"
+BLOCK = 128  # key/value block of the flex decoding kernel; ring capacities are multiples of it
+
+
+def ring_block_mask(valid):
+    """A flex-attention BlockMask from the (slots, capacity) map of positions each slot may attend to.
+
+    Blocks wholly visible are "full" (no per-position test), blocks partly visible are tested with
+    ``valid`` itself, the rest are skipped: a slot reads only the blocks holding its own tokens.
+    """
+    import torch
+    from torch.nn.attention.flex_attention import BlockMask
+
+    slots, capacity = valid.shape
+    blocks = valid.view(slots, capacity // BLOCK, BLOCK)
+    full = blocks.all(dim=-1)
+    partial = blocks.any(dim=-1) & ~full
+
+    def listed(flags):  # (count, indices with the flagged blocks first), as BlockMask wants them
+        count = flags.sum(dim=-1, dtype=torch.int32)[:, None, None]
+        order = torch.argsort((~flags).to(torch.int8), dim=-1, stable=True).to(torch.int32)[:, None, None, :]
+        return count, order
+
+    def may_attend(batch, head, query, key):
+        return valid[batch, key]
+
+    count, indices = listed(partial)
+    full_count, full_indices = listed(full)
+    return BlockMask.from_kv_blocks(count, indices, full_count, full_indices, BLOCK_SIZE=BLOCK, mask_mod=may_attend,
+                                    seq_lengths=(1, capacity), compute_q_blocks=False)  # fmt: skip
+
+
+def flex_decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                          **kwargs):  # fmt: skip
+    """Attention of one new token per slot with a ring BlockMask: only the slot's own blocks are read,
+    grouped keys and values are shared by their query heads (no copies)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    output = flex_attention(query, key, value, block_mask=attention_mask, scale=scaling,
+                            enable_gqa=key.shape[1] != query.shape[1])  # fmt: skip
+    return output.transpose(1, 2).contiguous(), None
+
+
 def cache_layers(cache) -> list[tuple]:
     """(keys, values) of each layer of a transformers DynamicCache, across its versions."""
     if hasattr(cache, "layers"):
@@ -186,7 +232,7 @@ class _Slot:
     tokens: list
 
 
-def round_up(value: int, multiple: int = 64) -> int:
+def round_up(value: int, multiple: int = BLOCK) -> int:
     return -(-value // multiple) * multiple
 
 
@@ -197,7 +243,12 @@ class ContinuousBatcher:
     float tensor applied to every step's logits (-inf for ids that must never be written).
     """
 
-    def __init__(self, model, stop_token_ids: list[int], banned, compile_decoding: bool):
+    def __init__(self, model, stop_token_ids: list[int], banned, compile_after_steps: int | None = None,
+                 attention: str = "auto"):  # fmt: skip
+        """``compile_after_steps``: decoding steps run eagerly before the step is compiled (0: from the
+        first; None: never), so that a short run does not wait for a compilation it cannot repay.
+        ``attention``: "sdpa" (a dense mask over the whole ring), "flex" (block-sparse: each slot reads
+        only its own blocks; fast once compiled on a GPU), or "auto": flex for compiled steps on a GPU."""
         import torch
 
         self.model = model
@@ -208,20 +259,26 @@ class ContinuousBatcher:
         self.device, self.dtype = model.device, model.dtype
         inner = model.model
         self.multimodal_rope = hasattr(inner, "get_rope_index")
-        self.compile_decoding = compile_decoding
+        self.compile_after_steps = compile_after_steps
+        self.steps_in_process = 0
         self._compiled = None
-        # Decoding steps use the grouped attention where the text model runs sdpa on grouped keys.
         self.text_config = self.language_model.config
-        self.decode_attention = self.text_config._attn_implementation
-        if self.decode_attention == "sdpa":
-            from transformers import AttentionInterface
+        self.prefill_attention = self.text_config._attn_implementation
+        # Decoding attention: where the text model runs sdpa, on grouped keys without copies, or flex.
+        from transformers import AttentionInterface
 
-            AttentionInterface.register(GROUPED_DECODE_ATTENTION, grouped_decode_attention)
-            self.decode_attention = GROUPED_DECODE_ATTENTION
+        AttentionInterface.register(GROUPED_DECODE_ATTENTION, grouped_decode_attention)
+        AttentionInterface.register(FLEX_DECODE_ATTENTION, flex_decode_attention)
+        if self.prefill_attention != "sdpa":
+            attention = "eager"
+        elif attention == "auto":
+            attention = "flex-when-compiled" if self.device.type == "cuda" else "sdpa"
+        self.attention = attention
         self.cache: SlotKVCache | None = None  # kept between runs: same shapes, no new compilation
         self.cache_slots = 0
         # Of the last run: decoding steps, slot-steps that produced a token, prefills, ring size.
         self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": 0, "prefills": 0, "capacity": 0}
+        self.sampling = (0.0, None)  # (temperature, top_p) of the run: constants of the compiled step
 
     # ---- the model calls ----
     def _prefill(self, item: Prepared):
@@ -245,32 +302,56 @@ class ContinuousBatcher:
                 next_position += int(deltas.reshape(-1)[0])
         return output.logits[:, -1].float(), cache_layers(cache), next_position
 
-    def _decode_eager(self, tokens, positions, mask):
-        hidden = self.language_model(input_ids=tokens, attention_mask=mask, position_ids=positions,
-                                     past_key_values=self.cache, use_cache=True).last_hidden_state  # fmt: skip
-        return self.head(hidden[:, -1]).float()
-
-    def _decode(self, tokens, positions, mask):
-        prefill_attention = self.text_config._attn_implementation
-        self.text_config._attn_implementation = self.decode_attention
-        try:
-            return self._decode_maybe_compiled(tokens, positions, mask)
-        finally:
-            self.text_config._attn_implementation = prefill_attention
-
-    def _decode_maybe_compiled(self, tokens, positions, mask):
-        if not self.compile_decoding:
-            return self._decode_eager(tokens, positions, mask)
+    def _step(self, tokens, positions, valid, generated, min_new, keys, flex: bool):
+        """One decoding step of every slot, sampling included: the next token of each slot."""
         import torch
 
-        if self._compiled is None:
-            self._compiled = torch.compile(self._decode_eager, mode="reduce-overhead", dynamic=False)
+        if flex:
+            mask = ring_block_mask(valid)
+        else:
+            mask = torch.zeros(valid.shape[0], 1, 1, valid.shape[1], dtype=self.dtype, device=valid.device)
+            mask = mask.masked_fill(~valid[:, None, None, :], torch.finfo(self.dtype).min)
+        hidden = self.language_model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
+                                     past_key_values=self.cache, use_cache=True).last_hidden_state  # fmt: skip
+        logits = self.head(hidden[:, -1]).float()
+        return self._next_tokens(logits, generated, min_new, keys, *self.sampling)
+
+    def _step_flex(self, *args):
+        return self._step(*args, flex=True)
+
+    def _step_dense(self, *args):
+        return self._step(*args, flex=False)
+
+    def _decode_step(self, *args):
+        """The step, compiled once enough steps have run in this process (if compilation is on)."""
+        import torch
+
+        compiled = self.compile_after_steps is not None and self.steps_in_process >= self.compile_after_steps
+        self.steps_in_process += 1
+        flex = self.attention == "flex" or (self.attention == "flex-when-compiled" and compiled)
+        if flex:
+            self.text_config._attn_implementation = FLEX_DECODE_ATTENTION
+        elif self.attention != "eager":
+            self.text_config._attn_implementation = GROUPED_DECODE_ATTENTION
         try:
-            return self._compiled(tokens, positions, mask).clone()  # the graph's output buffer is reused
-        except Exception as err:  # noqa: BLE001 - any compiler failure: decoding still works uncompiled
-            logger.warning("compiled decoding failed (%s: %s); decoding without compilation", type(err).__name__, err)
-            self.compile_decoding = False
-            return self._decode_eager(tokens, positions, mask)
+            if compiled:
+                if self._compiled is None:
+                    logger.info("compiling the decoding step (once per process and batch shape)")
+                    self._compiled = torch.compile(self._step_flex if flex else self._step_dense,
+                                                   mode="reduce-overhead", dynamic=False)  # fmt: skip
+                try:
+                    return self._compiled(*args).clone()  # the graph's output buffer is reused by the next replay
+                except Exception as err:  # noqa: BLE001 - any compiler failure: decoding still works uncompiled
+                    logger.warning("compiled decoding failed (%s: %s); decoding without compilation",
+                                   type(err).__name__, err)  # fmt: skip
+                    self.compile_after_steps = None
+                    if flex and self.attention == "flex-when-compiled":  # eager flex is a slow reference
+                        self.attention = "sdpa"
+                        self.text_config._attn_implementation = GROUPED_DECODE_ATTENTION
+                        flex = False
+            return (self._step_flex if flex else self._step_dense)(*args)
+        finally:
+            self.text_config._attn_implementation = self.prefill_attention
 
     def _next_tokens(self, logits, generated, min_new, keys, temperature, top_p):
         import torch
@@ -332,7 +413,7 @@ class ContinuousBatcher:
         step = 0  # global write counter; the ring position is step % capacity
         capacity = self.cache.capacity if self.cache is not None and self.cache_slots == slots else 0
         valid = torch.zeros(slots, capacity, dtype=torch.bool, device=device) if capacity else None
-        mask_value = torch.finfo(self.dtype).min
+        self.sampling = (float(temperature or 0.0), top_p)
 
         def finish(slot_index: int, truncated: bool):
             slot = active[slot_index]
@@ -393,11 +474,7 @@ class ContinuousBatcher:
             ring = step % capacity
             self.cache.write_at.fill_(ring)
             valid[:, ring] = True
-            mask = torch.zeros(slots, 1, 1, capacity, dtype=self.dtype, device=device).masked_fill_(
-                ~valid[:, None, None, :], mask_value
-            )
-            logits = self._decode(tokens[:, None], positions[:, None], mask)
-            chosen = self._next_tokens(logits, generated, min_new, keys, temperature, top_p)
+            chosen = self._decode_step(tokens, positions, valid, generated, min_new, keys)
             step += 1
             self.stats["steps"] = step
             self.stats["busy_slot_steps"] += sum(slot is not None for slot in active)

@@ -108,9 +108,13 @@ class VisionLanguageGenerator:
         if engine == "continuous" and reason:
             logger.warning("continuous batching is off for this model (%s): generating in plain batches", reason)
             self.engine = "plain"
+        # Decoding steps run before the step is compiled: 0 from the first, None never.
         if compile_decoding == "auto":
-            compile_decoding = self.device.type == "cuda"
-        self.compile_decoding = bool(compile_decoding)
+            from .continuous import COMPILE_AFTER_STEPS
+
+            self.compile_after_steps = COMPILE_AFTER_STEPS if self.device.type == "cuda" else None
+        else:
+            self.compile_after_steps = 0 if compile_decoding else None
         self._batcher = None
 
     def _banned_bias(self):
@@ -265,6 +269,8 @@ class VisionLanguageGenerator:
         """
         if slots is None:
             slots = len(requests) if isinstance(requests, (list, tuple)) else 16
+        if isinstance(requests, (list, tuple)):  # no slot (and no cache) for requests that do not exist
+            slots = min(slots, len(requests))
         slots = max(1, slots)
         if self.engine == "plain":
             yield from self._plain_stream(requests, max_new_tokens, temperature, top_p, seed, slots)
@@ -272,7 +278,7 @@ class VisionLanguageGenerator:
         from .continuous import ContinuousBatcher, Prepared, request_key
 
         if self._batcher is None:
-            self._batcher = ContinuousBatcher(self.model, self.stop_token_ids, self.banned_bias, self.compile_decoding)
+            self._batcher = ContinuousBatcher(self.model, self.stop_token_ids, self.banned_bias, self.compile_after_steps)
         base_seed = 0 if seed is None else seed
 
         def prepare(indexed):

@@ -176,7 +176,7 @@ def run_pref(cfg: PrefConfig) -> int:
         halves: dict[str, dict] = {}  # image key -> the generation that finished first
         with records, skipped_log:
             stream = generator.generate_stream(requests(), cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                                               seed=cfg.seed, slots=2 * cfg.batch_size)  # fmt: skip
+                                               seed=cfg.seed, slots=2 * min(cfg.batch_size, len(todo)))  # fmt: skip
             for request, generation in stream:
                 prepared, side = request.tag
                 pair = halves.setdefault(prepared.item.key, {})

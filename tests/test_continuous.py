@@ -82,29 +82,64 @@ def test_sampling_draws_the_tempered_nucleus_distribution(temperature, top_p):
             assert observed == 0.0  # outside the nucleus: never drawn
 
 
-def test_grouped_decode_attention_matches_a_naive_float64_attention():
-    from stic_plugin.continuous import grouped_decode_attention
-
-    torch.manual_seed(0)
-    rows, heads, kv_heads, length, dim = 3, 6, 2, 9, 4
-    query = torch.randn(rows, heads, 1, dim, dtype=torch.float64)
-    key = torch.randn(rows, kv_heads, length, dim, dtype=torch.float64)
-    value = torch.randn(rows, kv_heads, length, dim, dtype=torch.float64)
-    visible = torch.rand(rows, length) < 0.6
-    visible[:, 0] = True
-    mask = torch.zeros(rows, 1, 1, length, dtype=torch.float64).masked_fill(~visible[:, None, None, :], -1e300)
-    got, _ = grouped_decode_attention(None, query, key, value, mask, scaling=0.37)
-    assert got.shape == (rows, 1, heads, dim)
+def naive_attention(query, key, value, visible, scale):
+    """Float64 attention of one query per row and head, loops only; head h reads key/value head h // group."""
+    rows, heads, _, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[2]
+    out = torch.zeros(rows, 1, heads, dim, dtype=torch.float64)
     for row in range(rows):
         for head in range(heads):
             group = head // (heads // kv_heads)
-            scores = [0.37 * float(query[row, head, 0] @ key[row, group, j]) if visible[row, j] else None
-                      for j in range(length)]  # fmt: skip
+            scores = [scale * float(query[row, head, 0].double() @ key[row, group, j].double()) if visible[row, j]
+                      else None for j in range(length)]  # fmt: skip
             top = max(x for x in scores if x is not None)
             weights = [math.exp(x - top) if x is not None else 0.0 for x in scores]
-            expected = [sum(w * float(value[row, group, j, d]) for j, w in enumerate(weights)) / sum(weights)
-                        for d in range(dim)]  # fmt: skip
-            assert got[row, 0, head].tolist() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+            total = sum(weights)
+            for d in range(dim):
+                out[row, 0, head, d] = sum(w * float(value[row, group, j, d]) for j, w in enumerate(weights)) / total
+    return out
+
+
+def _attention_inputs(rows=3, heads=6, kv_heads=2, length=9, dim=4, dtype=torch.float64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    query = torch.randn(rows, heads, 1, dim, dtype=dtype, generator=generator)
+    key = torch.randn(rows, kv_heads, length, dim, dtype=dtype, generator=generator)
+    value = torch.randn(rows, kv_heads, length, dim, dtype=dtype, generator=generator)
+    visible = torch.rand(rows, length, generator=generator) < 0.6
+    visible[:, 0] = True
+    return query, key, value, visible
+
+
+def test_grouped_decode_attention_matches_a_naive_float64_attention():
+    from stic_plugin.continuous import grouped_decode_attention
+
+    query, key, value, visible = _attention_inputs()
+    mask = torch.zeros(3, 1, 1, 9, dtype=torch.float64).masked_fill(~visible[:, None, None, :], -1e300)
+    got, _ = grouped_decode_attention(None, query, key, value, mask, scaling=0.37)
+    assert got.shape == (3, 1, 6, 4)
+    expected = naive_attention(query, key, value, visible, 0.37)
+    assert torch.allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_ring_block_mask_attention_matches_a_naive_float64_attention():
+    """Whole blocks visible, some blocks partly visible, some not at all, a window wrapping the ring."""
+    from stic_plugin.continuous import BLOCK, flex_decode_attention, ring_block_mask
+
+    capacity = 4 * BLOCK
+    query, key, value, _ = _attention_inputs(rows=4, length=capacity, dim=8, dtype=torch.float32, seed=1)
+    visible = torch.zeros(4, capacity, dtype=torch.bool)
+    visible[0, 10:300] = True  # partial, full, partial
+    visible[1, BLOCK : 2 * BLOCK] = True  # exactly one full block
+    visible[2, capacity - 50 :] = True  # wraps: the end of the ring and its start
+    visible[2, :70] = True
+    visible[3, 5] = True  # one position
+    block_mask = ring_block_mask(visible)
+    got, _ = flex_decode_attention(None, query, key, value, block_mask, scaling=0.2)
+    expected = naive_attention(query, key, value, visible, 0.2)
+    assert torch.allclose(got.double(), expected, rtol=1e-4, atol=1e-5)
+    # Blocks with nothing visible are skipped: slot 1 lists exactly its one full block and no partial one.
+    assert block_mask.full_kv_num_blocks[1].item() == 1 and block_mask.kv_num_blocks[1].item() == 0
+    assert block_mask.full_kv_indices[1, 0, 0, 0].item() == 1
 
 
 def test_greedy_is_argmax():
@@ -150,8 +185,6 @@ def _requests(count: int, long_from: int | None = None):
 
 @pytest.mark.parametrize("model", ["tiny-llava", "tiny-qwen2vl", "tiny-llava-next"])
 def test_continuous_greedy_equals_transformers_generate(generators, model):
-    from stic_plugin.continuous import GROUPED_DECODE_ATTENTION
-
     plain, continuous = generators[model]["plain"], generators[model]["continuous"]
     assert continuous.engine == "continuous"
     text = continuous.model.config.get_text_config(decoder=True)
@@ -164,7 +197,7 @@ def test_continuous_greedy_equals_transformers_generate(generators, model):
     for slots in (1, 3, 16):
         got = continuous.generate(requests, 30, temperature=0, slots=slots)
         assert got == expected, f"slots={slots}"
-        assert continuous._batcher.decode_attention == GROUPED_DECODE_ATTENTION
+        assert continuous._batcher.attention == "sdpa"  # on the CPU: the grouped sdpa decoding attention
         if slots == 3:  # rows refilled: the slots stayed busy
             stats = continuous._batcher.stats
             assert stats["prefills"] == len(requests)
@@ -247,7 +280,68 @@ def test_compiled_decoding_gives_the_same_tokens_and_compiles_once(tiny):
     requests = _requests(8)
     expected = plain.generate(requests, 30, temperature=0)
     assert compiled.generate(requests, 30, temperature=0, slots=3) == expected
-    assert compiled._batcher.compile_decoding  # no fallback to eager
+    assert compiled._batcher.compile_after_steps == 0 and compiled._batcher._compiled is not None  # no fallback
     graphs = counters["stats"]["unique_graphs"]
     assert compiled.generate(list(reversed(requests)), 30, temperature=0, slots=3) == list(reversed(expected))
     assert counters["stats"]["unique_graphs"] == graphs  # a second call reuses the compiled step
+
+
+@pytest.fixture
+def attention_calls():
+    """Counts the calls of the decoding attention functions (registered again around the test)."""
+    from transformers import AttentionInterface
+
+    from stic_plugin import continuous
+
+    calls = {continuous.GROUPED_DECODE_ATTENTION: 0, continuous.FLEX_DECODE_ATTENTION: 0}
+    originals = {continuous.GROUPED_DECODE_ATTENTION: continuous.grouped_decode_attention,
+                 continuous.FLEX_DECODE_ATTENTION: continuous.flex_decode_attention}  # fmt: skip
+
+    def counting(name):
+        def attention(*args, **kwargs):
+            calls[name] += 1
+            return originals[name](*args, **kwargs)
+
+        return attention
+
+    for name in originals:
+        AttentionInterface.register(name, counting(name))
+    yield calls
+    for name, function in originals.items():
+        AttentionInterface.register(name, function)
+
+
+def test_flex_decoding_gives_the_same_tokens(generators, attention_calls):
+    """The block-sparse decoding attention (run eagerly here: the reference implementation of flex)."""
+    from stic_plugin.continuous import FLEX_DECODE_ATTENTION, GROUPED_DECODE_ATTENTION
+
+    plain, continuous = generators["tiny-qwen2vl"]["plain"], generators["tiny-qwen2vl"]["continuous"]
+    requests = _requests(7)
+    expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
+    continuous.generate(requests[:1], 30, temperature=0)  # the batcher exists
+    batcher = continuous._batcher
+    batcher.attention = "flex"
+    try:
+        assert continuous.generate(requests, 30, temperature=0, slots=3) == expected
+    finally:
+        batcher.attention = "sdpa"
+    layers = continuous.model.config.get_text_config(decoder=True).num_hidden_layers
+    assert attention_calls[FLEX_DECODE_ATTENTION] == layers * batcher.stats["steps"]
+    before = attention_calls[GROUPED_DECODE_ATTENTION]
+    assert continuous.generate(requests, 30, temperature=0, slots=3) == expected
+    assert attention_calls[GROUPED_DECODE_ATTENTION] - before == layers * batcher.stats["steps"]
+
+
+def test_auto_compilation_starts_after_some_eager_steps(tiny):
+    """A run switches from eager to compiled steps midway, with the same tokens."""
+    from stic_plugin.engine import VisionLanguageGenerator
+
+    plain = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32", engine="plain")
+    tiered = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32")
+    tiered.compile_after_steps = 6
+    for generator in (plain, tiered):
+        generator.banned_bias[generator.stop_token_ids[0]] = 0.3
+    requests = _requests(6)
+    expected = plain.generate(requests, 30, temperature=0)
+    assert tiered.generate(requests, 30, temperature=0, slots=2) == expected
+    assert tiered._batcher._compiled is not None and tiered._batcher.steps_in_process > 6
