@@ -11,7 +11,9 @@ slot attends only to its own positions (a per-slot mask). A new request's prompt
 positions just before the next write. Rotary embeddings are applied before caching, so where a token
 sits in the ring does not matter, only which positions the mask lets a slot see.
 
-Shapes never change between steps, so the decoding step can be compiled (CUDA graphs included).
+Shapes never change between steps, so the decoding step, sampling included, can be compiled (CUDA
+graphs included). Compiled steps on a GPU attend through flex attention with a block-sparse mask, so
+that each slot reads only the cache blocks holding its own tokens, not the whole ring.
 
 Sampling draws its randomness from (seed, request key, token index) by a counter-based hash, not from
 a global generator: what a request gets does not depend on which requests share its batch or slot.
