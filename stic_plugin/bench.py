@@ -15,7 +15,8 @@ Measured in one run on one device, after a warm-up:
    ``spread_batches`` batches of requests, so that finished rows can be refilled), counting only the
    useful tokens; the equal-length rows also give the memory-bandwidth bound of decoding;
 2. a ``stic_dpo`` training step against LLaMA-Factory's ``dpo`` step on identical batches (LoRA r=128
-   on every linear layer, gradient checkpointing): step time, pairs/s, model FLOPs utilisation, peak memory;
+   on every linear layer, gradient checkpointing unless switched off): step time, pairs/s, model FLOPs
+   utilisation, peak memory;
 3. the stage-2 description pass (the same path, description prompts, the spread of lengths);
 
 then prints one table, the projected wall time of the paper's workload (6k images, 5k SFT samples),
@@ -65,6 +66,9 @@ class BenchConfig:
     train_pairs: int = option(4, help="Preference pairs per training step.")
     train_response_tokens: int = option(350, help="Tokens of each chosen and rejected response in the training batch.")
     train_steps: int = option(5, help="Timed training steps per trainer.")
+    train_gradient_checkpointing: bool = option(
+        True, help="Recompute activations in the backward pass (LLaMA-Factory's default, kept by the recipes); false: faster, more memory."
+    )
     warmup_steps: int = option(2, help="Untimed steps (and generate calls) first: compilation, caches, allocator.")
     image_max_pixels: int = option(768 * 768, help="As the recipes' image_max_pixels.")
     output_json: str = option("bench.json", help="Where every figure is written.")
@@ -295,7 +299,7 @@ def bench_training(generator, cfg: BenchConfig, workdir: Path) -> list[dict]:
     model_args, _, training_args, dpo_args, _ = _parse_train_args({**common, "stage": "dpo"})
     stic_args = _parse_train_args({**common, "stage": "stic_dpo"})[3]
     model = init_adapter(model.config, model, model_args, dpo_args, is_trainable=True)
-    model_args.disable_gradient_checkpointing = False
+    model_args.disable_gradient_checkpointing = not cfg.train_gradient_checkpointing
     prepare_model_for_training(model, model_args)
     model.train()
 
