@@ -31,6 +31,8 @@ MASK32 = 0xFFFFFFFF
 # With compilation on "auto": decoding steps run eagerly first. A run shorter than this never waits
 # for a compilation (tens of seconds for a 7B model) that it could not repay.
 COMPILE_AFTER_STEPS = 1000
+# Each new cache shape compiles the step again; past this many, decoding stays uncompiled.
+MAX_COMPILED_SHAPES = 4
 # Odd multipliers below 2**31 (a 32-bit value times one stays inside int64) with good avalanche.
 _HASH_MULTIPLIERS = (0x21F0AAAD, 0x735A2D97)
 _VOCAB_STRIDE = 0x2C1B3C6D
@@ -264,6 +266,7 @@ class ContinuousBatcher:
         self.compile_after_steps = compile_after_steps
         self.steps_in_process = 0
         self._compiled = None
+        self._compiled_shapes: set = set()
         self.text_config = self.language_model.config
         self.prefill_attention = self.text_config._attn_implementation
         # Decoding attention: where the text model runs sdpa, on grouped keys without copies, or flex.
@@ -295,8 +298,11 @@ class ContinuousBatcher:
             for key, value in item.mm_inputs.items()
         }  # fmt: skip
         cache = DynamicCache(config=self.model.config)
-        output = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True,
-                            logits_to_keep=1, **inputs)  # fmt: skip
+        if self.multimodal_rope:  # transformers keeps the last prompt's deltas; a text-only prompt sets none
+            self.model.model.rope_deltas = None
+        with torch.no_grad():
+            output = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache,
+                                use_cache=True, logits_to_keep=1, **inputs)  # fmt: skip
         next_position = len(item.ids)
         if self.multimodal_rope:  # image tokens take 2-D positions: text resumes after the largest one
             deltas = getattr(self.model.model, "rope_deltas", None)
@@ -330,30 +336,44 @@ class ContinuousBatcher:
 
         compiled = self.compile_after_steps is not None and self.steps_in_process >= self.compile_after_steps
         self.steps_in_process += 1
+        if compiled and args[2].shape not in self._compiled_shapes:
+            if len(self._compiled_shapes) >= MAX_COMPILED_SHAPES:  # torch would silently stop compiling anyway
+                logger.info("the cache changed shape %d times: decoding uncompiled from now on", MAX_COMPILED_SHAPES)
+                self.compile_after_steps, compiled = None, False
+                if self.attention == "flex-when-compiled":  # uncompiled flex is a slow reference
+                    self.attention = "sdpa"
+            else:
+                self._compiled_shapes.add(args[2].shape)
         flex = self.attention == "flex" or (self.attention == "flex-when-compiled" and compiled)
         if flex:
             self.text_config._attn_implementation = FLEX_DECODE_ATTENTION
         elif self.attention != "eager":
             self.text_config._attn_implementation = GROUPED_DECODE_ATTENTION
         try:
-            if compiled:
-                if self._compiled is None:
-                    logger.info("compiling the decoding step (once per process and batch shape)")
-                    self._compiled = torch.compile(self._step_flex if flex else self._step_dense,
-                                                   mode="reduce-overhead", dynamic=False)  # fmt: skip
-                try:
-                    return self._compiled(*args).clone()  # the graph's output buffer is reused by the next replay
-                except Exception as err:  # noqa: BLE001 - any compiler failure: decoding still works uncompiled
-                    logger.warning("compiled decoding failed (%s: %s); decoding without compilation",
-                                   type(err).__name__, err)  # fmt: skip
-                    self.compile_after_steps = None
-                    if flex and self.attention == "flex-when-compiled":  # eager flex is a slow reference
-                        self.attention = "sdpa"
-                        self.text_config._attn_implementation = GROUPED_DECODE_ATTENTION
-                        flex = False
-            return (self._step_flex if flex else self._step_dense)(*args)
+            with torch.no_grad():
+                return self._run_step(compiled, flex, args)
         finally:
             self.text_config._attn_implementation = self.prefill_attention
+
+    def _run_step(self, compiled: bool, flex: bool, args):
+        import torch
+
+        if compiled:
+            if self._compiled is None:
+                logger.info("compiling the decoding step (once per process and cache shape)")
+                self._compiled = torch.compile(self._step_flex if flex else self._step_dense,
+                                               mode="reduce-overhead", dynamic=False)  # fmt: skip
+            try:
+                return self._compiled(*args).clone()  # the graph's output buffer is reused by the next replay
+            except Exception as err:  # noqa: BLE001 - any compiler failure: decoding still works uncompiled
+                logger.warning("compiled decoding failed (%s: %s); decoding without compilation",
+                               type(err).__name__, err)  # fmt: skip
+                self.compile_after_steps = None
+                if flex and self.attention == "flex-when-compiled":  # eager flex is a slow reference
+                    self.attention = "sdpa"
+                    self.text_config._attn_implementation = GROUPED_DECODE_ATTENTION
+                    flex = False
+        return (self._step_flex if flex else self._step_dense)(*args)
 
     def _next_tokens(self, logits, generated, min_new, keys, temperature, top_p):
         import torch
@@ -404,17 +424,23 @@ class ContinuousBatcher:
         look_ahead()
         if not waiting:
             return
-        self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": slots, "prefills": 0, "capacity": 0}
-        active: list[_Slot | None] = [None] * slots
+        # The cache's rows never shrink in a process: a smaller call leaves rows idle rather than
+        # allocating (and compiling for) a new shape. Requests enter only the first ``slots`` rows.
+        rows = max(slots, self.cache_slots) if self.cache is not None else slots
+        self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": rows, "prefills": 0, "capacity": 0}
+        active: list[_Slot | None] = [None] * rows
         device = self.device
-        tokens = torch.zeros(slots, dtype=torch.long, device=device)
-        positions = torch.zeros(slots, dtype=torch.long, device=device)
-        generated = torch.zeros(slots, dtype=torch.long, device=device)
-        min_new = torch.zeros(slots, dtype=torch.long, device=device)
-        keys = torch.zeros(slots, dtype=torch.long, device=device)
+        tokens = torch.zeros(rows, dtype=torch.long, device=device)
+        positions = torch.zeros(rows, dtype=torch.long, device=device)
+        generated = torch.zeros(rows, dtype=torch.long, device=device)
+        min_new = torch.zeros(rows, dtype=torch.long, device=device)
+        keys = torch.zeros(rows, dtype=torch.long, device=device)
         step = 0  # global write counter; the ring position is step % capacity
-        capacity = self.cache.capacity if self.cache is not None and self.cache_slots == slots else 0
-        valid = torch.zeros(slots, capacity, dtype=torch.bool, device=device) if capacity else None
+        capacity = self.cache.capacity if self.cache is not None and self.cache_slots == rows else 0
+        valid = torch.zeros(rows, capacity, dtype=torch.bool, device=device) if capacity else None
+
+        def room(item: Prepared) -> int:
+            return len(item.ids) + max(item.reserve, item.max_new_tokens)
         self.sampling = (float(temperature or 0.0), top_p)
 
         def finish(slot_index: int, truncated: bool):
@@ -430,14 +456,13 @@ class ContinuousBatcher:
                 if active[slot_index] is not None or not waiting:
                     continue
                 item = waiting[0]
-                needed = len(item.ids) + max(item.reserve, item.max_new_tokens)
-                if needed > capacity:
+                if room(item) > capacity:
                     if any(active):
                         break
                     logits, layers, next_position = self._prefill(item)
-                    capacity = round_up(needed)
-                    self._allocate(slots, capacity, layers)
-                    valid = torch.zeros(slots, capacity, dtype=torch.bool, device=device)
+                    capacity = round_up(max(room(queued) for queued in waiting))  # one growth for the queue
+                    self._allocate(rows, capacity, layers)
+                    valid = torch.zeros(rows, capacity, dtype=torch.bool, device=device)
                 else:
                     logits, layers, next_position = self._prefill(item)
                 waiting.popleft()

@@ -292,13 +292,11 @@ class VisionLanguageGenerator:
             # The ring is sized by the call's limit, so that calls with shorter requests reuse its shapes.
             return Prepared((request, limit), ids, inputs, limit, request.min_new_tokens, key, max(limit, max_new_tokens))
 
-        import torch
-
-        with torch.inference_mode():
-            for (request, limit), new_tokens, truncated in self._batcher.run(
-                _read_ahead(prepare, enumerate(requests), slots), slots, temperature, top_p
-            ):
-                yield request, self._generation(new_tokens, truncated)
+        # The batcher turns gradients off around its own model calls only: nothing leaks into the caller's loop.
+        for (request, limit), new_tokens, truncated in self._batcher.run(
+            _read_ahead(prepare, enumerate(requests), slots), slots, temperature, top_p
+        ):
+            yield request, self._generation(new_tokens, truncated)
 
     def _plain_stream(self, requests, max_new_tokens, temperature, top_p, seed, slots):
         group, index = [], 0
