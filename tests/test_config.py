@@ -45,3 +45,19 @@ def test_scorable_references():
 def test_output_names_cannot_escape_their_folder(cls, keys, message):
     with pytest.raises(ValueError, match=message):
         load_config(cls, None, ["model_name_or_path=m", "template=llava"] + keys)
+
+
+def test_engine_keys():
+    base = ["model_name_or_path=m", "template=llava", "image_dir=x"]
+    default = load_config(PrefConfig, None, base)
+    assert default.engine == "continuous" and default.compile_decoding == "auto"
+    for text, value in (("true", True), ("false", False), ("auto", "auto")):
+        assert load_config(PrefConfig, None, [*base, f"compile_decoding={text}"]).compile_decoding == value
+    plain = load_config(PrefConfig, None, [*base, "engine=plain", "compile_decoding=false"])
+    assert plain.engine == "plain"
+    # neither changes what is generated from: an output resumes across engines
+    assert plain.generation_fingerprint() == default.generation_fingerprint()
+    with pytest.raises(ValueError, match="`engine` must be one of continuous, plain"):
+        load_config(PrefConfig, None, [*base, "engine=vllm"])
+    with pytest.raises(ValueError, match="`compile_decoding` must be one of"):
+        load_config(PrefConfig, None, [*base, "compile_decoding=yes please"])
