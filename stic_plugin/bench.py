@@ -215,15 +215,26 @@ def bench_generation(
             if engine == "continuous" and not generator.continuous_supported:
                 continue  # the model is generated in plain batches anyway (warned at loading)
             generator.engine = engine
-            for _ in range(cfg.warmup_steps):  # compilation and allocator warm-up, same shapes as the timed run
-                generator.generate(requests([min(8, n) for n in lengths[:batch]]), max(lengths), 0.2, None,
-                                   seed=cfg.seed, slots=batch)  # fmt: skip
+            _fresh_batcher(generator)  # this batch size's own cache, not a larger one left by the last run
             timed = requests(lengths)
-            _sync()
-            started = time.perf_counter()
-            outputs = generator.generate(timed, max(lengths), 0.2, None, seed=cfg.seed, slots=batch)
-            _sync()
-            seconds = time.perf_counter() - started
+            try:
+                # Warm-up on every request, cut short: the cache grows to its final size and each shape
+                # compiles before the clock starts.
+                for _ in range(cfg.warmup_steps):
+                    generator.generate(requests([min(8, n) for n in lengths]), max(lengths), 0.2, None,
+                                       seed=cfg.seed, slots=batch)  # fmt: skip
+                _sync()
+                started = time.perf_counter()
+                outputs = generator.generate(timed, max(lengths), 0.2, None, seed=cfg.seed, slots=batch)
+                _sync()
+                seconds = time.perf_counter() - started
+            except Exception as err:  # noqa: BLE001 - out of memory at one size: record it, measure the rest
+                if not _out_of_memory(err):
+                    raise
+                rows.append({"run": label, "engine": engine, "batch_size": batch, "requests": count,
+                             "error": f"out of memory: {err}".splitlines()[0][:200]})  # fmt: skip
+                _fresh_batcher(generator)
+                continue
             useful = sum(output.tokens for output in outputs)
             row = {
                 "run": label, "engine": engine, "batch_size": batch, "requests": count, "seconds": round(seconds, 4),
@@ -240,6 +251,30 @@ def bench_generation(
                 row["slot_occupancy"] = round(sum(lengths) / sum(len(g) * max(g) for g in groups), 4)
             rows.append(row)
     return rows
+
+
+def _fresh_batcher(generator) -> None:
+    import gc
+
+    import torch
+
+    generator._batcher = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _out_of_memory(err: Exception) -> bool:
+    import torch
+
+    from .continuous import CacheTooLarge
+
+    return isinstance(err, (torch.cuda.OutOfMemoryError, CacheTooLarge))
+
+
+def measured(rows: list[dict]) -> list[dict]:
+    """The rows that hold figures (not an out-of-memory note)."""
+    return [row for row in rows if "error" not in row]
 
 
 def memory_bandwidth() -> float | None:
@@ -417,17 +452,20 @@ def run_bench(cfg: BenchConfig) -> int:
     equal = bench_generation(generator, cfg, preferred + bad, lambda n: [cfg.new_tokens] * n, "pref, equal lengths", 1)
     bandwidth = memory_bandwidth()
     if bandwidth:
-        for row in equal:
+        for row in measured(equal):
             row["decode_bound_tokens_per_second"] = round(decode_bound(generator, row, bandwidth), 1)
             row["fraction_of_bound"] = round(row["tokens_per_second"] / row["decode_bound_tokens_per_second"], 4)
     spread_rows = bench_generation(generator, cfg, preferred + bad, spread, "pref, spread of lengths",
                                    cfg.spread_batches)  # fmt: skip
-    best = max(spread_rows, key=lambda row: row["tokens_per_second"])
+    if not measured(spread_rows):
+        raise RuntimeError("every generation run ran out of memory: try smaller batch_sizes or spread_max")
+    best = max(measured(spread_rows), key=lambda row: row["tokens_per_second"])
     describe_cfg = BenchConfig(**{**cfg.__dict__, "batch_sizes": [best["batch_size"]], "engines": [best["engine"]]})
     describe = bench_generation(generator, describe_cfg, captioning, spread, "stage-2 descriptions",
                                 cfg.spread_batches, 1)  # fmt: skip
+    _fresh_batcher(generator)  # the generation cache's memory goes to training
     training = bench_training(generator, cfg, workdir)
-    projection = project(best, describe[0], training[1], cfg)
+    projection = project(best, (measured(describe) or [best])[0], training[1], cfg)
 
     result = {"device": _device_name(), "architecture": cfg.model_name_or_path or cfg.architecture,
               "memory_bandwidth_gb_per_s": round(bandwidth / 1e9, 1) if bandwidth else None,
@@ -439,15 +477,22 @@ def run_bench(cfg: BenchConfig) -> int:
     return 0
 
 
-def format_table(result: dict) -> str:
-    lines = [f"stic-cli bench on {result['device']}, {result['architecture']}", "",
-             f"{'generation':26} {'engine':>10} {'batch':>6} {'tokens/s':>10} {'images/s':>9} {'seconds':>8} "
+def generation_lines(rows: list[dict]) -> list[str]:
+    lines = [f"{'generation':26} {'engine':>10} {'batch':>6} {'tokens/s':>10} {'images/s':>9} {'seconds':>8} "
              f"{'busy':>6} {'of bound':>9}"]  # fmt: skip
-    for row in result["generation"]:
+    for row in rows:
+        if "error" in row:
+            lines.append(f"{row['run']:26} {row['engine']:>10} {row['batch_size']:>6} {'out of memory':>10}")
+            continue
         busy = f"{row['slot_occupancy']:.0%}" if "slot_occupancy" in row else "-"
         bound = f"{row['fraction_of_bound']:.0%}" if "fraction_of_bound" in row else "-"
         lines.append(f"{row['run']:26} {row['engine']:>10} {row['batch_size']:>6} {row['tokens_per_second']:>10.1f} "
                      f"{row['images_per_second']:>9.2f} {row['seconds']:>8.2f} {busy:>6} {bound:>9}")  # fmt: skip
+    return lines
+
+
+def format_table(result: dict) -> str:
+    lines = [f"stic-cli bench on {result['device']}, {result['architecture']}", "", *generation_lines(result["generation"])]
     lines += ["", f"{'training step':16} {'seconds':>8} {'pairs/s':>8} {'MFU':>6} {'peak GiB':>9}"]
     for row in result["training"][:2]:
         mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"

@@ -217,6 +217,10 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
+class CacheTooLarge(RuntimeError):
+    """The key/value cache for the slots does not fit in the free GPU memory."""
+
+
 @dataclass
 class Prepared:
     """One request ready for the model: prompt ids, its processor outputs (CPU tensors) and limits."""
@@ -394,7 +398,7 @@ class ContinuousBatcher:
             torch.cuda.empty_cache()
             free, _ = torch.cuda.mem_get_info(self.device)
             if needed > 0.9 * free:
-                raise RuntimeError(
+                raise CacheTooLarge(
                     f"the key/value cache for {slots} sequences of up to {capacity} tokens needs "
                     f"{needed / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are free: lower batch_size or max_new_tokens"
                 )

@@ -50,3 +50,25 @@ def test_bench_refuses_a_7b_architecture_without_a_gpu(tmp_path):
         pytest.skip("this machine has a GPU: the refusal is for machines without one")
     result = run_cli(["stic-cli", "bench"], cwd=tmp_path)
     assert result.returncode == 2 and "no GPU here" in result.stderr and "architecture=tiny" in result.stderr
+
+
+def test_a_batch_size_that_runs_out_of_memory_is_recorded_and_the_rest_measured(tiny, monkeypatch):
+    from stic_plugin.bench import BenchConfig, bench_generation, generation_lines, measured
+    from stic_plugin.continuous import CacheTooLarge
+    from stic_plugin.engine import VisionLanguageGenerator
+
+    generator = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32")
+    real_generate = generator.generate
+
+    def generate(requests, *args, slots=None, **kwargs):
+        if slots == 3:
+            raise CacheTooLarge("the key/value cache for 3 sequences needs 9.0 GiB and 1.0 GiB are free")
+        return real_generate(requests, *args, slots=slots, **kwargs)
+
+    monkeypatch.setattr(generator, "generate", generate)
+    cfg = BenchConfig(architecture="tiny", batch_sizes=[1, 3], warmup_steps=1)
+    rows = bench_generation(generator, cfg, ["Describe the image."], lambda n: [4] * n, "pref, equal lengths", 1)
+    assert [(row["engine"], row["batch_size"], "error" in row) for row in rows] == [
+        ("continuous", 1, False), ("plain", 1, False), ("continuous", 3, True), ("plain", 3, True)]  # fmt: skip
+    assert all(row["useful_tokens"] == 4 for row in measured(rows))
+    assert "\n".join(generation_lines(rows)).count("out of memory") == 2
