@@ -164,8 +164,8 @@ class GeneratorConfig:
                                 "the same one the training recipe names.")  # fmt: skip
     adapter_name_or_path: str | None = option(None, help="LoRA adapter(s) applied to the model, comma-separated.")
     dataset_dir: str = option("data", help="Folder for the output dataset and its dataset_info.json entry.")
-    batch_size: int = option(8, help="Images in flight together (each image gives two generations in `pref`): "
-                                     "the continuous engine keeps that many sequences decoding.")  # fmt: skip
+    batch_size: int = option(8, help="Images in flight together: the continuous engine keeps their generations "
+                                     "decoding (two per image in `pref`, one in `infuse` and `dar`).")  # fmt: skip
     max_new_tokens: int = option(1024, help="Longest response, in tokens.")
     temperature: float = option(0.2, help="Sampling temperature; 0 decodes greedily.")
     top_p: float | None = option(None, help="Nucleus sampling threshold; unset samples from the whole distribution.")
