@@ -196,7 +196,9 @@ def bench_generation(
 
     ``lengths_for(n)`` gives the forced output lengths of n requests; ``batches_of_requests`` times the
     batch size requests are generated (the plain engine in consecutive batches, the continuous engine
-    refilling its rows). ``generations_per_image``: 2 for pref (chosen and rejected), 1 for descriptions.
+    refilling its rows). ``generations_per_image``: 2 for pref (chosen and rejected, as ``pref`` sends
+    them: half the pairs on one image object, the others on a second one standing for the corrupted
+    image), 1 for descriptions.
     """
     from .engine import Request, user_turn
 
@@ -204,7 +206,12 @@ def bench_generation(
     rows = []
     for batch in cfg.batch_sizes:
         count = batch * batches_of_requests
-        images = _random_images(count, rng)
+        originals = _random_images(-(-count // generations_per_image), rng)
+        images = []
+        for index in range(count):
+            image = originals[index // generations_per_image]
+            corrupted_stand_in = index % generations_per_image == 1 and (index // generations_per_image) % 2 == 1
+            images.append(image.copy() if corrupted_stand_in else image)
         lengths = lengths_for(count)
 
         def requests(limits):
@@ -246,6 +253,7 @@ def bench_generation(
                 stats = generator._batcher.stats
                 row["slot_occupancy"] = round(stats["busy_slot_steps"] / max(1, stats["steps"] * stats["slots"]), 4)
                 row["kv_capacity"] = stats["capacity"]
+                row["shared_prefix_runs"] = stats["prefix_runs"]
             else:  # each fixed batch decodes until its longest row ends
                 groups = [lengths[i : i + batch] for i in range(0, count, batch)]
                 row["slot_occupancy"] = round(sum(lengths) / sum(len(g) * max(g) for g in groups), 4)

@@ -232,6 +232,7 @@ class Prepared:
     min_new_tokens: int
     key: int  # 32-bit sampling stream
     reserve: int  # new tokens to make room for in the ring (at least max_new_tokens)
+    prefix: tuple | None = None  # (group, length): the first `length` ids are shared by the group's requests
 
 
 @dataclass
@@ -286,33 +287,68 @@ class ContinuousBatcher:
         self.cache: SlotKVCache | None = None  # kept between runs: same shapes, no new compilation
         self.cache_slots = 0
         # Of the last run: decoding steps, slot-steps that produced a token, prefills, ring size.
-        self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": 0, "prefills": 0, "capacity": 0}
+        self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": 0, "prefills": 0, "capacity": 0,
+                      "shared_prefix_tokens": 0, "prefix_runs": 0}  # fmt: skip
+        self._prefix = None  # (group, layers, delta) of the last shared prompt prefix
         self.sampling = (0.0, None)  # (temperature, top_p) of the run: constants of the compiled step
 
     # ---- the model calls ----
     def _prefill(self, item: Prepared):
-        """The whole multimodal forward on one prompt: (logits of its next token, per-layer K/V, next position)."""
+        """The multimodal forward on one prompt: (logits of its next token, per-layer K/V, next position).
+
+        A prompt whose prefix (images included) it shares with the previous one of its group starts
+        from that prefix's keys and values: only its own remaining tokens are run."""
         import torch
         from transformers import DynamicCache
 
-        ids = torch.tensor([item.ids], device=self.device)
         inputs = {
             key: value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
             if isinstance(value, torch.Tensor) else value
             for key, value in item.mm_inputs.items()
         }  # fmt: skip
+        ids = torch.tensor([item.ids], device=self.device)
         cache = DynamicCache(config=self.model.config)
-        if self.multimodal_rope:  # transformers keeps the last prompt's deltas; a text-only prompt sets none
-            self.model.model.rope_deltas = None
         with torch.no_grad():
-            output = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache,
-                                use_cache=True, logits_to_keep=1, **inputs)  # fmt: skip
-        next_position = len(item.ids)
-        if self.multimodal_rope:  # image tokens take 2-D positions: text resumes after the largest one
-            deltas = getattr(self.model.model, "rope_deltas", None)
-            if deltas is not None:
-                next_position += int(deltas.reshape(-1)[0])
-        return output.logits[:, -1].float(), cache_layers(cache), next_position
+            if item.prefix is None:
+                if self.multimodal_rope:  # transformers keeps the last prompt's deltas; a text-only one sets none
+                    self.model.model.rope_deltas = None
+                output = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache,
+                                    use_cache=True, logits_to_keep=1, **inputs)  # fmt: skip
+                delta = self._rope_delta()
+            else:
+                group, length = item.prefix
+                if self._prefix is None or self._prefix[0] != group:
+                    self._prefix = (group, *self._run_prefix(ids[:, :length], inputs))
+                    self.stats["prefix_runs"] += 1
+                _, layers, delta = self._prefix
+                for index, (key, value) in enumerate(layers):
+                    cache.update(key, value, index)
+                if self.multimodal_rope:  # the suffix's text positions continue after the image grid
+                    self.model.model.rope_deltas = None if delta == 0 else torch.tensor([[delta]], device=self.device)
+                output = self.model(input_ids=ids[:, length:], past_key_values=cache, use_cache=True, logits_to_keep=1)
+                self.stats["shared_prefix_tokens"] += length
+        return output.logits[:, -1].float(), cache_layers(cache), len(item.ids) + delta
+
+    def _run_prefix(self, prefix_ids, inputs):
+        """Keys and values (and the position delta) of a prompt prefix holding every image."""
+        import torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        if self.multimodal_rope:
+            self.model.model.rope_deltas = None
+        if "mm_token_type_ids" in inputs:
+            inputs = {**inputs, "mm_token_type_ids": inputs["mm_token_type_ids"][:, : prefix_ids.shape[1]]}
+        self.model(input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), past_key_values=cache,
+                   use_cache=True, logits_to_keep=1, **inputs)  # fmt: skip
+        return [(key.clone(), value.clone()) for key, value in cache_layers(cache)], self._rope_delta()
+
+    def _rope_delta(self) -> int:
+        """How far text positions after the images are from token indices (2-D image positions only)."""
+        if not self.multimodal_rope:
+            return 0
+        deltas = getattr(self.model.model, "rope_deltas", None)
+        return 0 if deltas is None else int(deltas.reshape(-1)[0])
 
     def _step(self, tokens, positions, valid, generated, min_new, keys, flex: bool):
         """One decoding step of every slot, sampling included: the next token of each slot."""
@@ -431,7 +467,9 @@ class ContinuousBatcher:
         # The cache's rows never shrink in a process: a smaller call leaves rows idle rather than
         # allocating (and compiling for) a new shape. Requests enter only the first ``slots`` rows.
         rows = max(slots, self.cache_slots) if self.cache is not None else slots
-        self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": rows, "prefills": 0, "capacity": 0}
+        self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": rows, "prefills": 0, "capacity": 0,
+                      "shared_prefix_tokens": 0, "prefix_runs": 0}  # fmt: skip
+        self._prefix = None
         active: list[_Slot | None] = [None] * rows
         device = self.device
         tokens = torch.zeros(rows, dtype=torch.long, device=device)

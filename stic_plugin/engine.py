@@ -281,21 +281,31 @@ class VisionLanguageGenerator:
             self._batcher = ContinuousBatcher(self.model, self.stop_token_ids, self.banned_bias, self.compile_after_steps)
         base_seed = 0 if seed is None else seed
 
-        def prepare(indexed):
+        image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
+
+        def prepare(group: list[tuple[int, Request]]) -> list[Prepared]:
+            """Requests on the same images: the images are processed once, and the prompt prefix up to
+            and including the image tokens is run through the model once for all of them."""
             import torch
 
-            index, request = indexed
-            ids = self.encode(request)
-            inputs = self.mm_inputs([request], [ids], torch.tensor([ids]))
-            limit = request.max_new_tokens or max_new_tokens
-            key = request_key(base_seed, request.key if request.key is not None else str(index))
-            # The ring is sized by the call's limit, so that calls with shorter requests reuse its shapes.
-            return Prepared((request, limit), ids, inputs, limit, request.min_new_tokens, key, max(limit, max_new_tokens))
+            encoded = [self.encode(request) for _, request in group]
+            first_inputs = self.mm_inputs([group[0][1]], encoded[:1], torch.tensor([encoded[0]]))
+            shared = shared_prefix_length(encoded, image_token_id) if len(group) > 1 else 0
+            items = []
+            for (index, request), ids in zip(group, encoded):
+                inputs = dict(first_inputs)
+                if "mm_token_type_ids" in inputs:  # per prompt: the image tokens' types along its own ids
+                    inputs["mm_token_type_ids"] = (torch.tensor([ids]) == image_token_id).long()
+                limit = request.max_new_tokens or max_new_tokens
+                key = request_key(base_seed, request.key if request.key is not None else str(index))
+                # The ring is sized by the call's limit, so that calls with shorter requests reuse its shapes.
+                items.append(Prepared((request, limit), ids, inputs, limit, request.min_new_tokens, key,
+                                      max(limit, max_new_tokens), (group[0][0], shared) if shared else None))  # fmt: skip
+            return items
 
+        prepared = (item for items in _read_ahead(prepare, _same_image_groups(requests), slots) for item in items)
         # The batcher turns gradients off around its own model calls only: nothing leaks into the caller's loop.
-        for (request, limit), new_tokens, truncated in self._batcher.run(
-            _read_ahead(prepare, enumerate(requests), slots), slots, temperature, top_p
-        ):
+        for (request, limit), new_tokens, truncated in self._batcher.run(prepared, slots, temperature, top_p):
             yield request, self._generation(new_tokens, truncated)
 
     def _plain_stream(self, requests, max_new_tokens, temperature, top_p, seed, slots):
@@ -362,12 +372,43 @@ class VisionLanguageGenerator:
         return Generation(text=text.strip(), tokens=len(kept), truncated=truncated)
 
 
+def _same_image_groups(requests):
+    """(index, request) pairs, grouped: consecutive requests on the very same images (one object each,
+    as ``pref`` sends the two generations of an image) form a group."""
+    group: list = []
+    for index, request in enumerate(requests):
+        if group and request.images and len(request.images) == len(group[0][1].images) and all(
+            a is b for a, b in zip(request.images, group[0][1].images)
+        ):
+            group.append((index, request))
+            continue
+        if group:
+            yield group
+        group = [(index, request)]
+    if group:
+        yield group
+
+
+def shared_prefix_length(encoded: list[list[int]], image_token_id: int) -> int:
+    """Tokens every prompt of a group starts with, if they include every image token (else 0); at
+    least one token of each prompt is left to run on its own (its logits start the answer)."""
+    length = min(len(ids) for ids in encoded) - 1
+    for position in range(length):
+        if any(ids[position] != encoded[0][position] for ids in encoded[1:]):
+            length = position
+            break
+    last_image_token = max((i for i, token in enumerate(encoded[0]) if token == image_token_id), default=-1)
+    return length if length > last_image_token >= 0 else 0
+
+
 def _read_ahead(function, items, depth: int):
-    """function(item) for each item, computed on a thread up to ``depth`` items ahead of the consumer."""
+    """function(item) for each item, computed on worker threads up to ``depth`` items ahead of the
+    consumer, in order (image processing releases the interpreter for most of its work)."""
+    import os
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=1) as worker:
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as worker:
         pending = deque()
         for item in items:
             pending.append(worker.submit(function, item))

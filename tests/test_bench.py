@@ -37,6 +37,8 @@ def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path):
             assert row["forced_tokens"] == 6 * row["requests"]
         if row["engine"] == "continuous":
             assert 0 < row["slot_occupancy"] <= 1
+            if row["run"] == "pref, spread of lengths":  # half the pairs share their image, as in pref
+                assert row["shared_prefix_runs"] == row["requests"] // 4
     stages = [row["stage"] for row in figures["training"]]
     assert stages == ["dpo", "stic_dpo", "stic_dpo vs dpo"]
     assert figures["projection_paper_workload"]["total_hours"] > 0

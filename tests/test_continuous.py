@@ -279,6 +279,38 @@ def test_qwen2vl_image_tokens_get_two_dimensional_positions(generators):
     assert int(continuous.model.model.rope_deltas.reshape(-1)[0]) < 0
 
 
+def test_shared_prefix_length():
+    from stic_plugin.engine import shared_prefix_length
+
+    image = 9
+    assert shared_prefix_length([[1, 9, 9, 2, 3, 4], [1, 9, 9, 2, 5]], image) == 4
+    assert shared_prefix_length([[1, 9, 9, 2], [1, 9, 9, 2]], image) == 3  # one token left to run on its own
+    assert shared_prefix_length([[1, 9, 2], [7, 9, 2]], image) == 0  # they differ before the image
+    assert shared_prefix_length([[1, 9, 9, 2], [1, 9, 8, 2]], image) == 0  # an image token after the split
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 4]], image) == 0  # no image: nothing worth sharing
+
+
+@pytest.mark.parametrize("model", ["tiny-llava", "tiny-qwen2vl", "tiny-llava-next"])
+def test_requests_on_the_same_image_share_its_prefix(generators, model):
+    """As pref sends them: two prompts on one image object; the prefix with the image runs once."""
+    from stic_plugin.engine import Request, user_turn
+
+    plain, continuous = generators[model]["plain"], generators[model]["continuous"]
+    requests = []
+    for index in range(5):
+        image = Image.new("RGB", (448, 448) if index % 2 else (300, 200), (50 * index, 80, 120))
+        requests.append(Request.single(user_turn(f"Describe image {index} step by step."), image, key=f"{index}:c"))
+        requests.append(Request.single(user_turn("Tell a story about it."), image, key=f"{index}:r"))
+    expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
+    assert continuous.generate(requests, 30, temperature=0, slots=3) == expected
+    stats = continuous._batcher.stats
+    assert stats["prefix_runs"] == 5 and stats["prefills"] == 10  # one image prefix per pair
+    assert stats["shared_prefix_tokens"] > 10 * len(continuous.encode(requests[0])) // 2
+    sampled = continuous.generate(requests, 30, temperature=1.0, seed=4, slots=3)
+    alone = [continuous.generate([request], 30, temperature=1.0, seed=4)[0] for request in requests]
+    assert sampled == alone  # sharing the prefix changes nothing in what is drawn
+
+
 def test_a_smaller_call_reuses_the_cache(generators):
     """Fewer slots than an earlier call: the same cache (no new allocation, no new compiled shape)."""
     continuous = generators["tiny-llava"]["continuous"]
