@@ -205,6 +205,10 @@ def decoder_parts(model):
 
 def unsupported_reason(model) -> str | None:
     """Why continuous batching cannot drive this model (it then falls back to plain ``generate``)."""
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) < 5:
+        return f"transformers {transformers.__version__}: continuous batching needs transformers 5"
     if decoder_parts(model) is None:
         return f"{type(model).__name__} has no separate language model and output head"
     attention = getattr(model.config, "_attn_implementation", None) or "eager"
@@ -301,11 +305,6 @@ class ContinuousBatcher:
         import torch
         from transformers import DynamicCache
 
-        inputs = {
-            key: value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
-            if isinstance(value, torch.Tensor) else value
-            for key, value in item.mm_inputs.items()
-        }  # fmt: skip
         ids = torch.tensor([item.ids], device=self.device)
         cache = DynamicCache(config=self.model.config)
         with torch.no_grad():
@@ -313,21 +312,33 @@ class ContinuousBatcher:
                 if self.multimodal_rope:  # transformers keeps the last prompt's deltas; a text-only one sets none
                     self.model.model.rope_deltas = None
                 output = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache,
-                                    use_cache=True, logits_to_keep=1, **inputs)  # fmt: skip
+                                    use_cache=True, logits_to_keep=1, **self._on_device(item.mm_inputs))  # fmt: skip
                 delta = self._rope_delta()
             else:
                 group, length = item.prefix
                 if self._prefix is None or self._prefix[0] != group:
-                    self._prefix = (group, *self._run_prefix(ids[:, :length], inputs))
+                    self._prefix = (group, *self._run_prefix(ids[:, :length], self._on_device(item.mm_inputs)))
                     self.stats["prefix_runs"] += 1
                 _, layers, delta = self._prefix
                 for index, (key, value) in enumerate(layers):
-                    cache.update(key, value, index)
-                if self.multimodal_rope:  # the suffix's text positions continue after the image grid
-                    self.model.model.rope_deltas = None if delta == 0 else torch.tensor([[delta]], device=self.device)
-                output = self.model(input_ids=ids[:, length:], past_key_values=cache, use_cache=True, logits_to_keep=1)
+                    cache.update(key, value, index)  # the suffix's keys are concatenated: the stored ones stay
+                # Explicit positions: the suffix's text continues after the prefix (and its image grid).
+                positions = torch.arange(length, len(item.ids), device=self.device)[None, :] + delta
+                if self.multimodal_rope:
+                    positions = positions[None].expand(3, 1, -1)
+                output = self.model(input_ids=ids[:, length:], position_ids=positions, past_key_values=cache,
+                                    use_cache=True, logits_to_keep=1)  # fmt: skip
                 self.stats["shared_prefix_tokens"] += length
         return output.logits[:, -1].float(), cache_layers(cache), len(item.ids) + delta
+
+    def _on_device(self, inputs: dict) -> dict:
+        import torch
+
+        return {
+            key: value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
+            if isinstance(value, torch.Tensor) else value
+            for key, value in inputs.items()
+        }  # fmt: skip
 
     def _run_prefix(self, prefix_ids, inputs):
         """Keys and values (and the position delta) of a prompt prefix holding every image."""
@@ -341,7 +352,7 @@ class ContinuousBatcher:
             inputs = {**inputs, "mm_token_type_ids": inputs["mm_token_type_ids"][:, : prefix_ids.shape[1]]}
         self.model(input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), past_key_values=cache,
                    use_cache=True, logits_to_keep=1, **inputs)  # fmt: skip
-        return [(key.clone(), value.clone()) for key, value in cache_layers(cache)], self._rope_delta()
+        return cache_layers(cache), self._rope_delta()
 
     def _rope_delta(self) -> int:
         """How far text positions after the images are from token indices (2-D image positions only)."""
@@ -447,6 +458,12 @@ class ContinuousBatcher:
     def run(self, items: Iterator[Prepared], slots: int, temperature: float, top_p: float | None,
             ) -> Iterator[tuple[object, list[int], bool]]:  # fmt: skip
         """(tag, new tokens without the stop token, truncated) per request, in the order they finish."""
+        try:
+            yield from self._run(items, slots, temperature, top_p)
+        finally:
+            self._prefix = None  # a stored prompt prefix does not outlive the run
+
+    def _run(self, items, slots, temperature, top_p):
         import torch
 
         source = iter(items)

@@ -435,3 +435,14 @@ def test_compiled_flex_decoding_gives_the_same_tokens(tiny):
     assert sampled == eager.generate(requests, 30, temperature=0.8, top_p=0.9, seed=3, slots=3)
     batcher = compiled._batcher
     assert batcher.compile_after_steps == 0 and batcher.attention == "flex" and batcher._compiled is not None
+
+
+def test_older_transformers_fall_back_to_plain_batches(generators, monkeypatch):
+    import transformers
+
+    from stic_plugin.continuous import unsupported_reason
+
+    model = generators["tiny-llava"]["continuous"].model
+    assert unsupported_reason(model) is None
+    monkeypatch.setattr(transformers, "__version__", "4.57.1")
+    assert "needs transformers 5" in unsupported_reason(model)
