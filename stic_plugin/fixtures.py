@@ -91,21 +91,11 @@ def make_images(out_dir: str | os.PathLike, count: int = 8, size: int = 48, seed
     return paths
 
 
-def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
-    """LLaVA-1.5 architecture (CLIP vision tower, MLP projector, Llama text model), tiny and random."""
-    import torch
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
+def llava_tokenizer(seed: int = 0):
+    """The offline BPE tokenizer with LLaVA's special tokens (Llama's unk/bos/eos, a pad, <image>)."""
+    from transformers import PreTrainedTokenizerFast
 
-    out = Path(out_dir)
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=train_tokenizer(LLAVA_SPECIALS, seed=seed),
         unk_token="<unk>",
         bos_token="<s>",
@@ -113,6 +103,34 @@ def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         pad_token="<pad>",
         extra_special_tokens={"image_token": "<image>"},
     )
+
+
+def save_random_model(model_class, config, processor, out: Path, seed: int) -> Path:
+    """Random weights of ``config`` (seeded), saved with the processor as an HF folder."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_class(config)
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """LLaVA-1.5 architecture (CLIP vision tower, MLP projector, Llama text model), tiny and random."""
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    out = Path(out_dir)
+    tokenizer = llava_tokenizer(seed)
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": LLAVA_IMAGE_SIZE},
         crop_size={"height": LLAVA_IMAGE_SIZE, "width": LLAVA_IMAGE_SIZE},
@@ -151,17 +169,11 @@ def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
     )
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_random_model(LlavaForConditionalGeneration, config, processor, out, seed)
 
 
 def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     """LLaVA-1.6-Mistral architecture (CLIP tiles at any resolution, Mistral text model), tiny and random."""
-    import torch
     from transformers import (
         CLIPVisionConfig,
         LlavaNextConfig,
@@ -169,18 +181,10 @@ def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         LlavaNextImageProcessor,
         LlavaNextProcessor,
         MistralConfig,
-        PreTrainedTokenizerFast,
     )
 
     out = Path(out_dir)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(LLAVA_SPECIALS, seed=seed),
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
-    )
+    tokenizer = llava_tokenizer(seed)
     side = LLAVA_IMAGE_SIZE
     pinpoints = [[side, 2 * side], [2 * side, side], [2 * side, 2 * side]]  # as the real model's, scaled down
     image_processor = LlavaNextImageProcessor(
@@ -210,17 +214,11 @@ def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
     )
-    torch.manual_seed(seed)
-    model = LlavaNextForConditionalGeneration(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_random_model(LlavaNextForConditionalGeneration, config, processor, out, seed)
 
 
 def build_tiny_qwen2vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     """Qwen2-VL architecture (ViT with 2x2 patch merger, M-RoPE text model), tiny and random."""
-    import torch
     from transformers import (
         PreTrainedTokenizerFast,
         Qwen2VLConfig,
@@ -273,13 +271,7 @@ def build_tiny_qwen2vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
         vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
     )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_random_model(Qwen2VLForConditionalGeneration, config, processor, out, seed)
 
 
 TINY_MODELS = {

@@ -151,9 +151,18 @@ def test_greedy_is_argmax():
 # ---- the engine on the tiny models ----
 
 
+def tiny_generator(path: str, template: str, stop_bias: float = 0.3, **options):
+    """A tiny model in float32 with sharp attention and a likely stop token (rows end at varied points)."""
+    from stic_plugin.engine import VisionLanguageGenerator
+
+    generator = VisionLanguageGenerator.load(path, template, infer_dtype="float32", **options)
+    sharpen_attention(generator.model)
+    generator.banned_bias[generator.stop_token_ids[0]] = stop_bias
+    return generator
+
+
 @pytest.fixture(scope="module")
 def generators(tiny):
-    from stic_plugin.engine import VisionLanguageGenerator
 
     built = {}
     # name: (template, a bias on the stop token that makes rows end at different, data-dependent points)
@@ -161,12 +170,8 @@ def generators(tiny):
               "tiny-llava-next": ("llava_next_mistral", 0.3)}  # fmt: skip
     for name, (template, stop_bias) in models.items():
         built[name] = {
-            engine: VisionLanguageGenerator.load(tiny[name], template, infer_dtype="float32", engine=engine)
-            for engine in ("plain", "continuous")
+            engine: tiny_generator(tiny[name], template, stop_bias, engine=engine) for engine in ("plain", "continuous")
         }
-        for generator in built[name].values():
-            sharpen_attention(generator.model)
-            generator.banned_bias[generator.stop_token_ids[0]] = stop_bias
     return built
 
 
@@ -335,13 +340,9 @@ def test_compiled_decoding_gives_the_same_tokens_and_compiles_once(tiny):
     """torch.compile of the decoding step (inductor on the CPU here; CUDA graphs on a GPU)."""
     from torch._dynamo.utils import counters
 
-    from stic_plugin.engine import VisionLanguageGenerator
 
-    plain = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32", engine="plain")
-    compiled = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32", compile_decoding=True)
-    for generator in (plain, compiled):
-        sharpen_attention(generator.model)
-        generator.banned_bias[generator.stop_token_ids[0]] = 0.3
+    plain = tiny_generator(tiny["tiny-llava"], "llava", engine="plain")
+    compiled = tiny_generator(tiny["tiny-llava"], "llava", compile_decoding=True)
     requests = _requests(8)
     expected = plain.generate(requests, 30, temperature=0)
     assert compiled.generate(requests, 30, temperature=0, slots=3) == expected
@@ -399,14 +400,10 @@ def test_flex_decoding_gives_the_same_tokens(generators, attention_calls):
 
 def test_auto_compilation_starts_after_some_eager_steps(tiny):
     """A run switches from eager to compiled steps midway, with the same tokens."""
-    from stic_plugin.engine import VisionLanguageGenerator
 
-    plain = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32", engine="plain")
-    tiered = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32")
+    plain = tiny_generator(tiny["tiny-llava"], "llava", engine="plain")
+    tiered = tiny_generator(tiny["tiny-llava"], "llava")
     tiered.compile_after_steps = 6
-    for generator in (plain, tiered):
-        sharpen_attention(generator.model)
-        generator.banned_bias[generator.stop_token_ids[0]] = 0.3
     requests = _requests(6)
     expected = plain.generate(requests, 30, temperature=0)
     assert tiered.generate(requests, 30, temperature=0, slots=2) == expected
@@ -416,21 +413,15 @@ def test_auto_compilation_starts_after_some_eager_steps(tiny):
 def test_compiled_flex_decoding_gives_the_same_tokens(tiny):
     """The GPU path (compiled step, block-sparse flex attention), compiled here by inductor for the CPU."""
     from stic_plugin.continuous import ContinuousBatcher
-    from stic_plugin.engine import VisionLanguageGenerator
 
-    plain = VisionLanguageGenerator.load(tiny["tiny-qwen2vl"], "qwen2_vl", infer_dtype="float32", engine="plain")
-    compiled = VisionLanguageGenerator.load(tiny["tiny-qwen2vl"], "qwen2_vl", infer_dtype="float32")
-    for generator in (plain, compiled):
-        sharpen_attention(generator.model)
-        generator.banned_bias[generator.stop_token_ids[0]] = 0.3
+    plain = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl", engine="plain")
+    compiled = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl")
     compiled._batcher = ContinuousBatcher(compiled.model, compiled.stop_token_ids, compiled.banned_bias,
                                           compile_after_steps=0, attention="flex")  # fmt: skip
     requests = _requests(7)
     assert compiled.generate(requests, 30, temperature=0, slots=3) == plain.generate(requests, 30, temperature=0)
     # Sampling runs inside the compiled step: the same draws as the uncompiled engine.
-    eager = VisionLanguageGenerator.load(tiny["tiny-qwen2vl"], "qwen2_vl", infer_dtype="float32")
-    sharpen_attention(eager.model)
-    eager.banned_bias[eager.stop_token_ids[0]] = 0.3
+    eager = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl")
     sampled = compiled.generate(requests, 30, temperature=0.8, top_p=0.9, seed=3, slots=3)
     assert sampled == eager.generate(requests, 30, temperature=0.8, top_p=0.9, seed=3, slots=3)
     batcher = compiled._batcher
