@@ -437,3 +437,20 @@ def test_older_transformers_fall_back_to_plain_batches(generators, monkeypatch):
     assert unsupported_reason(model) is None
     monkeypatch.setattr(transformers, "__version__", "4.57.1")
     assert "needs transformers 5" in unsupported_reason(model)
+
+
+def test_a_finished_row_hands_its_slot_to_the_next_request(generators):
+    """Two slots, one long request and five short ones: the short ones pass through the second slot
+    while the long one decodes, so the run takes as many steps as the long request alone."""
+    from stic_plugin.engine import Request, user_turn
+
+    continuous = generators["tiny-llava"]["continuous"]
+    lengths = [30, 3, 3, 3, 3, 3]
+    requests = [Request.single(user_turn(f"Describe {i}."), Image.new("RGB", (64, 64)), max_new_tokens=n,
+                               min_new_tokens=n) for i, n in enumerate(lengths)]  # fmt: skip
+    outputs = continuous.generate(requests, 30, temperature=0, slots=2)
+    assert [output.tokens for output in outputs] == lengths
+    stats = continuous._batcher.stats
+    # Each request's first token comes from its prompt's forward, the others from decoding steps.
+    assert stats["steps"] == lengths[0] - 1  # fixed batches of two would take 29 + 2 + 2 steps
+    assert stats["busy_slot_steps"] == sum(n - 1 for n in lengths)
