@@ -245,6 +245,13 @@ class _Slot:
     tokens: list
 
 
+def run_stats(rows: int) -> dict:
+    """Counters of one run: decoding steps, slot-steps that produced a token, cache rows, prompts run,
+    ring size, prompt tokens taken from a shared prefix, shared prefixes run."""
+    return {"steps": 0, "busy_slot_steps": 0, "slots": rows, "prefills": 0, "capacity": 0,
+            "shared_prefix_tokens": 0, "prefix_runs": 0}  # fmt: skip
+
+
 def round_up(value: int, multiple: int = BLOCK) -> int:
     return -(-value // multiple) * multiple
 
@@ -290,9 +297,7 @@ class ContinuousBatcher:
         self.attention = attention
         self.cache: SlotKVCache | None = None  # kept between runs: same shapes, no new compilation
         self.cache_slots = 0
-        # Of the last run: decoding steps, slot-steps that produced a token, prefills, ring size.
-        self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": 0, "prefills": 0, "capacity": 0,
-                      "shared_prefix_tokens": 0, "prefix_runs": 0}  # fmt: skip
+        self.stats = run_stats(0)
         self._prefix = None  # (group, layers, delta) of the last shared prompt prefix
         self.sampling = (0.0, None)  # (temperature, top_p) of the run: constants of the compiled step
 
@@ -484,8 +489,7 @@ class ContinuousBatcher:
         # The cache's rows never shrink in a process: a smaller call leaves rows idle rather than
         # allocating (and compiling for) a new shape. Requests enter only the first ``slots`` rows.
         rows = max(slots, self.cache_slots) if self.cache is not None else slots
-        self.stats = {"steps": 0, "busy_slot_steps": 0, "slots": rows, "prefills": 0, "capacity": 0,
-                      "shared_prefix_tokens": 0, "prefix_runs": 0}  # fmt: skip
+        self.stats = run_stats(rows)
         self._prefix = None
         active: list[_Slot | None] = [None] * rows
         device = self.device
@@ -500,6 +504,7 @@ class ContinuousBatcher:
 
         def room(item: Prepared) -> int:
             return len(item.ids) + max(item.reserve, item.max_new_tokens)
+
         self.sampling = (float(temperature or 0.0), top_p)
 
         def finish(slot_index: int, truncated: bool):
