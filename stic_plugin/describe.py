@@ -69,13 +69,14 @@ class ImageDescriber:
 
         Each description draws from its own sampling stream, named by the image path."""
         todo = [path for path, image in images.items() if path not in self.descriptions and not isinstance(image, BadImage)]
-        requests = [Request.single(user_turn(self.prompt_for(path)), images[path], key=f"describe:{path}", tag=path)
-                    for path in todo]  # fmt: skip
+        prompts = {path: self.prompt_for(path) for path in todo}
+        requests = [Request.single(user_turn(prompt), images[path], key=f"describe:{path}", tag=path)
+                    for path, prompt in prompts.items()]  # fmt: skip
         stream = self.generator.generate_stream(requests, self.max_new_tokens, self.cfg.temperature, self.cfg.top_p,
                                                 seed=self.cfg.seed, slots=self.cfg.batch_size)  # fmt: skip
         for request, generated in stream:
             path = request.tag
-            entry = {"image": path, "prompt": self.prompt_for(path), "description": generated.text,
+            entry = {"image": path, "prompt": prompts[path], "description": generated.text,
                      "tokens": generated.tokens, "truncated": generated.truncated}  # fmt: skip
             self.descriptions[path] = entry
             self.counts["images described"] += 1
