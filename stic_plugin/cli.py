@@ -48,12 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     config_cls, module_name, function_name = COMMANDS[args.command]
     config_path = args.args[0] if args.args and "=" not in args.args[0] else None
     overrides = args.args[1:] if config_path else args.args
+    from .continuous import CacheTooLarge
+
     try:
         config = load_config(config_cls, config_path, overrides)
         import importlib
 
         return getattr(importlib.import_module(module_name), function_name)(config)
-    except (ValueError, OSError) as err:  # configuration, data and model-loading errors: a message, not a traceback
+    except (ValueError, OSError, CacheTooLarge) as err:  # configuration, data, model loading, memory: a message
         print(f"stic-cli {args.command}: error: {err}", file=sys.stderr)
         return 2
 

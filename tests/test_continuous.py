@@ -454,3 +454,17 @@ def test_a_finished_row_hands_its_slot_to_the_next_request(generators):
     # Each request's first token comes from its prompt's forward, the others from decoding steps.
     assert stats["steps"] == lengths[0] - 1  # fixed batches of two would take 29 + 2 + 2 steps
     assert stats["busy_slot_steps"] == sum(n - 1 for n in lengths)
+
+
+def test_a_cache_too_large_for_the_gpu_is_a_message_not_a_traceback(monkeypatch, capsys, tmp_path):
+    from stic_plugin import cli, pref
+    from stic_plugin.continuous import CacheTooLarge
+
+    def run_pref(cfg):
+        raise CacheTooLarge("the key/value cache for 256 sequences of up to 2048 tokens needs 256.0 GiB and "
+                            "60.0 GiB are free: lower batch_size or max_new_tokens")  # fmt: skip
+
+    monkeypatch.setattr(pref, "run_pref", run_pref)
+    code = cli.main(["pref", "model_name_or_path=m", "template=llava", f"image_dir={tmp_path}"])
+    assert code == 2
+    assert "stic-cli pref: error: the key/value cache for 256 sequences" in capsys.readouterr().err
