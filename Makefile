@@ -1,10 +1,12 @@
 # make demo  - the project's main job: the whole STIC pipeline on a tiny model, on CPU (creates .venv if missing)
 # make test  - the whole test suite (creates .venv if missing)
+# make test-fast - the tests that start no project command in a subprocess and compile nothing: the inner loop
+# make lint  - ruff's formatter check and linter, as CI runs them
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv
+.PHONY: demo test test-fast lint venv
 
 venv: $(STAMP)
 
@@ -20,3 +22,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure_browser.sh
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest
+
+test-fast: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .

@@ -25,4 +25,3 @@ def main() -> None:
         import sys
 
         print(f"stic_plugin: auto-loading failed ({err!r}); set {AUTOLOAD_ENV}=0 to silence.", file=sys.stderr)
-

@@ -35,8 +35,12 @@ from pathlib import Path
 from .config import option
 
 ARCHITECTURES = ("llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b", "tiny")
-TEMPLATES = {"llava-1.5-7b": "llava", "llava-v1.6-mistral-7b": "llava_next_mistral", "qwen2-vl-7b": "qwen2_vl",
-             "tiny": "llava"}  # fmt: skip
+TEMPLATES = {
+    "llava-1.5-7b": "llava",
+    "llava-v1.6-mistral-7b": "llava_next_mistral",
+    "qwen2-vl-7b": "qwen2_vl",
+    "tiny": "llava",
+}
 # Dense bf16 peak of the usual training GPUs, for model FLOPs utilisation (none known: not reported).
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12}
 PAPER_WORKLOAD = {"pref_images": 6000, "sft_samples": 5000}
@@ -67,7 +71,9 @@ class BenchConfig:
     train_response_tokens: int = option(350, help="Tokens of each chosen and rejected response in the training batch.")
     train_steps: int = option(5, help="Timed training steps per trainer.")
     train_gradient_checkpointing: bool = option(
-        True, help="Recompute activations in the backward pass (LLaMA-Factory's default, kept by the recipes); false: faster, more memory."
+        True,
+        help="Recompute activations in the backward pass (LLaMA-Factory's default, kept by the recipes); "
+        "false: faster, more memory.",
     )
     warmup_steps: int = option(2, help="Untimed steps (and generate calls) first: compilation, caches, allocator.")
     image_max_pixels: int = option(768 * 768, help="As the recipes' image_max_pixels.")
@@ -152,20 +158,32 @@ def _random_architecture(cfg: BenchConfig, workdir: Path):
     folder = Path(__file__).resolve().parent / "model_configs" / cfg.architecture
     qwen = cfg.architecture.startswith("qwen")
     if qwen:
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_tokenizer(QWEN_SPECIALS), eos_token="<|im_end|>",
-                                            pad_token="<|endoftext|>",
-                                            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})  # fmt: skip
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=train_tokenizer(QWEN_SPECIALS),
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
+            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+        )
     else:
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_tokenizer(LLAVA_SPECIALS), unk_token="<unk>",
-                                            bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                            extra_special_tokens={"image_token": "<image>"})  # fmt: skip
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=train_tokenizer(LLAVA_SPECIALS),
+            unk_token="<unk>",
+            bos_token="<s>",
+            eos_token="</s>",
+            pad_token="<pad>",
+            extra_special_tokens={"image_token": "<image>"},
+        )
     local = workdir / cfg.architecture
     local.mkdir(parents=True, exist_ok=True)
     config_values = json.loads((folder / "config.json").read_text())
     if qwen:
         for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
-            token = {"image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>",
-                     "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"}[key]  # fmt: skip
+            token = {
+                "image_token_id": "<|image_pad|>",
+                "video_token_id": "<|video_pad|>",
+                "vision_start_token_id": "<|vision_start|>",
+                "vision_end_token_id": "<|vision_end|>",
+            }[key]
             config_values[key] = tokenizer.convert_tokens_to_ids(token)
     else:
         config_values["image_token_index"] = tokenizer.convert_tokens_to_ids("<image>")
@@ -189,7 +207,12 @@ def _random_architecture(cfg: BenchConfig, workdir: Path):
 
 
 def bench_generation(
-    generator, cfg: BenchConfig, prompts: list[str], lengths_for, label: str, batches_of_requests: int,
+    generator,
+    cfg: BenchConfig,
+    prompts: list[str],
+    lengths_for,
+    label: str,
+    batches_of_requests: int,
     generations_per_image: int = 2,
 ) -> list[dict]:
     """Useful tokens/s and images/s of each engine at each batch size on the same requests.
@@ -214,9 +237,13 @@ def bench_generation(
             images.append(image.copy() if corrupted_stand_in else image)
         lengths = lengths_for(count)
 
-        def requests(limits):
-            return [Request.single(user_turn(prompts[i % len(prompts)]), images[i], key=str(i), max_new_tokens=n,
-                                   min_new_tokens=n) for i, n in enumerate(limits)]  # fmt: skip
+        def requests(limits, images=images):
+            return [
+                Request.single(
+                    user_turn(prompts[i % len(prompts)]), images[i], key=str(i), max_new_tokens=n, min_new_tokens=n
+                )
+                for i, n in enumerate(limits)
+            ]
 
         for engine in cfg.engines:
             if engine == "continuous" and not generator.continuous_supported:
@@ -228,8 +255,9 @@ def bench_generation(
                 # Warm-up on every request, cut short: the cache grows to its final size and each shape
                 # compiles before the clock starts.
                 for _ in range(cfg.warmup_steps):
-                    generator.generate(requests([min(8, n) for n in lengths]), max(lengths), 0.2, None,
-                                       seed=cfg.seed, slots=batch)  # fmt: skip
+                    generator.generate(
+                        requests([min(8, n) for n in lengths]), max(lengths), 0.2, None, seed=cfg.seed, slots=batch
+                    )
                 _sync()
                 started = time.perf_counter()
                 outputs = generator.generate(timed, max(lengths), 0.2, None, seed=cfg.seed, slots=batch)
@@ -238,17 +266,31 @@ def bench_generation(
             except Exception as err:  # noqa: BLE001 - out of memory at one size: record it, measure the rest
                 if not _out_of_memory(err):
                     raise
-                rows.append({"run": label, "engine": engine, "batch_size": batch, "requests": count,
-                             "error": f"out of memory: {err}".splitlines()[0][:200]})  # fmt: skip
+                rows.append(
+                    {
+                        "run": label,
+                        "engine": engine,
+                        "batch_size": batch,
+                        "requests": count,
+                        "error": f"out of memory: {err}".splitlines()[0][:200],
+                    }
+                )
                 _fresh_batcher(generator)
                 continue
             useful = sum(output.tokens for output in outputs)
             row = {
-                "run": label, "engine": engine, "batch_size": batch, "requests": count, "seconds": round(seconds, 4),
-                "useful_tokens": useful, "forced_tokens": sum(lengths), "tokens_per_second": round(useful / seconds, 2),
+                "run": label,
+                "engine": engine,
+                "batch_size": batch,
+                "requests": count,
+                "seconds": round(seconds, 4),
+                "useful_tokens": useful,
+                "forced_tokens": sum(lengths),
+                "tokens_per_second": round(useful / seconds, 2),
                 "images_per_second": round(count / generations_per_image / seconds, 3),
-                "longest": max(lengths), "mean_prompt_tokens": round(sum(len(generator.encode(r)) for r in timed) / count, 1),
-            }  # fmt: skip
+                "longest": max(lengths),
+                "mean_prompt_tokens": round(sum(len(generator.encode(r)) for r in timed) / count, 1),
+            }
             if engine == "continuous":
                 stats = generator._batcher.stats
                 row["slot_occupancy"] = round(stats["busy_slot_steps"] / max(1, stats["steps"] * stats["slots"]), 4)
@@ -336,9 +378,20 @@ def bench_training(generator, cfg: BenchConfig, workdir: Path) -> list[dict]:
 
     model, tokenizer = generator.model, generator.tokenizer
     cuda = model.device.type == "cuda"
-    common = dict(model_name_or_path="unused", template="llava", output_dir=str(workdir / "train"), do_train=True,
-                  finetuning_type="lora", lora_rank=128, lora_alpha=256, lora_target="all", report_to="none",
-                  bf16=cuda and model.dtype == torch.bfloat16, use_cpu=not cuda, per_device_train_batch_size=cfg.train_pairs)  # fmt: skip
+    common = dict(
+        model_name_or_path="unused",
+        template="llava",
+        output_dir=str(workdir / "train"),
+        do_train=True,
+        finetuning_type="lora",
+        lora_rank=128,
+        lora_alpha=256,
+        lora_target="all",
+        report_to="none",
+        bf16=cuda and model.dtype == torch.bfloat16,
+        use_cpu=not cuda,
+        per_device_train_batch_size=cfg.train_pairs,
+    )
     model_args, _, training_args, dpo_args, _ = _parse_train_args({**common, "stage": "dpo"})
     stic_args = _parse_train_args({**common, "stage": "stic_dpo"})[3]
     model = init_adapter(model.config, model, model_args, dpo_args, is_trainable=True)
@@ -354,16 +407,27 @@ def bench_training(generator, cfg: BenchConfig, workdir: Path) -> list[dict]:
         prompt = generator.encode(Request.single(user_turn("Illustrate the details of the picture."), image))
         chosen = [rng.randrange(10, vocab) for _ in range(cfg.train_response_tokens)] + [generator.stop_token_ids[0]]
         rejected = [rng.randrange(10, vocab) for _ in range(cfg.train_response_tokens)] + [generator.stop_token_ids[0]]
-        features.append({
-            "chosen_input_ids": prompt + chosen, "chosen_attention_mask": [1] * (len(prompt) + len(chosen)),
-            "chosen_labels": [-100] * len(prompt) + chosen,
-            "rejected_input_ids": prompt + rejected, "rejected_attention_mask": [1] * (len(prompt) + len(rejected)),
-            "rejected_labels": [-100] * len(prompt) + rejected,
-            "images": [image], "videos": None, "audios": None,
-        })  # fmt: skip
-    collator = PairwiseDataCollatorWithPadding(template=generator.template, model=model, pad_to_multiple_of=8,
-                                               label_pad_token_id=-100, tokenizer=tokenizer,
-                                               processor=generator.processor)  # fmt: skip
+        features.append(
+            {
+                "chosen_input_ids": prompt + chosen,
+                "chosen_attention_mask": [1] * (len(prompt) + len(chosen)),
+                "chosen_labels": [-100] * len(prompt) + chosen,
+                "rejected_input_ids": prompt + rejected,
+                "rejected_attention_mask": [1] * (len(prompt) + len(rejected)),
+                "rejected_labels": [-100] * len(prompt) + rejected,
+                "images": [image],
+                "videos": None,
+                "audios": None,
+            }
+        )
+    collator = PairwiseDataCollatorWithPadding(
+        template=generator.template,
+        model=model,
+        pad_to_multiple_of=8,
+        label_pad_token_id=-100,
+        tokenizer=tokenizer,
+        processor=generator.processor,
+    )
     batch = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in collator(features).items()}
     tokens = int(batch["input_ids"].numel())
     parameters = sum(p.numel() for p in model.parameters())
@@ -372,10 +436,17 @@ def bench_training(generator, cfg: BenchConfig, workdir: Path) -> list[dict]:
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in _device_name()), None) if cuda else None
 
     trainers = {
-        stage: cls(model=model, ref_model=None, args=training_args, finetuning_args=args, data_collator=collator,
-                   tokenizer=tokenizer, processor=None)
+        stage: cls(
+            model=model,
+            ref_model=None,
+            args=training_args,
+            finetuning_args=args,
+            data_collator=collator,
+            tokenizer=tokenizer,
+            processor=None,
+        )
         for stage, args, cls in (("dpo", dpo_args, CustomDPOTrainer), ("stic_dpo", stic_args, SticDPOTrainer))
-    }  # fmt: skip
+    }
     times = {stage: [] for stage in trainers}
     peaks = {stage: 0 for stage in trainers}
     # The two trainers take turns, step by step, so that drift (clocks, caches) affects both alike.
@@ -400,13 +471,20 @@ def bench_training(generator, cfg: BenchConfig, workdir: Path) -> list[dict]:
         # Model FLOPs per step: policy forward (2NT) + gradients w.r.t. activations through the frozen
         # base (2NT) + reference forward (2NT); recomputation by checkpointing not counted, as usual.
         flops = 6 * parameters * tokens
-        rows.append({
-            "stage": stage, "step_seconds": round(seconds, 4), "pairs_per_second": round(cfg.train_pairs / seconds, 3),
-            "tokens_per_step": tokens, "parameters": parameters,
-            "mfu": round(flops / seconds / peak, 4) if peak else None,
-            "peak_memory_gib": round(peaks[stage] / 2**30, 2) if cuda else None,
-        })  # fmt: skip
-    rows.append({"stage": "stic_dpo vs dpo", "step_time_ratio": round(rows[1]["step_seconds"] / rows[0]["step_seconds"], 4)})
+        rows.append(
+            {
+                "stage": stage,
+                "step_seconds": round(seconds, 4),
+                "pairs_per_second": round(cfg.train_pairs / seconds, 3),
+                "tokens_per_step": tokens,
+                "parameters": parameters,
+                "mfu": round(flops / seconds / peak, 4) if peak else None,
+                "peak_memory_gib": round(peaks[stage] / 2**30, 2) if cuda else None,
+            }
+        )
+    rows.append(
+        {"stage": "stic_dpo vs dpo", "step_time_ratio": round(rows[1]["step_seconds"] / rows[0]["step_seconds"], 4)}
+    )
     return rows
 
 
@@ -431,9 +509,13 @@ def project(pref_best: dict, describe_best: dict, stic_step: dict, cfg: BenchCon
     # An SFT sample costs about a third of a preference pair (one sequence, no reference pass).
     stage2_s = PAPER_WORKLOAD["sft_samples"] / (3 * stic_step["pairs_per_second"])
     total = pref_s + describe_s + stage1_s + stage2_s
-    return {"pref_generation_s": round(pref_s), "stage1_training_s": round(stage1_s),
-            "stage2_descriptions_s": round(describe_s), "stage2_training_s": round(stage2_s),
-            "total_hours": round(total / 3600, 2)}  # fmt: skip
+    return {
+        "pref_generation_s": round(pref_s),
+        "stage1_training_s": round(stage1_s),
+        "stage2_descriptions_s": round(describe_s),
+        "stage2_training_s": round(stage2_s),
+        "total_hours": round(total / 3600, 2),
+    }
 
 
 def run_bench(cfg: BenchConfig) -> int:
@@ -463,22 +545,29 @@ def run_bench(cfg: BenchConfig) -> int:
         for row in measured(equal):
             row["decode_bound_tokens_per_second"] = round(decode_bound(generator, row, bandwidth), 1)
             row["fraction_of_bound"] = round(row["tokens_per_second"] / row["decode_bound_tokens_per_second"], 4)
-    spread_rows = bench_generation(generator, cfg, preferred + bad, spread, "pref, spread of lengths",
-                                   cfg.spread_batches)  # fmt: skip
+    spread_rows = bench_generation(
+        generator, cfg, preferred + bad, spread, "pref, spread of lengths", cfg.spread_batches
+    )
     if not measured(spread_rows):
         raise RuntimeError("every generation run ran out of memory: try smaller batch_sizes or spread_max")
     best = max(measured(spread_rows), key=lambda row: row["tokens_per_second"])
     describe_cfg = BenchConfig(**{**cfg.__dict__, "batch_sizes": [best["batch_size"]], "engines": [best["engine"]]})
-    describe = bench_generation(generator, describe_cfg, captioning, spread, "stage-2 descriptions",
-                                cfg.spread_batches, 1)  # fmt: skip
+    describe = bench_generation(
+        generator, describe_cfg, captioning, spread, "stage-2 descriptions", cfg.spread_batches, 1
+    )
     _fresh_batcher(generator)  # the generation cache's memory goes to training
     training = bench_training(generator, cfg, workdir)
     projection = project(best, (measured(describe) or [best])[0], training[1], cfg)
 
-    result = {"device": _device_name(), "architecture": cfg.model_name_or_path or cfg.architecture,
-              "memory_bandwidth_gb_per_s": round(bandwidth / 1e9, 1) if bandwidth else None,
-              "config": cfg.__dict__, "generation": equal + spread_rows + describe, "training": training,
-              "projection_paper_workload": projection}  # fmt: skip
+    result = {
+        "device": _device_name(),
+        "architecture": cfg.model_name_or_path or cfg.architecture,
+        "memory_bandwidth_gb_per_s": round(bandwidth / 1e9, 1) if bandwidth else None,
+        "config": cfg.__dict__,
+        "generation": equal + spread_rows + describe,
+        "training": training,
+        "projection_paper_workload": projection,
+    }
     Path(cfg.output_json).write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(format_table(result))
     print(f"figures: {Path(cfg.output_json).absolute()}")
@@ -486,29 +575,42 @@ def run_bench(cfg: BenchConfig) -> int:
 
 
 def generation_lines(rows: list[dict]) -> list[str]:
-    lines = [f"{'generation':26} {'engine':>10} {'batch':>6} {'tokens/s':>10} {'images/s':>9} {'seconds':>8} "
-             f"{'busy':>6} {'of bound':>9}"]  # fmt: skip
+    lines = [
+        f"{'generation':26} {'engine':>10} {'batch':>6} {'tokens/s':>10} {'images/s':>9} {'seconds':>8} "
+        f"{'busy':>6} {'of bound':>9}"
+    ]
     for row in rows:
         if "error" in row:
             lines.append(f"{row['run']:26} {row['engine']:>10} {row['batch_size']:>6} {'out of memory':>10}")
             continue
         busy = f"{row['slot_occupancy']:.0%}" if "slot_occupancy" in row else "-"
         bound = f"{row['fraction_of_bound']:.0%}" if "fraction_of_bound" in row else "-"
-        lines.append(f"{row['run']:26} {row['engine']:>10} {row['batch_size']:>6} {row['tokens_per_second']:>10.1f} "
-                     f"{row['images_per_second']:>9.2f} {row['seconds']:>8.2f} {busy:>6} {bound:>9}")  # fmt: skip
+        lines.append(
+            f"{row['run']:26} {row['engine']:>10} {row['batch_size']:>6} {row['tokens_per_second']:>10.1f} "
+            f"{row['images_per_second']:>9.2f} {row['seconds']:>8.2f} {busy:>6} {bound:>9}"
+        )
     return lines
 
 
 def format_table(result: dict) -> str:
-    lines = [f"stic-cli bench on {result['device']}, {result['architecture']}", "", *generation_lines(result["generation"])]
+    lines = [
+        f"stic-cli bench on {result['device']}, {result['architecture']}",
+        "",
+        *generation_lines(result["generation"]),
+    ]
     lines += ["", f"{'training step':16} {'seconds':>8} {'pairs/s':>8} {'MFU':>6} {'peak GiB':>9}"]
     for row in result["training"][:2]:
         mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"
         memory = f"{row['peak_memory_gib']:.1f}" if row["peak_memory_gib"] is not None else "-"
-        lines.append(f"{row['stage']:16} {row['step_seconds']:>8.3f} {row['pairs_per_second']:>8.2f} {mfu:>6} {memory:>9}")
+        lines.append(
+            f"{row['stage']:16} {row['step_seconds']:>8.3f} {row['pairs_per_second']:>8.2f} {mfu:>6} {memory:>9}"
+        )
     lines.append(f"stic_dpo / dpo step time: {result['training'][2]['step_time_ratio']:.3f}")
     p = result["projection_paper_workload"]
-    lines += ["", f"paper workload (6k images, 5k SFT samples) projected: {p['total_hours']:.2f} h "
-              f"(pref {p['pref_generation_s']} s, stage 1 {p['stage1_training_s']} s, descriptions "
-              f"{p['stage2_descriptions_s']} s, stage 2 {p['stage2_training_s']} s)"]  # fmt: skip
+    lines += [
+        "",
+        f"paper workload (6k images, 5k SFT samples) projected: {p['total_hours']:.2f} h "
+        f"(pref {p['pref_generation_s']} s, stage 1 {p['stage1_training_s']} s, descriptions "
+        f"{p['stage2_descriptions_s']} s, stage 2 {p['stage2_training_s']} s)",
+    ]
     return "\n".join(lines)

@@ -1,11 +1,11 @@
 """``stic-cli``: STIC data generators that write LLaMA-Factory datasets.
 
-    stic-cli pref CONFIG.yaml [key=value ...]     stage-1 preference pairs from unlabeled images
-    stic-cli infuse CONFIG.yaml [key=value ...]   stage-2 description-infused instruction data
-    stic-cli dar CONFIG.yaml [key=value ...]      describe-and-respond answers, scored when answers are known
-    stic-cli demo [output_dir=demo_output]        the whole pipeline on a tiny model, on CPU, nothing downloaded
-    stic-cli bench [architecture=llava-1.5-7b]    speed of generation and training on this machine
-    stic-cli COMMAND --help                       every key, its default and what it does
+stic-cli pref CONFIG.yaml [key=value ...]     stage-1 preference pairs from unlabeled images
+stic-cli infuse CONFIG.yaml [key=value ...]   stage-2 description-infused instruction data
+stic-cli dar CONFIG.yaml [key=value ...]      describe-and-respond answers, scored when answers are known
+stic-cli demo [output_dir=demo_output]        the whole pipeline on a tiny model, on CPU, nothing downloaded
+stic-cli bench [architecture=llava-1.5-7b]    speed of generation and training on this machine
+stic-cli COMMAND --help                       every key, its default and what it does
 """
 
 import argparse

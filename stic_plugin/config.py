@@ -41,7 +41,9 @@ def _coerce(name: str, value, annotation):
         raise ValueError(errors[0] if errors else f"`{name}`: bad value {value!r}")
     if origin is typing.Literal:
         if value not in typing.get_args(annotation):
-            raise ValueError(f"`{name}` must be one of {', '.join(map(str, typing.get_args(annotation)))}; got {value!r}")
+            raise ValueError(
+                f"`{name}` must be one of {', '.join(map(str, typing.get_args(annotation)))}; got {value!r}"
+            )
         return value
     if annotation is bool:
         if isinstance(value, bool):
@@ -160,34 +162,48 @@ class GeneratorConfig:
     command = "generate"
 
     model_name_or_path: str = option(help="The model that writes the descriptions (HF-format folder or hub name).")
-    template: str = option(help="LLaMA-Factory template of the model (llava, llava_next_mistral, qwen2_vl, ...): "
-                                "the same one the training recipe names.")  # fmt: skip
+    template: str = option(
+        help="LLaMA-Factory template of the model (llava, llava_next_mistral, qwen2_vl, ...): "
+        "the same one the training recipe names."
+    )
     adapter_name_or_path: str | None = option(None, help="LoRA adapter(s) applied to the model, comma-separated.")
     dataset_dir: str = option("data", help="Folder for the output dataset and its dataset_info.json entry.")
-    batch_size: int = option(8, help="Images in flight together: the continuous engine keeps their generations "
-                                     "decoding (two per image in `pref`, one in `infuse` and `dar`).")  # fmt: skip
+    batch_size: int = option(
+        8,
+        help="Images in flight together: the continuous engine keeps their generations "
+        "decoding (two per image in `pref`, one in `infuse` and `dar`).",
+    )
     max_new_tokens: int = option(1024, help="Longest response, in tokens.")
     temperature: float = option(0.2, help="Sampling temperature; 0 decodes greedily.")
     top_p: float | None = option(None, help="Nucleus sampling threshold; unset samples from the whole distribution.")
     seed: int = option(42, help="Seed of every random choice (prompts, negatives, corruptions, samples).")
-    image_max_pixels: int = option(768 * 768, help="Images are scaled down to at most this many pixels before "
-                                                   "the processor, as LLaMA-Factory's `image_max_pixels`: use the "
-                                                   "training recipe's value.")  # fmt: skip
-    max_image_pixels: int = option(89_478_485, help="Files with more pixels than this are skipped unread "
-                                                    "(decompression-bomb guard; PIL's default limit).")  # fmt: skip
+    image_max_pixels: int = option(
+        768 * 768,
+        help="Images are scaled down to at most this many pixels before "
+        "the processor, as LLaMA-Factory's `image_max_pixels`: use the "
+        "training recipe's value.",
+    )
+    max_image_pixels: int = option(
+        89_478_485,
+        help="Files with more pixels than this are skipped unread (decompression-bomb guard; PIL's default limit).",
+    )
     overwrite: bool = option(False, help="Replace an existing output written with another configuration.")
-    trust_remote_code: bool = option(False, help="Run code shipped inside the model folder (only for models you trust).")
+    trust_remote_code: bool = option(
+        False, help="Run code shipped inside the model folder (only for models you trust)."
+    )
     infer_dtype: typing.Literal["auto", "float16", "bfloat16", "float32"] = option(
         "auto", help="Weights' dtype: auto takes bf16 where the device supports it."
     )
     engine: typing.Literal["continuous", "plain"] = option(
-        "continuous", help="continuous: a finished row's slot goes to the next request at once (falls back to "
-                           "plain for models it cannot drive, with a warning); plain: transformers' generate "
-                           "on fixed batches."  # fmt: skip
+        "continuous",
+        help="continuous: a finished row's slot goes to the next request at once (falls back to "
+        "plain for models it cannot drive, with a warning); plain: transformers' generate "
+        "on fixed batches.",
     )
     compile_decoding: typing.Literal["auto", True, False] = option(
-        "auto", help="Compile the continuous engine's decoding step (CUDA graphs): true from the first step, "
-                     "auto on a GPU after 1000 steps (a short run never waits for the compilation), false never."  # fmt: skip
+        "auto",
+        help="Compile the continuous engine's decoding step (CUDA graphs): true from the first step, "
+        "auto on a GPU after 1000 steps (a short run never waits for the compilation), false never.",
     )
 
     def __post_init__(self):
@@ -209,7 +225,9 @@ class GeneratorConfig:
         skip = {"overwrite", "batch_size", "dataset_dir", "engine", "compile_decoding"}
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         values["model_files"] = files_signature(self.model_name_or_path)
-        values["adapter_files"] = [files_signature(p) for p in (self.adapter_name_or_path or "").split(",") if p.strip()]
+        values["adapter_files"] = [
+            files_signature(p) for p in (self.adapter_name_or_path or "").split(",") if p.strip()
+        ]
         return values
 
 
@@ -231,28 +249,42 @@ class PrefConfig(GeneratorConfig):
     command = "pref"
 
     image_dir: str | None = option(None, help="Folder searched recursively for images (or use `image_list`).")
-    image_list: str | None = option(None, help="Text file of image paths (one per line), or JSON/JSONL with an "
-                                               "image column.")  # fmt: skip
-    image_root: str | None = option(None, help="Folder that relative paths in `image_list` start from "
-                                               "(default: the list file's folder).")  # fmt: skip
+    image_list: str | None = option(
+        None, help="Text file of image paths (one per line), or JSON/JSONL with an image column."
+    )
+    image_root: str | None = option(
+        None, help="Folder that relative paths in `image_list` start from (default: the list file's folder)."
+    )
     image_column: str = option("image", help="Column holding the image path(s) in a JSON/JSONL `image_list`.")
     max_samples: int | None = option(None, help="Use at most this many images, drawn reproducibly with `seed`.")
     dataset_name: str = option("stic_pref", help="Name of the dataset (folder in dataset_dir and dataset_info entry).")
-    corruption_prob: float = option(0.5, help="Probability that the dispreferred response comes from a corrupted "
-                                              "image (else from a hallucination prompt on the clean image).")  # fmt: skip
-    corruptions: dict = option({"low_resolution": 0.5, "color_jitter": 0.5},
-                               help="Corruptions and their weights: low_resolution, color_jitter.")  # fmt: skip
+    corruption_prob: float = option(
+        0.5,
+        help="Probability that the dispreferred response comes from a corrupted "
+        "image (else from a hallucination prompt on the clean image).",
+    )
+    corruptions: dict = option(
+        {"low_resolution": 0.5, "color_jitter": 0.5},
+        help="Corruptions and their weights: low_resolution, color_jitter.",
+    )
     low_resolution_size: int = option(20, help="low_resolution: the shorter side, in pixels (torchvision Resize).")
     jitter_brightness: float = option(0.5, help="color_jitter: brightness factor drawn from [1-b, 1+b].")
     jitter_hue: float = option(0.3, help="color_jitter: hue shift drawn from [-h, h] (at most 0.5).")
-    preferred_prompt_file: str = option(default_prompt_file("preferred"), help="Step-by-step prompt(s) for the "
-                                        "preferred description; one per line (one is drawn per image).")  # fmt: skip
-    captioning_prompts_file: str = option(default_prompt_file("captioning"), help="Training prompts stored with "
-                                          "each pair and used on the corrupted image; one per line.")  # fmt: skip
-    hallucination_prompts_file: str = option(default_prompt_file("hallucination"), help="Hallucination-inducing "
-                                             "prompts for the dispreferred description; one per line.")  # fmt: skip
-    on_truncated: typing.Literal["keep", "drop"] = option("keep", help="A preferred response cut off at "
-                                                          "max_new_tokens: keep it (flagged) or drop the pair.")  # fmt: skip
+    preferred_prompt_file: str = option(
+        default_prompt_file("preferred"),
+        help="Step-by-step prompt(s) for the preferred description; one per line (one is drawn per image).",
+    )
+    captioning_prompts_file: str = option(
+        default_prompt_file("captioning"),
+        help="Training prompts stored with each pair and used on the corrupted image; one per line.",
+    )
+    hallucination_prompts_file: str = option(
+        default_prompt_file("hallucination"),
+        help="Hallucination-inducing prompts for the dispreferred description; one per line.",
+    )
+    on_truncated: typing.Literal["keep", "drop"] = option(
+        "keep", help="A preferred response cut off at max_new_tokens: keep it (flagged) or drop the pair."
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -284,18 +316,26 @@ class SourceConfig(GeneratorConfig):
 
     command = "source"
 
-    dataset: str | None = option(None, help="Input: a dataset name in `source_dataset_dir`/dataset_info.json "
-                                            "(any formatting LLaMA-Factory reads, `llava` included).")  # fmt: skip
+    dataset: str | None = option(
+        None,
+        help="Input: a dataset name in `source_dataset_dir`/dataset_info.json "
+        "(any formatting LLaMA-Factory reads, `llava` included).",
+    )
     source_dataset_dir: str = option("data", help="Folder of the dataset_info.json that names `dataset`.")
-    media_dir: str | None = option(None, help="Folder that the input's image paths start from "
-                                              "(default: `source_dataset_dir`).")  # fmt: skip
+    media_dir: str | None = option(
+        None, help="Folder that the input's image paths start from (default: `source_dataset_dir`)."
+    )
     llava_file: str | None = option(None, help="Input: a LLaVA-format JSON (or JSONL) file, instead of `dataset`.")
-    image_folder: str | None = option(None, help="Folder that `llava_file`'s image paths start from "
-                                                 "(default: the file's folder).")  # fmt: skip
+    image_folder: str | None = option(
+        None, help="Folder that `llava_file`'s image paths start from (default: the file's folder)."
+    )
     num_samples: int | None = option(5000, help="Samples drawn from the input with `seed`; null takes all.")
-    infusion_format_file: str = option(default_infusion_format_file(), help="Format of the infused first user "
-                                       "turn (fields {images}, {description}, {instruction}); the default is "
-                                       "the authors' format.")  # fmt: skip
+    infusion_format_file: str = option(
+        default_infusion_format_file(),
+        help="Format of the infused first user "
+        "turn (fields {images}, {description}, {instruction}); the default is "
+        "the authors' format.",
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -311,10 +351,13 @@ class InfuseConfig(SourceConfig):
 
     command = "infuse"
 
-    dataset_name: str = option("stic_sft", help="Name of the output dataset (folder in dataset_dir and "
-                                                "dataset_info entry).")  # fmt: skip
-    description_prompts_file: str = option(default_prompt_file("captioning"), help="Prompts for the image "
-                                           "descriptions, one per line; one is drawn per image.")  # fmt: skip
+    dataset_name: str = option(
+        "stic_sft", help="Name of the output dataset (folder in dataset_dir and dataset_info entry)."
+    )
+    description_prompts_file: str = option(
+        default_prompt_file("captioning"),
+        help="Prompts for the image descriptions, one per line; one is drawn per image.",
+    )
     keep_text_only: bool = option(True, help="Keep samples without an image, unchanged (false: leave them out).")
 
     def __post_init__(self):
@@ -331,14 +374,22 @@ class DarConfig(SourceConfig):
     dataset_dir: str = option("predictions", help="Folder for the predictions (`predictions_name`/part-*.jsonl).")
     num_samples: int | None = option(None, help="Questions drawn from the input with `seed`; null takes all.")
     predictions_name: str = option("dar", help="Name of the predictions folder and summary.")
-    dar: bool = option(True, help="Describe the image first and answer with the description infused "
-                                  "(false: answer directly, to compare on the same model).")  # fmt: skip
-    description_prompt: str = option("Detail the composition and subjects within the frame.",
-                                     help="The prompt of the description pass.")  # fmt: skip
+    dar: bool = option(
+        True,
+        help="Describe the image first and answer with the description infused "
+        "(false: answer directly, to compare on the same model).",
+    )
+    description_prompt: str = option(
+        "Detail the composition and subjects within the frame.", help="The prompt of the description pass."
+    )
     description_max_new_tokens: int = option(1024, help="Longest description, in tokens.")
-    metric: typing.Literal["none", "choice", "exact", "contains"] = option("none", help=(
-        "Score predictions against the reference answers: choice (multiple-choice letter), exact (same text), "
-        "contains (the reference appears in the prediction); none to skip."))  # fmt: skip
+    metric: typing.Literal["none", "choice", "exact", "contains"] = option(
+        "none",
+        help=(
+            "Score predictions against the reference answers: choice (multiple-choice letter), exact (same text), "
+            "contains (the reference appears in the prediction); none to skip."
+        ),
+    )
 
     def __post_init__(self):
         super().__post_init__()

@@ -22,8 +22,8 @@ a global generator: what a request gets does not depend on which requests share 
 import logging
 import zlib
 from collections import deque
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +94,12 @@ class SlotKVCache:
         import torch
 
         self.capacity = capacity
-        self.keys = [torch.zeros(slots, heads, capacity, kdim, dtype=dtype, device=device) for heads, kdim, _ in layer_shapes]
-        self.values = [torch.zeros(slots, heads, capacity, vdim, dtype=dtype, device=device) for heads, _, vdim in layer_shapes]
+        self.keys = [
+            torch.zeros(slots, heads, capacity, kdim, dtype=dtype, device=device) for heads, kdim, _ in layer_shapes
+        ]
+        self.values = [
+            torch.zeros(slots, heads, capacity, vdim, dtype=dtype, device=device) for heads, _, vdim in layer_shapes
+        ]
         self.write_at = torch.zeros(1, dtype=torch.long, device=device)  # the ring position of this step
         if device.type == "cuda":  # fixed addresses, so that a CUDA graph can be replayed over them
             for tensor in (*self.keys, *self.values, self.write_at):
@@ -119,8 +123,9 @@ class SlotKVCache:
 GROUPED_DECODE_ATTENTION = "stic_grouped_decode_sdpa"
 
 
-def grouped_decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
-                             **kwargs):  # fmt: skip
+def grouped_decode_attention(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
+):
     """transformers' sdpa attention, except for one new token per row against grouped keys and values.
 
     With grouped-query attention (Mistral, Qwen2-VL) and a mask, transformers copies every key and
@@ -135,11 +140,13 @@ def grouped_decode_attention(module, query, key, value, attention_mask, dropout=
     if length != 1 or kv_heads == heads:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)  # fmt: skip
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     grouped = query.reshape(rows, kv_heads, heads // kv_heads, dim)  # head h reads key/value head h // group size
-    output = torch.nn.functional.scaled_dot_product_attention(grouped, key, value, attn_mask=attention_mask,
-                                                              scale=scaling)  # fmt: skip
+    output = torch.nn.functional.scaled_dot_product_attention(
+        grouped, key, value, attn_mask=attention_mask, scale=scaling
+    )
     return output.reshape(rows, 1, heads, dim), None
 
 
@@ -171,18 +178,28 @@ def ring_block_mask(valid):
 
     count, indices = listed(partial)
     full_count, full_indices = listed(full)
-    return BlockMask.from_kv_blocks(count, indices, full_count, full_indices, BLOCK_SIZE=BLOCK, mask_mod=may_attend,
-                                    seq_lengths=(1, capacity), compute_q_blocks=False)  # fmt: skip
+    return BlockMask.from_kv_blocks(
+        count,
+        indices,
+        full_count,
+        full_indices,
+        BLOCK_SIZE=BLOCK,
+        mask_mod=may_attend,
+        seq_lengths=(1, capacity),
+        compute_q_blocks=False,
+    )
 
 
-def flex_decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
-                          **kwargs):  # fmt: skip
+def flex_decode_attention(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
+):
     """Attention of one new token per slot with a ring BlockMask: only the slot's own blocks are read,
     grouped keys and values are shared by their query heads (no copies)."""
     from torch.nn.attention.flex_attention import flex_attention
 
-    output = flex_attention(query, key, value, block_mask=attention_mask, scale=scaling,
-                            enable_gqa=key.shape[1] != query.shape[1])  # fmt: skip
+    output = flex_attention(
+        query, key, value, block_mask=attention_mask, scale=scaling, enable_gqa=key.shape[1] != query.shape[1]
+    )
     return output.transpose(1, 2).contiguous(), None
 
 
@@ -215,7 +232,9 @@ def unsupported_reason(model) -> str | None:
     text_attention = getattr(decoder_parts(model)[0].config, "_attn_implementation", attention)
     if text_attention not in ("sdpa", "eager"):
         return f"the attention implementation is {text_attention}; continuous batching needs sdpa or eager"
-    text_config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    text_config = (
+        model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    )
     if getattr(text_config, "sliding_window", None) and getattr(text_config, "use_sliding_window", True):
         return "sliding-window attention is not supported"
     return None
@@ -248,8 +267,15 @@ class _Slot:
 def run_stats(rows: int) -> dict:
     """Counters of one run: decoding steps, slot-steps that produced a token, cache rows, prompts run,
     ring size, prompt tokens taken from a shared prefix, shared prefixes run."""
-    return {"steps": 0, "busy_slot_steps": 0, "slots": rows, "prefills": 0, "capacity": 0,
-            "shared_prefix_tokens": 0, "prefix_runs": 0}  # fmt: skip
+    return {
+        "steps": 0,
+        "busy_slot_steps": 0,
+        "slots": rows,
+        "prefills": 0,
+        "capacity": 0,
+        "shared_prefix_tokens": 0,
+        "prefix_runs": 0,
+    }
 
 
 def round_up(value: int, multiple: int = BLOCK) -> int:
@@ -263,8 +289,9 @@ class ContinuousBatcher:
     float tensor applied to every step's logits (-inf for ids that must never be written).
     """
 
-    def __init__(self, model, stop_token_ids: list[int], banned, compile_after_steps: int | None = None,
-                 attention: str = "auto"):  # fmt: skip
+    def __init__(
+        self, model, stop_token_ids: list[int], banned, compile_after_steps: int | None = None, attention: str = "auto"
+    ):
         """``compile_after_steps``: decoding steps run eagerly before the step is compiled (0: from the
         first; None: never), so that a short run does not wait for a compilation it cannot repay.
         ``attention``: "sdpa" (a dense mask over the whole ring), "flex" (block-sparse: each slot reads
@@ -316,8 +343,14 @@ class ContinuousBatcher:
             if item.prefix is None:
                 if self.multimodal_rope:  # transformers keeps the last prompt's deltas; a text-only one sets none
                     self.model.model.rope_deltas = None
-                output = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache,
-                                    use_cache=True, logits_to_keep=1, **self._on_device(item.mm_inputs))  # fmt: skip
+                output = self.model(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **self._on_device(item.mm_inputs),
+                )
                 delta = self._rope_delta()
             else:
                 group, length = item.prefix
@@ -331,8 +364,13 @@ class ContinuousBatcher:
                 positions = torch.arange(length, len(item.ids), device=self.device)[None, :] + delta
                 if self.multimodal_rope:
                     positions = positions[None].expand(3, 1, -1)
-                output = self.model(input_ids=ids[:, length:], position_ids=positions, past_key_values=cache,
-                                    use_cache=True, logits_to_keep=1)  # fmt: skip
+                output = self.model(
+                    input_ids=ids[:, length:],
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
                 self.stats["shared_prefix_tokens"] += length
         return output.logits[:, -1].float(), cache_layers(cache), len(item.ids) + delta
 
@@ -341,9 +379,10 @@ class ContinuousBatcher:
 
         return {
             key: value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
-            if isinstance(value, torch.Tensor) else value
+            if isinstance(value, torch.Tensor)
+            else value
             for key, value in inputs.items()
-        }  # fmt: skip
+        }
 
     def _run_prefix(self, prefix_ids, inputs):
         """Keys and values (and the position delta) of a prompt prefix holding every image."""
@@ -355,8 +394,14 @@ class ContinuousBatcher:
             self.model.model.rope_deltas = None
         if "mm_token_type_ids" in inputs:
             inputs = {**inputs, "mm_token_type_ids": inputs["mm_token_type_ids"][:, : prefix_ids.shape[1]]}
-        self.model(input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), past_key_values=cache,
-                   use_cache=True, logits_to_keep=1, **inputs)  # fmt: skip
+        self.model(
+            input_ids=prefix_ids,
+            attention_mask=torch.ones_like(prefix_ids),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **inputs,
+        )
         return cache_layers(cache), self._rope_delta()
 
     def _rope_delta(self) -> int:
@@ -375,8 +420,13 @@ class ContinuousBatcher:
         else:
             mask = torch.zeros(valid.shape[0], 1, 1, valid.shape[1], dtype=self.dtype, device=valid.device)
             mask = mask.masked_fill(~valid[:, None, None, :], torch.finfo(self.dtype).min)
-        hidden = self.language_model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
-                                     past_key_values=self.cache, use_cache=True).last_hidden_state  # fmt: skip
+        hidden = self.language_model(
+            input_ids=tokens[:, None],
+            attention_mask=mask,
+            position_ids=positions[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        ).last_hidden_state
         logits = self.head(hidden[:, -1]).float()
         return self._next_tokens(logits, generated, min_new, keys, *self.sampling)
 
@@ -417,13 +467,15 @@ class ContinuousBatcher:
         if compiled:
             if self._compiled is None:
                 logger.info("compiling the decoding step (once per process and cache shape)")
-                self._compiled = torch.compile(self._step_flex if flex else self._step_dense,
-                                               mode="reduce-overhead", dynamic=False)  # fmt: skip
+                self._compiled = torch.compile(
+                    self._step_flex if flex else self._step_dense, mode="reduce-overhead", dynamic=False
+                )
             try:
                 return self._compiled(*args).clone()  # the graph's output buffer is reused by the next replay
             except Exception as err:  # noqa: BLE001 - any compiler failure: decoding still works uncompiled
-                logger.warning("compiled decoding failed (%s: %s); decoding without compilation",
-                               type(err).__name__, err)  # fmt: skip
+                logger.warning(
+                    "compiled decoding failed (%s: %s); decoding without compilation", type(err).__name__, err
+                )
                 self.compile_after_steps = None
                 if flex and self.attention == "flex-when-compiled":  # eager flex is a slow reference
                     self.attention = "sdpa"
@@ -456,12 +508,21 @@ class ContinuousBatcher:
                 )
         self.cache = SlotKVCache(shapes, slots, capacity, self.dtype, self.device)
         self.cache_slots = slots
-        logger.info("continuous batching: %d slots of %d tokens (%.1f GiB of key/value cache)",
-                    slots, capacity, self.cache.nbytes() / 2**30)  # fmt: skip
+        logger.info(
+            "continuous batching: %d slots of %d tokens (%.1f GiB of key/value cache)",
+            slots,
+            capacity,
+            self.cache.nbytes() / 2**30,
+        )
 
     # ---- the loop ----
-    def run(self, items: Iterator[Prepared], slots: int, temperature: float, top_p: float | None,
-            ) -> Iterator[tuple[object, list[int], bool]]:  # fmt: skip
+    def run(
+        self,
+        items: Iterator[Prepared],
+        slots: int,
+        temperature: float,
+        top_p: float | None,
+    ) -> Iterator[tuple[object, list[int], bool]]:
         """(tag, new tokens without the stop token, truncated) per request, in the order they finish."""
         try:
             yield from self._run(items, slots, temperature, top_p)
@@ -540,8 +601,14 @@ class ContinuousBatcher:
                 keys[slot_index] = item.key
                 generated[slot_index] = 0
                 min_new[slot_index] = item.min_new_tokens
-                first = self._next_tokens(logits, generated[slot_index : slot_index + 1], min_new[slot_index : slot_index + 1],
-                                          keys[slot_index : slot_index + 1], temperature, top_p)  # fmt: skip
+                first = self._next_tokens(
+                    logits,
+                    generated[slot_index : slot_index + 1],
+                    min_new[slot_index : slot_index + 1],
+                    keys[slot_index : slot_index + 1],
+                    temperature,
+                    top_p,
+                )
                 token = int(first[0])
                 active[slot_index] = _Slot(item, [])
                 if token in self.stop_set:

@@ -131,7 +131,7 @@ class SticDatasetConverter(DatasetConverter):
         if chosen is not None or rejected is not None:
             if not attr.ranking:
                 raise MalformedRecordError(
-                    f"dataset `{attr}` holds preference pairs (chosen/rejected): add `\"ranking\": true` to its entry."
+                    f'dataset `{attr}` holds preference pairs (chosen/rejected): add `"ranking": true` to its entry.'
                 )
             prompt_text, chosen_text = self._pair_side(chosen, "chosen", example)
             rejected_prompt, rejected_text = self._pair_side(rejected, "rejected", example)

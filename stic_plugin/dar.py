@@ -19,8 +19,14 @@ from .infusion import infuse_messages, read_infusion_format
 from .metrics import accuracy, scorable
 from .output import atomic_write_text
 from .runs import (
-    finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, samples_per_call, start_run,
-)  # fmt: skip
+    finish_run,
+    my_todo,
+    prefetched_batches,
+    progress_name,
+    sample_reproducibly,
+    samples_per_call,
+    start_run,
+)
 from .sources import Sample, load_samples, source_signature
 
 
@@ -41,15 +47,24 @@ def run_dar(cfg: DarConfig) -> int:
     samples = sample_reproducibly(load_samples(cfg, unanswered_ok=True), cfg.num_samples, cfg.seed, "dar")
     if not samples:
         raise ValueError("the input holds no question")
-    fingerprint = {**cfg.generation_fingerprint(), "infusion_format": infusion_format,
-                   "source_files": source_signature(cfg)}  # fmt: skip
+    fingerprint = {
+        **cfg.generation_fingerprint(),
+        "infusion_format": infusion_format,
+        "source_files": source_signature(cfg),
+    }
     fingerprint.pop("metric")  # scoring again with another metric needs no new predictions
     output = start_run(cfg, cfg.predictions_name, fingerprint, name_key="predictions_name")
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["id"]), cfg.overwrite)
 
     # The describer loads the model when first needed; the answers use the same model.
-    describer = ImageDescriber(lambda: VisionLanguageGenerator.from_config(cfg), [cfg.description_prompt], cfg,
-                               cfg.description_max_new_tokens, None, "")  # fmt: skip
+    describer = ImageDescriber(
+        lambda: VisionLanguageGenerator.from_config(cfg),
+        [cfg.description_prompt],
+        cfg,
+        cfg.description_max_new_tokens,
+        None,
+        "",
+    )
     run = Counter()
     started = time.time()
     predictions, skipped_log = output.open_writers()
@@ -74,21 +89,27 @@ def run_dar(cfg: DarConfig) -> int:
                 descriptions = [describer.descriptions[p]["description"] for p in sample.images] if cfg.dar else []
                 if descriptions:
                     messages = infuse_messages(messages, descriptions, infusion_format, IMAGE_PLACEHOLDER)
-                requests.append(Request(messages, [images[p] for p in sample.images], sample.system or None,
-                                        key=f"answer:{sample.key}"))  # fmt: skip
+                requests.append(
+                    Request(
+                        messages, [images[p] for p in sample.images], sample.system or None, key=f"answer:{sample.key}"
+                    )
+                )
                 kept.append((sample, reference, descriptions))
-            answers = describer.generator.generate(requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                                                   seed=cfg.seed, slots=cfg.batch_size)  # fmt: skip
+            answers = describer.generator.generate(
+                requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=cfg.seed, slots=cfg.batch_size
+            )
             for (sample, reference, descriptions), answer in zip(kept, answers):
                 question = next((m["content"] for m in sample.messages if m["role"] == "user"), "")
-                predictions.write({
-                    "id": sample.index,
-                    "source_id": sample.source_id,
-                    "question": question,
-                    "description": "\n\n".join(descriptions),
-                    "prediction": answer.text,
-                    "reference": reference,
-                })  # fmt: skip
+                predictions.write(
+                    {
+                        "id": sample.index,
+                        "source_id": sample.source_id,
+                        "question": question,
+                        "description": "\n\n".join(descriptions),
+                        "prediction": answer.text,
+                        "reference": reference,
+                    }
+                )
                 run["answered"] += 1
                 run["output tokens"] += answer.tokens
     run.update(describer.counts)
@@ -102,15 +123,24 @@ def write_summary(cfg: DarConfig, output, run: Counter, seconds: float) -> None:
         "predictions": len(records),
         "mode": "describe-and-respond" if cfg.dar else "direct",
         "skipped": dict(Counter(entry["reason"] for entry in output.skipped())),
-        "last_process": {"rank": output.rank, "answered": run["answered"], "seconds": round(seconds, 3),
-                         "images_described": run["images described"]},  # fmt: skip
+        "last_process": {
+            "rank": output.rank,
+            "answered": run["answered"],
+            "seconds": round(seconds, 3),
+            "images_described": run["images described"],
+        },
     }
     lines = [f"stic-cli dar: {len(records)} predictions ({stats['mode']}) in {output.data_dir}"]
     if cfg.metric != "none":
         correct, counted = accuracy([(r["prediction"], r["reference"]) for r in records], cfg.metric)
         unscorable = sum(1 for r in records if r["reference"] and not scorable(r["reference"], cfg.metric))
-        stats.update(metric=cfg.metric, correct=correct, counted=counted, unscorable_references=unscorable,
-                     accuracy=round(correct / counted, 6) if counted else None)  # fmt: skip
+        stats.update(
+            metric=cfg.metric,
+            correct=correct,
+            counted=counted,
+            unscorable_references=unscorable,
+            accuracy=round(correct / counted, 6) if counted else None,
+        )
         if counted:
             lines.append(f"  accuracy ({cfg.metric}): {correct / counted:.4f} ({correct}/{counted})")
         else:

@@ -63,19 +63,35 @@ def _write_source_data(data_dir: Path, images: list[Path]) -> tuple[Path, Path]:
     colours = ["red", "blue", "green", "yellow"]
     sft = []
     for index, image in enumerate(images):
-        sft.append({"id": f"demo-{index}", "image": image.name, "conversations": [
-            {"from": "human", "value": "<image>\nWhat do you see?"},
-            {"from": "gpt", "value": f"Coloured shapes; the largest one is {colours[index % 4]}."},
-            {"from": "human", "value": "Is it a photograph?"},
-            {"from": "gpt", "value": "No, it is a drawing."}]})  # fmt: skip
-    sft.append({"id": "demo-text", "conversations": [{"from": "human", "value": "Say hello."},
-                                                     {"from": "gpt", "value": "Hello!"}]})  # fmt: skip
+        sft.append(
+            {
+                "id": f"demo-{index}",
+                "image": image.name,
+                "conversations": [
+                    {"from": "human", "value": "<image>\nWhat do you see?"},
+                    {"from": "gpt", "value": f"Coloured shapes; the largest one is {colours[index % 4]}."},
+                    {"from": "human", "value": "Is it a photograph?"},
+                    {"from": "gpt", "value": "No, it is a drawing."},
+                ],
+            }
+        )
+    sft.append(
+        {
+            "id": "demo-text",
+            "conversations": [{"from": "human", "value": "Say hello."}, {"from": "gpt", "value": "Hello!"}],
+        }
+    )
     questions = [
-        {"id": f"q-{index}", "image": image.name, "conversations": [
-            {"from": "human", "value": "<image>\nIs this a drawing or a photograph?\nA. drawing\nB. photograph"},
-            {"from": "gpt", "value": "A"}]}
+        {
+            "id": f"q-{index}",
+            "image": image.name,
+            "conversations": [
+                {"from": "human", "value": "<image>\nIs this a drawing or a photograph?\nA. drawing\nB. photograph"},
+                {"from": "gpt", "value": "A"},
+            ],
+        }
         for index, image in enumerate(images)
-    ]  # fmt: skip
+    ]
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "demo_llava.json").write_text(json.dumps(sft, indent=1))
     (data_dir / "demo_questions.json").write_text(json.dumps(questions, indent=1))
@@ -91,7 +107,11 @@ def _run(step: str, command: list[str], logs: Path, env: dict) -> float:
     seconds = time.time() - started
     tail = log_path.read_text(errors="replace").splitlines()
     starts = [i for i, line in enumerate(tail) if line.startswith("stic-cli ")]
-    summary = tail[starts[-1] :] if starts else [line for line in tail if line.strip().startswith(("train_loss", "train_runtime"))]
+    summary = (
+        tail[starts[-1] :]
+        if starts
+        else [line for line in tail if line.strip().startswith(("train_loss", "train_runtime"))]
+    )
     for line in summary[:8]:
         print(f"    {line.strip()}")
     if result.returncode != 0:
@@ -122,26 +142,60 @@ def run_demo(cfg: DemoConfig) -> int:
     model, images = built["tiny-llava"], sorted(Path(built["images"]).glob("*.png"))[: cfg.images]
     sft_file, questions_file = _write_source_data(data, images)
     # overwrite: the demo's outputs are its own, so a rerun with other settings starts them over
-    tiny = dict(model_name_or_path=model, template="llava", max_new_tokens=cfg.max_new_tokens, batch_size=4,
-                overwrite=True)  # fmt: skip
-    train = dict(model_name_or_path=model, template="llava", dataset_dir=str(data), cutoff_len=512, bf16=None,
-                 use_cpu=True, lora_rank=8, lora_alpha=16, per_device_train_batch_size=2,
-                 gradient_accumulation_steps=1, logging_steps=1, save_steps=1000, num_train_epochs=2,
-                 preprocessing_num_workers=None, dataloader_num_workers=0)  # fmt: skip
+    tiny = dict(
+        model_name_or_path=model, template="llava", max_new_tokens=cfg.max_new_tokens, batch_size=4, overwrite=True
+    )
+    train = dict(
+        model_name_or_path=model,
+        template="llava",
+        dataset_dir=str(data),
+        cutoff_len=512,
+        bf16=None,
+        use_cpu=True,
+        lora_rank=8,
+        lora_alpha=16,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        logging_steps=1,
+        save_steps=1000,
+        num_train_epochs=2,
+        preprocessing_num_workers=None,
+        dataloader_num_workers=0,
+    )
     stage1_dir, stage2_dir = out / "saves" / "stage1", out / "saves" / "stage2"
     recipe_values = {
-        "pref": _tiny_recipe("pref", dict(tiny, image_dir=str(Path(built["images"])), dataset_dir=str(data),
-                                          max_samples=cfg.images)),  # fmt: skip
+        "pref": _tiny_recipe(
+            "pref", dict(tiny, image_dir=str(Path(built["images"])), dataset_dir=str(data), max_samples=cfg.images)
+        ),
         "stage1": _tiny_recipe("stage1", dict(train, output_dir=str(stage1_dir), learning_rate=1.0e-3)),
-        "infuse": _tiny_recipe("infuse", dict(tiny, adapter_name_or_path=str(stage1_dir), llava_file=str(sft_file),
-                                              image_folder=str(Path(built["images"])), dataset_dir=str(data),
-                                              num_samples=None)),  # fmt: skip
-        "stage2": _tiny_recipe("stage2", dict(train, adapter_name_or_path=str(stage1_dir), output_dir=str(stage2_dir),
-                                              learning_rate=1.0e-3)),  # fmt: skip
-        "dar": _tiny_recipe("dar", dict(tiny, adapter_name_or_path=str(stage2_dir), dataset=None,
-                                        llava_file=str(questions_file), image_folder=str(Path(built["images"])),
-                                        dataset_dir=str(out / "predictions"), max_new_tokens=8,
-                                        description_max_new_tokens=cfg.max_new_tokens)),  # fmt: skip
+        "infuse": _tiny_recipe(
+            "infuse",
+            dict(
+                tiny,
+                adapter_name_or_path=str(stage1_dir),
+                llava_file=str(sft_file),
+                image_folder=str(Path(built["images"])),
+                dataset_dir=str(data),
+                num_samples=None,
+            ),
+        ),
+        "stage2": _tiny_recipe(
+            "stage2",
+            dict(train, adapter_name_or_path=str(stage1_dir), output_dir=str(stage2_dir), learning_rate=1.0e-3),
+        ),
+        "dar": _tiny_recipe(
+            "dar",
+            dict(
+                tiny,
+                adapter_name_or_path=str(stage2_dir),
+                dataset=None,
+                llava_file=str(questions_file),
+                image_folder=str(Path(built["images"])),
+                dataset_dir=str(out / "predictions"),
+                max_new_tokens=8,
+                description_max_new_tokens=cfg.max_new_tokens,
+            ),
+        ),
     }
     for name, values in recipe_values.items():
         (recipes / f"{name}.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
@@ -160,14 +214,18 @@ def run_demo(cfg: DemoConfig) -> int:
     stage1_steps = [line for line in stage1_log if "loss" in line]
     print(f"\nSTIC demo finished in {time.time() - started:.0f} s, everything under {out}")
     print(f"  stage 1 data   {pref_stats['pairs']} pairs {pref_stats['pairs_by_negative']}  ({data / 'stic_pref'})")
-    print(f"  stage 1 train  loss {stage1_steps[0]['loss']:.4f} -> {stage1_steps[-1]['loss']:.4f}, "
-          f"NLL(y_w) {stage1_steps[0]['stic/nll']:.1f} -> {stage1_steps[-1]['stic/nll']:.1f}  "
-          f"(curve: {stage1_dir / 'training_loss.png'})")  # fmt: skip
+    print(
+        f"  stage 1 train  loss {stage1_steps[0]['loss']:.4f} -> {stage1_steps[-1]['loss']:.4f}, "
+        f"NLL(y_w) {stage1_steps[0]['stic/nll']:.1f} -> {stage1_steps[-1]['stic/nll']:.1f}  "
+        f"(curve: {stage1_dir / 'training_loss.png'})"
+    )
     print(f"  stage 2 data   {sft_stats['samples']} samples  ({data / 'stic_sft'})")
     print(f"  stage 2 train  adapter {stage2_dir}  (curve: {stage2_dir / 'training_loss.png'})")
     if dar_stats.get("counted"):
-        print(f"  DaR            accuracy {dar_stats['accuracy']:.2f} ({dar_stats['correct']}/{dar_stats['counted']}) "
-              "from a random model: noise, as expected")  # fmt: skip
+        print(
+            f"  DaR            accuracy {dar_stats['accuracy']:.2f} ({dar_stats['correct']}/{dar_stats['counted']}) "
+            "from a random model: noise, as expected"
+        )
     print("  seconds        " + ", ".join(f"{step} {seconds:.0f}" for step, seconds in timings.items()))
     print(f"  recipes        {recipes}  (the shipped {RECIPE_MODEL} recipes with tiny-model overrides)")
     return 0

@@ -37,9 +37,15 @@ class ImageDescriber:
     """Describes images with the prompt drawn for each from (seed, path); remembers every description."""
 
     def __init__(
-        self, make_generator, prompts: list[str], cfg, max_new_tokens: int, log_dir: Path | None, part: str,
+        self,
+        make_generator,
+        prompts: list[str],
+        cfg,
+        max_new_tokens: int,
+        log_dir: Path | None,
+        part: str,
         reuse: bool = True,
-    ):  # fmt: skip
+    ):
         self._make_generator = make_generator
         self._generator = None
         self.prompts, self.cfg, self.max_new_tokens = prompts, cfg, max_new_tokens
@@ -68,16 +74,31 @@ class ImageDescriber:
         """Describe the good images not described yet, ``batch_size`` of them decoding at a time.
 
         Each description draws from its own sampling stream, named by the image path."""
-        todo = [path for path, image in images.items() if path not in self.descriptions and not isinstance(image, BadImage)]
+        todo = [
+            path for path, image in images.items() if path not in self.descriptions and not isinstance(image, BadImage)
+        ]
         prompts = {path: self.prompt_for(path) for path in todo}
-        requests = [Request.single(user_turn(prompt), images[path], key=f"describe:{path}", tag=path)
-                    for path, prompt in prompts.items()]  # fmt: skip
-        stream = self.generator.generate_stream(requests, self.max_new_tokens, self.cfg.temperature, self.cfg.top_p,
-                                                seed=self.cfg.seed, slots=self.cfg.batch_size)  # fmt: skip
+        requests = [
+            Request.single(user_turn(prompt), images[path], key=f"describe:{path}", tag=path)
+            for path, prompt in prompts.items()
+        ]
+        stream = self.generator.generate_stream(
+            requests,
+            self.max_new_tokens,
+            self.cfg.temperature,
+            self.cfg.top_p,
+            seed=self.cfg.seed,
+            slots=self.cfg.batch_size,
+        )
         for request, generated in stream:
             path = request.tag
-            entry = {"image": path, "prompt": prompts[path], "description": generated.text,
-                     "tokens": generated.tokens, "truncated": generated.truncated}  # fmt: skip
+            entry = {
+                "image": path,
+                "prompt": prompts[path],
+                "description": generated.text,
+                "tokens": generated.tokens,
+                "truncated": generated.truncated,
+            }
             self.descriptions[path] = entry
             self.counts["images described"] += 1
             self.counts["output tokens"] += generated.tokens

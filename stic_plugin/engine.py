@@ -138,9 +138,15 @@ class VisionLanguageGenerator:
     def from_config(cls, cfg) -> "VisionLanguageGenerator":
         """Load with a ``stic-cli`` generator configuration's model keys."""
         return cls.load(
-            cfg.model_name_or_path, cfg.template, cfg.adapter_name_or_path, cfg.image_max_pixels,
-            cfg.trust_remote_code, cfg.infer_dtype, cfg.engine, cfg.compile_decoding,
-        )  # fmt: skip
+            cfg.model_name_or_path,
+            cfg.template,
+            cfg.adapter_name_or_path,
+            cfg.image_max_pixels,
+            cfg.trust_remote_code,
+            cfg.infer_dtype,
+            cfg.engine,
+            cfg.compile_decoding,
+        )
 
     @classmethod
     def load(
@@ -278,7 +284,9 @@ class VisionLanguageGenerator:
         from .continuous import ContinuousBatcher, Prepared, request_key
 
         if self._batcher is None:
-            self._batcher = ContinuousBatcher(self.model, self.stop_token_ids, self.banned_bias, self.compile_after_steps)
+            self._batcher = ContinuousBatcher(
+                self.model, self.stop_token_ids, self.banned_bias, self.compile_after_steps
+            )
         base_seed = 0 if seed is None else seed
 
         image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
@@ -299,13 +307,23 @@ class VisionLanguageGenerator:
                 limit = request.max_new_tokens or max_new_tokens
                 key = request_key(base_seed, request.key if request.key is not None else str(index))
                 # The ring is sized by the call's limit, so that calls with shorter requests reuse its shapes.
-                items.append(Prepared((request, limit), ids, inputs, limit, request.min_new_tokens, key,
-                                      max(limit, max_new_tokens), (group[0][0], shared) if shared else None))  # fmt: skip
+                items.append(
+                    Prepared(
+                        (request, limit),
+                        ids,
+                        inputs,
+                        limit,
+                        request.min_new_tokens,
+                        key,
+                        max(limit, max_new_tokens),
+                        (group[0][0], shared) if shared else None,
+                    )
+                )
             return items
 
         prepared = (item for items in _read_ahead(prepare, _same_image_groups(requests), slots) for item in items)
         # The batcher turns gradients off around its own model calls only: nothing leaks into the caller's loop.
-        for (request, limit), new_tokens, truncated in self._batcher.run(prepared, slots, temperature, top_p):
+        for (request, _limit), new_tokens, truncated in self._batcher.run(prepared, slots, temperature, top_p):
             yield request, self._generation(new_tokens, truncated)
 
     def _plain_stream(self, requests, max_new_tokens, temperature, top_p, seed, slots):
@@ -313,12 +331,18 @@ class VisionLanguageGenerator:
         for request in requests:
             group.append(request)
             if len(group) == slots:
-                yield from zip(group, self._generate_plain(group, max_new_tokens, temperature, top_p,
-                                                           None if seed is None else seed + index))  # fmt: skip
+                yield from zip(
+                    group,
+                    self._generate_plain(
+                        group, max_new_tokens, temperature, top_p, None if seed is None else seed + index
+                    ),
+                )
                 group, index = [], index + 1
         if group:
-            yield from zip(group, self._generate_plain(group, max_new_tokens, temperature, top_p,
-                                                       None if seed is None else seed + index))  # fmt: skip
+            yield from zip(
+                group,
+                self._generate_plain(group, max_new_tokens, temperature, top_p, None if seed is None else seed + index),
+            )
 
     def _generate_plain(self, requests, max_new_tokens, temperature, top_p, seed) -> list[Generation]:
         """transformers' ``generate`` on one left-padded batch."""
@@ -334,8 +358,13 @@ class VisionLanguageGenerator:
             attention_mask[row, width - len(tokens) :] = 1
         mm_inputs = self._to_device(self.mm_inputs(requests, ids, input_ids))
         limits = [request.max_new_tokens or max_new_tokens for request in requests]
-        processor = RowLimits(self.banned_bias.to(self.device), width, [r.min_new_tokens for r in requests], limits,
-                              self.stop_token_ids[0])  # fmt: skip
+        processor = RowLimits(
+            self.banned_bias.to(self.device),
+            width,
+            [r.min_new_tokens for r in requests],
+            limits,
+            self.stop_token_ids[0],
+        )
         sampling = temperature is not None and temperature > 0
         kwargs = dict(do_sample=sampling, max_new_tokens=max(limits), num_beams=1)
         if sampling:
@@ -367,7 +396,12 @@ class VisionLanguageGenerator:
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         from llamafactory.extras.constants import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 
-        for placeholder in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, AUDIO_PLACEHOLDER, self.template.mm_plugin.image_token):
+        for placeholder in (
+            IMAGE_PLACEHOLDER,
+            VIDEO_PLACEHOLDER,
+            AUDIO_PLACEHOLDER,
+            self.template.mm_plugin.image_token,
+        ):
             text = text.replace(placeholder, "")  # never store a placeholder inside a response
         return Generation(text=text.strip(), tokens=len(kept), truncated=truncated)
 
@@ -377,8 +411,11 @@ def _same_image_groups(requests):
     as ``pref`` sends the two generations of an image) form a group."""
     group: list = []
     for index, request in enumerate(requests):
-        if group and request.images and len(request.images) == len(group[0][1].images) and all(
-            a is b for a, b in zip(request.images, group[0][1].images)
+        if (
+            group
+            and request.images
+            and len(request.images) == len(group[0][1].images)
+            and all(a is b for a, b in zip(request.images, group[0][1].images))
         ):
             group.append((index, request))
             continue

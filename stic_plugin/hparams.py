@@ -118,7 +118,10 @@ def finetuning_arguments_class(base: type | None = None) -> type:
                 import logging
 
                 logging.getLogger("stic_plugin").warning(
-                    "%s set, but `stage: %s` does not use it (only `stage: %s` does)", ", ".join(changed), self.stage, STAGE
+                    "%s set, but `stage: %s` does not use it (only `stage: %s` does)",
+                    ", ".join(changed),
+                    self.stage,
+                    STAGE,
                 )
 
     # Importable by name (pickling in Ray and multiprocessing): see the module's __getattr__.

@@ -13,8 +13,13 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 # Skip reasons, as counted in the summary.
 EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, MISSING = (
-    "empty file", "not an image", "unreadable", "truncated", "too many pixels", "missing file",
-)  # fmt: skip
+    "empty file",
+    "not an image",
+    "unreadable",
+    "truncated",
+    "too many pixels",
+    "missing file",
+)
 
 
 class BadImage(Exception):

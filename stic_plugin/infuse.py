@@ -5,8 +5,9 @@ The stage-1 model (``model_name_or_path`` + ``adapter_name_or_path``) describes 
 the description goes into the first user turn; every other turn and every answer is kept as it is.
 One output record (sharegpt)::
 
-    {"messages": [{"role": "user", "content": "<image>\\nImage description:\\nA red bus ...\\n\\nWhat color is the bus?"},
-                  {"role": "assistant", "content": "Red."}],
+    {"messages": [
+        {"role": "user", "content": "<image>\\nImage description:\\nA red bus ...\\n\\nWhat color is the bus?"},
+        {"role": "assistant", "content": "Red."}],
      "images": ["../coco/train2017/000000033471.jpg"],
      "stic": {"sample": 1234, "descriptions": "[\\"A red bus ...\\"]", "description_prompts": "[...]"}}
 """
@@ -21,10 +22,17 @@ from .describe import ImageDescriber, bad_image_entry, load_images
 from .infusion import infuse_messages, read_infusion_format
 from .output import atomic_write_text
 from .runs import (
-    finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, samples_per_call, start_run,
-)  # fmt: skip
+    finish_run,
+    my_todo,
+    prefetched_batches,
+    progress_name,
+    sample_reproducibly,
+    samples_per_call,
+    start_run,
+)
 from .sources import Sample, load_samples, source_signature
 from .templates import dataset_entry, read_prompts
+
 
 def relative_images(paths: list[str], dataset_dir) -> list[str]:
     out = []
@@ -58,8 +66,12 @@ def run_infuse(cfg: InfuseConfig) -> int:
     samples = sample_reproducibly(load_samples(cfg), cfg.num_samples, cfg.seed, "infuse")
     if not samples:
         raise ValueError("the input holds no sample")
-    fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts, "infusion_format": infusion_format,
-                   "source_files": source_signature(cfg)}  # fmt: skip
+    fingerprint = {
+        **cfg.generation_fingerprint(),
+        "prompts": prompts,
+        "infusion_format": infusion_format,
+        "source_files": source_signature(cfg),
+    }
     entry = {"file_name": cfg.dataset_name, **dataset_entry("stic_sft")}
     output = start_run(cfg, cfg.dataset_name, fingerprint, dataset_entry=entry)
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["stic"]["sample"]), cfg.overwrite)
@@ -71,16 +83,18 @@ def run_infuse(cfg: InfuseConfig) -> int:
 
     part = output.records_path.name
     # Descriptions of earlier runs are reused on resume, never after overwrite=true (the model may have changed).
-    describer = ImageDescriber(make_generator, prompts, cfg, cfg.max_new_tokens, output.meta_dir, part,
-                               reuse=not cfg.overwrite)  # fmt: skip
+    describer = ImageDescriber(
+        make_generator, prompts, cfg, cfg.max_new_tokens, output.meta_dir, part, reuse=not cfg.overwrite
+    )
     run = Counter()
     started = time.time()
     records, skipped_log = output.open_writers()
     batches = prefetched_batches(
         todo,
         samples_per_call(cfg),
-        lambda batch: load_images([path for s in batch for path in s.images if path not in describer.descriptions],
-                                  cfg.max_image_pixels),  # fmt: skip
+        lambda batch: load_images(
+            [path for s in batch for path in s.images if path not in describer.descriptions], cfg.max_image_pixels
+        ),
         progress_name("infuse", output.rank, output.world_size),
     )
     with records, skipped_log:

@@ -2,7 +2,8 @@
 
 With the default format (``data_templates/infusion_format.txt``, the authors' released format)::
 
-    "<image>\\nWhat is the man holding?"  ->  "<image>\\nImage description:\\n{description}\\n\\nWhat is the man holding?"
+    "<image>\\nWhat is the man holding?"
+    ->  "<image>\\nImage description:\\n{description}\\n\\nWhat is the man holding?"
 
 A turn that does not start with its image placeholder(s) gets the description in front, the
 placeholders staying where they are; several images get one description each, labelled in order.
@@ -56,7 +57,9 @@ def infuse_turn(content: str, descriptions: list[str], infusion_format: str, pla
     return text
 
 
-def infuse_messages(messages: list[dict], descriptions: list[str], infusion_format: str, placeholder: str) -> list[dict]:
+def infuse_messages(
+    messages: list[dict], descriptions: list[str], infusion_format: str, placeholder: str
+) -> list[dict]:
     """A copy of the conversation with the first user turn infused; every other turn untouched."""
     out = [dict(message) for message in messages]
     placed = sum(message["content"].count(placeholder) for message in out)

@@ -17,14 +17,14 @@ if TYPE_CHECKING:
 
 
 class SticLossOutput(NamedTuple):
-    losses: "torch.Tensor"  # per pair: dpo_losses + alpha * chosen_nll
-    dpo_losses: "torch.Tensor"  # per pair: the sigmoid DPO term alone
-    chosen_nll: "torch.Tensor"  # per pair: the preferred response's NLL, reduced as asked
-    chosen_rewards: "torch.Tensor"  # beta * (log pi - log ref), detached
-    rejected_rewards: "torch.Tensor"
+    losses: torch.Tensor  # per pair: dpo_losses + alpha * chosen_nll
+    dpo_losses: torch.Tensor  # per pair: the sigmoid DPO term alone
+    chosen_nll: torch.Tensor  # per pair: the preferred response's NLL, reduced as asked
+    chosen_rewards: torch.Tensor  # beta * (log pi - log ref), detached
+    rejected_rewards: torch.Tensor
 
 
-def chosen_nll(chosen_logps: "torch.Tensor", chosen_lengths: "torch.Tensor", reduction: str = "sum") -> "torch.Tensor":
+def chosen_nll(chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
     """Negative log-likelihood of each preferred response from its summed token log-probs."""
     if reduction == "sum":
         return -chosen_logps
@@ -34,11 +34,11 @@ def chosen_nll(chosen_logps: "torch.Tensor", chosen_lengths: "torch.Tensor", red
 
 
 def stic_dpo_loss(
-    policy_chosen_logps: "torch.Tensor",
-    policy_rejected_logps: "torch.Tensor",
-    reference_chosen_logps: "torch.Tensor",
-    reference_rejected_logps: "torch.Tensor",
-    chosen_lengths: "torch.Tensor",
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    reference_chosen_logps: torch.Tensor,
+    reference_rejected_logps: torch.Tensor,
+    chosen_lengths: torch.Tensor,
     beta: float,
     alpha: float,
     reduction: str = "sum",
@@ -49,9 +49,7 @@ def stic_dpo_loss(
 
     # Same order of operations as TRL's sigmoid dpo_loss, so alpha = 0 reproduces LLaMA-Factory's `dpo` exactly.
     logits = (policy_chosen_logps - policy_rejected_logps) - (reference_chosen_logps - reference_rejected_logps)
-    dpo_losses = (
-        -F.logsigmoid(beta * logits) * (1 - label_smoothing) - F.logsigmoid(-beta * logits) * label_smoothing
-    )
+    dpo_losses = -F.logsigmoid(beta * logits) * (1 - label_smoothing) - F.logsigmoid(-beta * logits) * label_smoothing
     nll = chosen_nll(policy_chosen_logps, chosen_lengths, reduction)
     losses = dpo_losses + alpha * nll if alpha else dpo_losses
     chosen_rewards = beta * (policy_chosen_logps - reference_chosen_logps).detach()

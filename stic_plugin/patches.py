@@ -229,19 +229,38 @@ def _revert_converters(converter, added):
 
 
 PATCHES = (
-    Patch("stage and stic_* options in the argument parser", "llamafactory.hparams.parser",
-          _apply_arguments, _revert_arguments),
-    Patch("unknown stic_* keys are errors", "llamafactory.hparams.parser",
-          _apply_unknown_key_check, _revert_function("_parse_args")),
-    Patch("stic_dpo dispatch in the tuner", "llamafactory.train.tuner",
-          _apply_stage_dispatch, _revert_function("_training_function")),
-    Patch("STIC DPO in the web UI's stages and pair-data stages", "llamafactory.extras.constants",
-          _apply_stage_constants, _revert_stage_constants),
-    Patch("pref_beta/pref_loss from the web UI for stic_dpo", "llamafactory.webui.runner",
-          _apply_webui_runner, _revert_webui_runner),
-    Patch("dataset formatters llava and stic", "llamafactory.data.converter",
-          _apply_converters, _revert_converters),
-)  # fmt: skip
+    Patch(
+        "stage and stic_* options in the argument parser",
+        "llamafactory.hparams.parser",
+        _apply_arguments,
+        _revert_arguments,
+    ),
+    Patch(
+        "unknown stic_* keys are errors",
+        "llamafactory.hparams.parser",
+        _apply_unknown_key_check,
+        _revert_function("_parse_args"),
+    ),
+    Patch(
+        "stic_dpo dispatch in the tuner",
+        "llamafactory.train.tuner",
+        _apply_stage_dispatch,
+        _revert_function("_training_function"),
+    ),
+    Patch(
+        "STIC DPO in the web UI's stages and pair-data stages",
+        "llamafactory.extras.constants",
+        _apply_stage_constants,
+        _revert_stage_constants,
+    ),
+    Patch(
+        "pref_beta/pref_loss from the web UI for stic_dpo",
+        "llamafactory.webui.runner",
+        _apply_webui_runner,
+        _revert_webui_runner,
+    ),
+    Patch("dataset formatters llava and stic", "llamafactory.data.converter", _apply_converters, _revert_converters),
+)
 
 _applied = {}  # patch name -> what its revert needs
 _lock = threading.RLock()

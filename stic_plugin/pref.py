@@ -168,15 +168,26 @@ def run_pref(cfg: PrefConfig) -> int:
                     # Each generation draws from its own stream, named by the image: the same samples
                     # whatever the batch size, the number of processes or the order of finishing.
                     key = one.item.key
-                    yield Request.single(user_turn(one.plan.preferred_prompt), one.image, key=f"{key}:chosen",
-                                         tag=(one, "chosen"))  # fmt: skip
-                    yield Request.single(user_turn(one.plan.rejected_prompt), one.rejected_image, key=f"{key}:rejected",
-                                         tag=(one, "rejected"))  # fmt: skip
+                    yield Request.single(
+                        user_turn(one.plan.preferred_prompt), one.image, key=f"{key}:chosen", tag=(one, "chosen")
+                    )
+                    yield Request.single(
+                        user_turn(one.plan.rejected_prompt),
+                        one.rejected_image,
+                        key=f"{key}:rejected",
+                        tag=(one, "rejected"),
+                    )
 
         halves: dict[str, dict] = {}  # image key -> the generation that finished first
         with records, skipped_log:
-            stream = generator.generate_stream(requests(), cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                                               seed=cfg.seed, slots=2 * min(cfg.batch_size, len(todo)))  # fmt: skip
+            stream = generator.generate_stream(
+                requests(),
+                cfg.max_new_tokens,
+                cfg.temperature,
+                cfg.top_p,
+                seed=cfg.seed,
+                slots=2 * min(cfg.batch_size, len(todo)),
+            )
             for request, generation in stream:
                 prepared, side = request.tag
                 pair = halves.setdefault(prepared.item.key, {})
@@ -189,8 +200,9 @@ def run_pref(cfg: PrefConfig) -> int:
                 run["output tokens"] += chosen.tokens + rejected.tokens
                 reason = drop_reason(chosen, rejected, cfg.on_truncated)
                 if reason:
-                    skipped_log.write(dict(key=prepared.item.key, path=prepared.item.path, kind=DROPPED,
-                                           reason=reason, detail=""))  # fmt: skip
+                    skipped_log.write(
+                        dict(key=prepared.item.key, path=prepared.item.path, kind=DROPPED, reason=reason, detail="")
+                    )
                     run[f"dropped: {reason}"] += 1
                     continue
                 records.write(build_record(prepared, chosen, rejected, output.dataset_dir))

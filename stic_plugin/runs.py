@@ -2,8 +2,9 @@
 
 import logging
 import random
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 from .config import distributed_rank
 from .output import ShardedOutput, merge_dataset_info, read_dataset_info
@@ -57,8 +58,13 @@ def my_todo(output: ShardedOutput, units: Sequence[T], key_of: Callable[[T], str
     todo = [unit for unit in mine if key_of(unit) not in done]
     logger.info(
         "%d in total, %d for process %d of %d, %d already done, %d to do",
-        len(units), len(mine), output.rank, output.world_size, len(mine) - len(todo), len(todo),
-    )  # fmt: skip
+        len(units),
+        len(mine),
+        output.rank,
+        output.world_size,
+        len(mine) - len(todo),
+        len(todo),
+    )
     return todo
 
 

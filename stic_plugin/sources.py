@@ -36,19 +36,23 @@ def _to_sample(index: int, aligned: dict) -> Sample:
 
 def _report_unreadable(what: str, unreadable: list[str]) -> None:
     if unreadable:
-        logger.warning("%s: %d unreadable record(s) left out, for example: %s", what, len(unreadable),
-                       "; ".join(unreadable[:3]))  # fmt: skip
+        logger.warning(
+            "%s: %d unreadable record(s) left out, for example: %s", what, len(unreadable), "; ".join(unreadable[:3])
+        )
 
 
 def load_llava_file(path: str, image_folder: str | None, unanswered_ok: bool = False) -> list[Sample]:
     from llamafactory.data.parser import DatasetAttr
     from llamafactory.hparams import DataArguments
 
-
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()] if source.suffix == ".jsonl" else json.loads(text)
+        rows = (
+            [json.loads(line) for line in text.splitlines() if line.strip()]
+            if source.suffix == ".jsonl"
+            else json.loads(text)
+        )
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read the LLaVA data {path}: {err}") from err
     if not isinstance(rows, list):

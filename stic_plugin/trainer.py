@@ -19,7 +19,8 @@ def response_lengths(labels: "torch.Tensor", ignore_index: int = IGNORE_INDEX) -
 
 
 class SticDPOTrainer(CustomDPOTrainer):
-    """DPO + ``stic_alpha`` x NLL of the preferred response (Deng et al. 2024, "Enhancing Large Vision Language Models with Self-Training on Image Comprehension", eq. 4.1)."""
+    """DPO + ``stic_alpha`` x NLL of the preferred response (Deng et al. 2024, "Enhancing Large Vision Language
+    Models with Self-Training on Image Comprehension", eq. 4.1)."""
 
     def get_batch_loss_metrics(
         self,

@@ -3,7 +3,7 @@
 Data, model, reference model and saving are LLaMA-Factory's; the trainer is ``SticDPOTrainer``.
 """
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from .constants import STAGE
 
@@ -24,7 +24,7 @@ def check_preference_datasets(data_args: "DataArguments") -> None:
             if not attr.ranking:
                 raise ValueError(
                     f"`stage: {STAGE}` trains on preference pairs, but {key} `{name}` is not one: its entry in "
-                    f"{data_args.dataset_dir}/dataset_info.json needs `\"ranking\": true` and chosen/rejected columns."
+                    f'{data_args.dataset_dir}/dataset_info.json needs `"ranking": true` and chosen/rejected columns.'
                 )
 
 
@@ -33,7 +33,7 @@ def run_stic_dpo(
     data_args: "DataArguments",
     training_args: "Seq2SeqTrainingArguments",
     finetuning_args: "FinetuningArguments",
-    callbacks: Optional[list["TrainerCallback"]] = None,
+    callbacks: list["TrainerCallback"] | None = None,
 ) -> None:
     from llamafactory.data import PairwiseDataCollatorWithPadding, get_dataset, get_template_and_fix_tokenizer
     from llamafactory.extras.constants import IGNORE_INDEX

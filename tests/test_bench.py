@@ -4,8 +4,8 @@ import json
 import random
 
 import pytest
-
 from conftest import run_cli
+
 from stic_plugin.bench import spread_lengths
 
 pytestmark = pytest.mark.slow
@@ -20,9 +20,24 @@ def test_spread_lengths_are_clipped_and_centred():
 
 def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    result = run_cli(["stic-cli", "bench", "architecture=tiny", "batch_sizes=[1,3]", "new_tokens=6", "spread_min=2",
-                      "spread_max=12", "spread_mean=5", "train_pairs=2", "train_response_tokens=12", "train_steps=1",
-                      "warmup_steps=1", f"output_json={out}"], cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        [
+            "stic-cli",
+            "bench",
+            "architecture=tiny",
+            "batch_sizes=[1,3]",
+            "new_tokens=6",
+            "spread_min=2",
+            "spread_max=12",
+            "spread_mean=5",
+            "train_pairs=2",
+            "train_response_tokens=12",
+            "train_steps=1",
+            "warmup_steps=1",
+            f"output_json={out}",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["device"].startswith("CPU")
@@ -71,6 +86,10 @@ def test_a_batch_size_that_runs_out_of_memory_is_recorded_and_the_rest_measured(
     cfg = BenchConfig(architecture="tiny", batch_sizes=[1, 3], warmup_steps=1)
     rows = bench_generation(generator, cfg, ["Describe the image."], lambda n: [4] * n, "pref, equal lengths", 1)
     assert [(row["engine"], row["batch_size"], "error" in row) for row in rows] == [
-        ("continuous", 1, False), ("plain", 1, False), ("continuous", 3, True), ("plain", 3, True)]  # fmt: skip
+        ("continuous", 1, False),
+        ("plain", 1, False),
+        ("continuous", 3, True),
+        ("plain", 3, True),
+    ]
     assert all(row["useful_tokens"] == 4 for row in measured(rows))
     assert "\n".join(generation_lines(rows)).count("out of memory") == 2

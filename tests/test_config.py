@@ -9,9 +9,18 @@ from stic_plugin.metrics import scorable
 
 
 def test_text_overrides_stay_text_and_bad_yaml_names_the_key():
-    config = load_config(DarConfig, None, ["model_name_or_path=m", "template=llava", "llava_file=q.json",
-                                           "description_prompt=Describe it. Note: be brief", "batch_size=4",
-                                           "adapter_name_or_path=null"])  # fmt: skip
+    config = load_config(
+        DarConfig,
+        None,
+        [
+            "model_name_or_path=m",
+            "template=llava",
+            "llava_file=q.json",
+            "description_prompt=Describe it. Note: be brief",
+            "batch_size=4",
+            "adapter_name_or_path=null",
+        ],
+    )
     assert config.description_prompt == "Describe it. Note: be brief" and config.batch_size == 4
     assert config.adapter_name_or_path is None
     with pytest.raises(ValueError, match="`corruptions`: cannot read the value"):
@@ -38,10 +47,13 @@ def test_scorable_references():
     assert scorable("Blue", "exact")
 
 
-@pytest.mark.parametrize("cls,keys,message", [
-    (PrefConfig, ["image_dir=x", "dataset_name=../elsewhere"], "`dataset_name` must be a plain name"),
-    (DarConfig, ["llava_file=q.json", "predictions_name=a/b"], "`predictions_name` must be a plain name"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "cls,keys,message",
+    [
+        (PrefConfig, ["image_dir=x", "dataset_name=../elsewhere"], "`dataset_name` must be a plain name"),
+        (DarConfig, ["llava_file=q.json", "predictions_name=a/b"], "`predictions_name` must be a plain name"),
+    ],
+)
 def test_output_names_cannot_escape_their_folder(cls, keys, message):
     with pytest.raises(ValueError, match=message):
         load_config(cls, None, ["model_name_or_path=m", "template=llava"] + keys)

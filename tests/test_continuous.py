@@ -90,8 +90,10 @@ def naive_attention(query, key, value, visible, scale):
     for row in range(rows):
         for head in range(heads):
             group = head // (heads // kv_heads)
-            scores = [scale * float(query[row, head, 0].double() @ key[row, group, j].double()) if visible[row, j]
-                      else None for j in range(length)]  # fmt: skip
+            scores = [
+                scale * float(query[row, head, 0].double() @ key[row, group, j].double()) if visible[row, j] else None
+                for j in range(length)
+            ]
             top = max(x for x in scores if x is not None)
             weights = [math.exp(x - top) if x is not None else 0.0 for x in scores]
             total = sum(weights)
@@ -166,8 +168,11 @@ def generators(tiny):
 
     built = {}
     # name: (template, a bias on the stop token that makes rows end at different, data-dependent points)
-    models = {"tiny-llava": ("llava", 0.3), "tiny-qwen2vl": ("qwen2_vl", 0.3),
-              "tiny-llava-next": ("llava_next_mistral", 0.3)}  # fmt: skip
+    models = {
+        "tiny-llava": ("llava", 0.3),
+        "tiny-qwen2vl": ("qwen2_vl", 0.3),
+        "tiny-llava-next": ("llava_next_mistral", 0.3),
+    }
     for name, (template, stop_bias) in models.items():
         built[name] = {
             engine: tiny_generator(tiny[name], template, stop_bias, engine=engine) for engine in ("plain", "continuous")
@@ -181,9 +186,9 @@ def sharpen_attention(model, factor: float = 625.0):
     with torch.no_grad():
         for name, module in model.model.language_model.named_modules():
             if name.endswith(("q_proj", "k_proj")):
-                module.weight.mul_(factor ** 0.5)
+                module.weight.mul_(factor**0.5)
                 if module.bias is not None:
-                    module.bias.mul_(factor ** 0.5)
+                    module.bias.mul_(factor**0.5)
 
 
 def _requests(count: int, long_from: int | None = None):
@@ -192,16 +197,27 @@ def _requests(count: int, long_from: int | None = None):
     requests = []
     for index in range(count):
         if index % 5 == 4:  # text only: no image, no image positions
-            requests.append(Request([{"role": "user", "content": f"Say something about {index} " + "words " * (index % 7)}],
-                                    key=f"r{index}", max_new_tokens=[24, 5, 17][index % 3]))  # fmt: skip
+            requests.append(
+                Request(
+                    [{"role": "user", "content": f"Say something about {index} " + "words " * (index % 7)}],
+                    key=f"r{index}",
+                    max_new_tokens=[24, 5, 17][index % 3],
+                )
+            )
             continue
         # Sizes vary so that Qwen2-VL's image grids differ; square 448 px ones span fewer positions than tokens.
         size = (448, 448) if index % 3 == 0 else (100 + 70 * (index % 6), 90 + 60 * (index % 5))
         image = Image.new("RGB", size, ((37 * index) % 256, 90, 160))
         words = "in great detail " * (12 if long_from is not None and index >= long_from else index % 3)
-        requests.append(Request.single(user_turn(f"Describe picture {index} {words}"), image, key=f"r{index}",
-                                       max_new_tokens=[24, 5, 17, 1, 30, 9][index % 6],
-                                       min_new_tokens=[0, 0, 4, 0, 12, 0][index % 6]))  # fmt: skip
+        requests.append(
+            Request.single(
+                user_turn(f"Describe picture {index} {words}"),
+                image,
+                key=f"r{index}",
+                max_new_tokens=[24, 5, 17, 1, 30, 9][index % 6],
+                min_new_tokens=[0, 0, 4, 0, 12, 0][index % 6],
+            )
+        )
     return requests
 
 
@@ -272,7 +288,6 @@ def test_stream_yields_each_request_once_with_its_tag(generators):
     assert seen != sorted(seen)  # short rows finish first: results come in completion order
 
 
-
 def test_qwen2vl_image_tokens_get_two_dimensional_positions(generators):
     from stic_plugin.engine import Request, user_turn
 
@@ -340,7 +355,6 @@ def test_compiled_decoding_gives_the_same_tokens_and_compiles_once(tiny):
     """torch.compile of the decoding step (inductor on the CPU here; CUDA graphs on a GPU)."""
     from torch._dynamo.utils import counters
 
-
     plain = tiny_generator(tiny["tiny-llava"], "llava", engine="plain")
     compiled = tiny_generator(tiny["tiny-llava"], "llava", compile_decoding=True)
     requests = _requests(8)
@@ -360,8 +374,10 @@ def attention_calls():
     from stic_plugin import continuous
 
     calls = {continuous.GROUPED_DECODE_ATTENTION: 0, continuous.FLEX_DECODE_ATTENTION: 0}
-    originals = {continuous.GROUPED_DECODE_ATTENTION: continuous.grouped_decode_attention,
-                 continuous.FLEX_DECODE_ATTENTION: continuous.flex_decode_attention}  # fmt: skip
+    originals = {
+        continuous.GROUPED_DECODE_ATTENTION: continuous.grouped_decode_attention,
+        continuous.FLEX_DECODE_ATTENTION: continuous.flex_decode_attention,
+    }
 
     def counting(name):
         def attention(*args, **kwargs):
@@ -416,8 +432,9 @@ def test_compiled_flex_decoding_gives_the_same_tokens(tiny):
 
     plain = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl", engine="plain")
     compiled = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl")
-    compiled._batcher = ContinuousBatcher(compiled.model, compiled.stop_token_ids, compiled.banned_bias,
-                                          compile_after_steps=0, attention="flex")  # fmt: skip
+    compiled._batcher = ContinuousBatcher(
+        compiled.model, compiled.stop_token_ids, compiled.banned_bias, compile_after_steps=0, attention="flex"
+    )
     requests = _requests(7)
     assert compiled.generate(requests, 30, temperature=0, slots=3) == plain.generate(requests, 30, temperature=0)
     # Sampling runs inside the compiled step: the same draws as the uncompiled engine.
@@ -446,8 +463,10 @@ def test_a_finished_row_hands_its_slot_to_the_next_request(generators):
 
     continuous = generators["tiny-llava"]["continuous"]
     lengths = [30, 3, 3, 3, 3, 3]
-    requests = [Request.single(user_turn(f"Describe {i}."), Image.new("RGB", (64, 64)), max_new_tokens=n,
-                               min_new_tokens=n) for i, n in enumerate(lengths)]  # fmt: skip
+    requests = [
+        Request.single(user_turn(f"Describe {i}."), Image.new("RGB", (64, 64)), max_new_tokens=n, min_new_tokens=n)
+        for i, n in enumerate(lengths)
+    ]
     outputs = continuous.generate(requests, 30, temperature=0, slots=2)
     assert [output.tokens for output in outputs] == lengths
     stats = continuous._batcher.stats
@@ -461,8 +480,10 @@ def test_a_cache_too_large_for_the_gpu_is_a_message_not_a_traceback(monkeypatch,
     from stic_plugin.continuous import CacheTooLarge
 
     def run_pref(cfg):
-        raise CacheTooLarge("the key/value cache for 256 sequences of up to 2048 tokens needs 256.0 GiB and "
-                            "60.0 GiB are free: lower batch_size or max_new_tokens")  # fmt: skip
+        raise CacheTooLarge(
+            "the key/value cache for 256 sequences of up to 2048 tokens needs 256.0 GiB and "
+            "60.0 GiB are free: lower batch_size or max_new_tokens"
+        )
 
     monkeypatch.setattr(pref, "run_pref", run_pref)
     code = cli.main(["pref", "model_name_or_path=m", "template=llava", f"image_dir={tmp_path}"])

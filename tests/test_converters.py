@@ -49,22 +49,34 @@ def test_llava_multiturn_with_image(media):
 
 
 def test_llava_text_only_and_missing_placeholder(media):
-    text_only = {"id": "t1", "image": None, "conversations": [
-        {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}  # fmt: skip
+    text_only = {
+        "id": "t1",
+        "image": None,
+        "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}],
+    }
     out = _converter("llava", media)(text_only)
     assert out["_prompt"] == [{"role": "user", "content": "Hi"}] and out["_images"] is None
     assert out["_response"] == [{"role": "assistant", "content": "Hello"}]
 
-    no_placeholder = {"id": "t2", "image": "b.jpg", "conversations": [
-        {"from": "human", "value": "Describe it."}, {"from": "gpt", "value": "A bus."}]}  # fmt: skip
+    no_placeholder = {
+        "id": "t2",
+        "image": "b.jpg",
+        "conversations": [{"from": "human", "value": "Describe it."}, {"from": "gpt", "value": "A bus."}],
+    }
     out = _converter("llava", media)(no_placeholder)
     assert out["_prompt"] == [{"role": "user", "content": "<image>\nDescribe it."}]
     assert out["_images"] == [str(media / "b.jpg")]
 
 
 def test_llava_system_turn(media):
-    record = {"id": "s", "conversations": [{"from": "system", "value": "Be brief."},
-              {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}  # fmt: skip
+    record = {
+        "id": "s",
+        "conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello"},
+        ],
+    }
     out = _converter("llava", media)(record)
     assert out["_system"] == "Be brief." and out["_prompt"] == [{"role": "user", "content": "Hi"}]
 
@@ -74,19 +86,32 @@ def test_llava_system_turn(media):
     [
         ({"id": "x1", "conversations": []}, "record id='x1': `conversations` must be a non-empty list"),
         ({"id": "x2"}, "record id='x2': `conversations` must be a non-empty list"),
-        ({"id": "x3", "conversations": [{"from": "gpt", "value": "Hi"}, {"from": "human", "value": "?"}]},
-         "record id='x3': turn 0 must be a `from: human` turn"),
-        ({"id": "x4", "conversations": [{"from": "human", "value": "Hi"}]},
-         "record id='x4': the last turn must be the assistant's"),
-        ({"id": "x5", "image": "a.jpg", "conversations": [{"from": "human", "value": "<image><image> two?"},
-                                                         {"from": "gpt", "value": "no"}]},
-         r"record id='x5': 1 image\(s\) but 2 <image> placeholder\(s\)"),
-        ({"id": "x6", "conversations": [{"from": "human", "value": None}, {"from": "gpt", "value": "no"}]},
-         "record id='x6': turn 0 has no text"),
-        ({"id": "x7", "image": 5, "conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]},
-         "record id='x7': `image` must be a path or a list of paths"),
+        (
+            {"id": "x3", "conversations": [{"from": "gpt", "value": "Hi"}, {"from": "human", "value": "?"}]},
+            "record id='x3': turn 0 must be a `from: human` turn",
+        ),
+        (
+            {"id": "x4", "conversations": [{"from": "human", "value": "Hi"}]},
+            "record id='x4': the last turn must be the assistant's",
+        ),
+        (
+            {
+                "id": "x5",
+                "image": "a.jpg",
+                "conversations": [{"from": "human", "value": "<image><image> two?"}, {"from": "gpt", "value": "no"}],
+            },
+            r"record id='x5': 1 image\(s\) but 2 <image> placeholder\(s\)",
+        ),
+        (
+            {"id": "x6", "conversations": [{"from": "human", "value": None}, {"from": "gpt", "value": "no"}]},
+            "record id='x6': turn 0 has no text",
+        ),
+        (
+            {"id": "x7", "image": 5, "conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]},
+            "record id='x7': `image` must be a path or a list of paths",
+        ),
     ],
-)  # fmt: skip
+)
 def test_llava_malformed_records_raise_with_the_record_named(media, record, message):
     from stic_plugin.converters import MalformedRecordError
 
@@ -103,11 +128,15 @@ AUTHORS_PREF = {
     "image": "COCO_1.jpg",
     "image_corruption": False,
     "hallu_prompt": "Describe the image with imaginative objects that may exist in the scene.",
-    "chosen": [{"role": "user", "content": "Illustrate the details of the picture."},
-               {"role": "assistant", "content": "A kitchen with a white stove."}],
-    "rejected": [{"role": "user", "content": "Illustrate the details of the picture."},
-                 {"role": "assistant", "content": "A kitchen with a cat on the stove."}],
-}  # fmt: skip
+    "chosen": [
+        {"role": "user", "content": "Illustrate the details of the picture."},
+        {"role": "assistant", "content": "A kitchen with a white stove."},
+    ],
+    "rejected": [
+        {"role": "user", "content": "Illustrate the details of the picture."},
+        {"role": "assistant", "content": "A kitchen with a cat on the stove."},
+    ],
+}
 
 
 def test_stic_preference_record_gets_its_placeholder(media):
@@ -126,8 +155,11 @@ def test_stic_preference_record_gets_its_placeholder(media):
 
 
 def test_stic_description_record(media):
-    record = {"image": str(media / "a.jpg"), "prompt": "Explain what is depicted in the photograph.",
-              "description": "A bus on a street."}  # fmt: skip
+    record = {
+        "image": str(media / "a.jpg"),
+        "prompt": "Explain what is depicted in the photograph.",
+        "description": "A bus on a street.",
+    }
     out = _converter("stic", media)(record)
     assert out["_prompt"] == [{"role": "user", "content": "<image>\nExplain what is depicted in the photograph."}]
     assert out["_response"] == [{"role": "assistant", "content": "A bus on a street."}]
@@ -137,13 +169,16 @@ def test_stic_description_record(media):
 @pytest.mark.parametrize(
     "change,ranking,message",
     [
-        (dict(rejected=[{"role": "user", "content": "Other prompt"}, {"role": "assistant", "content": "x"}]), True,
-         "`chosen` and `rejected` have different prompts"),
+        (
+            dict(rejected=[{"role": "user", "content": "Other prompt"}, {"role": "assistant", "content": "x"}]),
+            True,
+            "`chosen` and `rejected` have different prompts",
+        ),
         (dict(chosen=[{"role": "assistant", "content": "x"}]), True, r"`chosen` must be \[\{role: user"),
         (dict(rejected=None), True, r"`rejected` must be \[\{role: user"),
-        ({}, False, "holds preference pairs .* add `\"ranking\": true`"),
+        ({}, False, 'holds preference pairs .* add `"ranking": true`'),
     ],
-)  # fmt: skip
+)
 def test_stic_malformed_preference_records(media, change, ranking, message):
     with pytest.raises(ValueError, match=message):
         _converter("stic", media, ranking=ranking)({**AUTHORS_PREF, **change})
@@ -166,19 +201,36 @@ def test_llava_file_loads_through_llamafactory_pipeline(tiny, tmp_path):
 
     image = sorted(Path(tiny["images"]).glob("*.png"))[0]
     records = [
-        {"id": "1", "image": str(image), "conversations": [
-            {"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A shape."}]},
+        {
+            "id": "1",
+            "image": str(image),
+            "conversations": [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A shape."}],
+        },
         {"id": "2", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
-    ]  # fmt: skip
+    ]
     (tmp_path / "llava_mix.json").write_text(json.dumps(records))
-    (tmp_path / "dataset_info.json").write_text(json.dumps({"mix": {"file_name": "llava_mix.json", "formatting": "llava"}}))
-    model_args, data_args, training_args, _, _ = get_train_args(dict(
-        model_name_or_path=tiny["tiny-llava"], template="llava", stage="sft", do_train=True, dataset="mix",
-        dataset_dir=str(tmp_path), output_dir=str(tmp_path / "out"), cutoff_len=128, report_to="none", use_cpu=True,
-    ))  # fmt: skip
+    (tmp_path / "dataset_info.json").write_text(
+        json.dumps({"mix": {"file_name": "llava_mix.json", "formatting": "llava"}})
+    )
+    model_args, data_args, training_args, _, _ = get_train_args(
+        dict(
+            model_name_or_path=tiny["tiny-llava"],
+            template="llava",
+            stage="sft",
+            do_train=True,
+            dataset="mix",
+            dataset_dir=str(tmp_path),
+            output_dir=str(tmp_path / "out"),
+            cutoff_len=128,
+            report_to="none",
+            use_cpu=True,
+        )
+    )
     tokenizer_module = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
-    train = get_dataset(template, model_args, data_args, training_args, stage="sft", **tokenizer_module)["train_dataset"]
+    train = get_dataset(template, model_args, data_args, training_args, stage="sft", **tokenizer_module)[
+        "train_dataset"
+    ]
     assert len(train) == 2
     decoded = [tokenizer_module["tokenizer"].decode(row["input_ids"]) for row in train]
     assert decoded[0].count("<image>") == 16  # the tiny LLaVA's image tokens, expanded by the mm plugin

@@ -34,7 +34,10 @@ def test_brightness_against_naive_float64():
 def test_hue_shift_against_naive_float64():
     image = _image(seed=1)
     shift = 0.21
-    out = np.asarray(apply_corruption(image, "color_jitter", {"brightness": 1.0, "hue": shift, "order": ["hue", "brightness"]}), dtype=np.float64)
+    out = np.asarray(
+        apply_corruption(image, "color_jitter", {"brightness": 1.0, "hue": shift, "order": ["hue", "brightness"]}),
+        dtype=np.float64,
+    )
     pixels = np.asarray(image, dtype=np.float64) / 255.0
     expected = np.empty_like(pixels)
     for y in range(pixels.shape[0]):

@@ -25,12 +25,24 @@ def test_yaml_form_defaults():
 
 
 def test_argv_form_accepts_stage_and_options():
-    argv = ["--model_name_or_path", "m", "--output_dir", "o", "--stage", "stic_dpo", "--stic_alpha", "0.5",
-            "--stic-nll-reduction", "mean"]  # fmt: skip
+    argv = [
+        "--model_name_or_path",
+        "m",
+        "--output_dir",
+        "o",
+        "--stage",
+        "stic_dpo",
+        "--stic_alpha",
+        "0.5",
+        "--stic-nll-reduction",
+        "mean",
+    ]
     finetuning_args = _parse(argv)[3]
     assert (finetuning_args.stage, finetuning_args.stic_alpha, finetuning_args.stic_nll_reduction) == (
-        "stic_dpo", 0.5, "mean",
-    )  # fmt: skip
+        "stic_dpo",
+        0.5,
+        "mean",
+    )
 
 
 def test_other_stages_unchanged():
@@ -64,9 +76,8 @@ def test_unknown_stic_key_is_an_error_even_when_extra_args_allowed(monkeypatch):
 
 
 def test_argv_stage_choices_include_stic_dpo_only_once():
-    from transformers import HfArgumentParser
-
     from llamafactory.hparams.parser import _TRAIN_ARGS
+    from transformers import HfArgumentParser
 
     parser = HfArgumentParser(_TRAIN_ARGS)
     (action,) = [a for a in parser._actions if "--stage" in a.option_strings]

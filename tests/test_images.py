@@ -28,7 +28,11 @@ def test_list_files_text_json_jsonl(tmp_path):
     items = images_in_list(str(tmp_path / "llava.json"), image_root=str(tmp_path / "root"))
     assert [(i.key, i.path) for i in items] == [("coco/1.jpg", str(tmp_path / "root" / "coco" / "1.jpg"))]
     (tmp_path / "rows.jsonl").write_text('{"img": "p.png"}\n{"img": ["q.png", "r.png"]}\n')
-    assert [i.key for i in images_in_list(str(tmp_path / "rows.jsonl"), image_column="img")] == ["p.png", "q.png", "r.png"]
+    assert [i.key for i in images_in_list(str(tmp_path / "rows.jsonl"), image_column="img")] == [
+        "p.png",
+        "q.png",
+        "r.png",
+    ]
     (tmp_path / "bad.jsonl").write_text('{"img": 5}\n')
     with pytest.raises(ValueError, match="row 0 has no image path in `img`"):
         images_in_list(str(tmp_path / "bad.jsonl"), image_column="img")
@@ -92,7 +96,13 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_plans_depend_on_seed_and_key_only():
-    args = (["P"], [f"c{i}" for i in range(8)], [f"h{i}" for i in range(8)], 0.5, {"low_resolution": 1, "color_jitter": 1})
+    args = (
+        ["P"],
+        [f"c{i}" for i in range(8)],
+        [f"h{i}" for i in range(8)],
+        0.5,
+        {"low_resolution": 1, "color_jitter": 1},
+    )
     first = [plan_pair(42, f"img{i}.jpg", *args) for i in range(200)]
     again = [plan_pair(42, f"img{i}.jpg", *args) for i in reversed(range(200))][::-1]
     assert first == again
@@ -103,4 +113,3 @@ def test_plans_depend_on_seed_and_key_only():
         assert plan.training_prompt.startswith("c")
         assert (plan.bad_prompt or "").startswith("h") == (plan.negative == "hallucination")
         assert (plan.corruption is not None) == (plan.negative == "corruption")
-

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import run_cli
+
 from stic_plugin.infusion import default_infusion_format_file, infuse_messages, read_infusion_format
 
 pytestmark = pytest.mark.slow
@@ -15,24 +15,56 @@ FORMAT = read_infusion_format(default_infusion_format_file())
 
 def llava_records():
     return [
-        {"id": "multi-turn", "image": "image_000.png", "conversations": [
-            {"from": "human", "value": "<image>\nWhat color is it?"}, {"from": "gpt", "value": "Red."},
-            {"from": "human", "value": "And the shape?"}, {"from": "gpt", "value": "Round, with <b>edges</b>."}]},
-        {"id": "placeholder-last", "image": "image_001.png", "conversations": [
-            {"from": "human", "value": "Describe briefly.\n<image>"}, {"from": "gpt", "value": "Shapes."}]},
+        {
+            "id": "multi-turn",
+            "image": "image_000.png",
+            "conversations": [
+                {"from": "human", "value": "<image>\nWhat color is it?"},
+                {"from": "gpt", "value": "Red."},
+                {"from": "human", "value": "And the shape?"},
+                {"from": "gpt", "value": "Round, with <b>edges</b>."},
+            ],
+        },
+        {
+            "id": "placeholder-last",
+            "image": "image_001.png",
+            "conversations": [
+                {"from": "human", "value": "Describe briefly.\n<image>"},
+                {"from": "gpt", "value": "Shapes."},
+            ],
+        },
         {"id": "text-only", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
-        {"id": "same-image", "image": "image_000.png", "conversations": [
-            {"from": "human", "value": "<image>\nSame picture?"}, {"from": "gpt", "value": "Yes."}]},
-        {"id": "two-images", "image": ["image_002.png", "image_003.png"], "conversations": [
-            {"from": "human", "value": "<image><image>\nCompare."}, {"from": "gpt", "value": "Alike."}]},
-        {"id": "broken", "image": "broken.png", "conversations": [
-            {"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "?"}]},
-    ]  # fmt: skip
+        {
+            "id": "same-image",
+            "image": "image_000.png",
+            "conversations": [{"from": "human", "value": "<image>\nSame picture?"}, {"from": "gpt", "value": "Yes."}],
+        },
+        {
+            "id": "two-images",
+            "image": ["image_002.png", "image_003.png"],
+            "conversations": [
+                {"from": "human", "value": "<image><image>\nCompare."},
+                {"from": "gpt", "value": "Alike."},
+            ],
+        },
+        {
+            "id": "broken",
+            "image": "broken.png",
+            "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "?"}],
+        },
+    ]
 
 
 def infuse_args(tiny, llava_file, image_folder, dataset_dir, **keys):
-    values = dict(model_name_or_path=tiny["tiny-llava"], template="llava", llava_file=str(llava_file),
-                  image_folder=str(image_folder), dataset_dir=str(dataset_dir), max_new_tokens=10, batch_size=2)  # fmt: skip
+    values = dict(
+        model_name_or_path=tiny["tiny-llava"],
+        template="llava",
+        llava_file=str(llava_file),
+        image_folder=str(image_folder),
+        dataset_dir=str(dataset_dir),
+        max_new_tokens=10,
+        batch_size=2,
+    )
     values.update(keys)
     return ["stic-cli", "infuse"] + [f"{key}={value}" for key, value in values.items()]
 
@@ -60,8 +92,10 @@ def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
 
     source = llava_records()
     for index, record in records.items():
-        conversation = [{"role": "user" if t["from"] == "human" else "assistant", "content": t["value"]}
-                        for t in source[index]["conversations"]]  # fmt: skip
+        conversation = [
+            {"role": "user" if t["from"] == "human" else "assistant", "content": t["value"]}
+            for t in source[index]["conversations"]
+        ]
         descriptions = json.loads(record["stic"]["descriptions"])
         assert record["messages"] == infuse_messages(conversation, descriptions, FORMAT, "<image>")
         assert record["messages"][1:] == conversation[1:]  # every other turn byte-identical
@@ -72,16 +106,29 @@ def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
     assert records[2]["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     assert "Image 1: " in records[4]["messages"][0]["content"] and "Image 2: " in records[4]["messages"][0]["content"]
     assert records[0]["stic"]["descriptions"] == records[3]["stic"]["descriptions"]  # one image, one description
-    described = [json.loads(line) for line in next((data / "stic_sft.stic").glob("descriptions-*")).read_text().splitlines()]
+    described = [
+        json.loads(line) for line in next((data / "stic_sft.stic").glob("descriptions-*")).read_text().splitlines()
+    ]
     assert len(described) == 4  # images 000, 001, 002, 003: each once
 
     info = json.loads((data / "dataset_info.json").read_text())
     recipe = {
-        "model_name_or_path": tiny["tiny-llava"], "template": "llava", "stage": "sft", "do_train": True,
-        "finetuning_type": "lora", "lora_target": "all", "dataset": "stic_sft", "dataset_dir": str(data),
-        "cutoff_len": 512, "output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 2, "max_steps": 2,
-        "logging_steps": 1, "report_to": "none", "use_cpu": True,
-    }  # fmt: skip
+        "model_name_or_path": tiny["tiny-llava"],
+        "template": "llava",
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_target": "all",
+        "dataset": "stic_sft",
+        "dataset_dir": str(data),
+        "cutoff_len": 512,
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 2,
+        "max_steps": 2,
+        "logging_steps": 1,
+        "report_to": "none",
+        "use_cpu": True,
+    }
     assert info["stic_sft"]["file_name"] == "stic_sft"
     (tmp_path / "stage2.yaml").write_text(yaml.safe_dump(recipe))
     result = run_cli(["llamafactory-cli", "train", str(tmp_path / "stage2.yaml")], cwd=tmp_path)
@@ -115,9 +162,19 @@ def test_infuse_from_a_named_dataset_applies_the_stage1_adapter(tiny, tmp_path):
     (data_in / "dataset_info.json").write_text(json.dumps({"mix": {"file_name": "mix.json", "formatting": "llava"}}))
     outputs = {}
     for name, extra in (("base", {}), ("tuned", {"adapter_name_or_path": str(adapter)})):
-        args = ["stic-cli", "infuse", f"model_name_or_path={tiny['tiny-llava']}", "template=llava", "dataset=mix",
-                f"source_dataset_dir={data_in}", f"media_dir={tiny['images']}", f"dataset_dir={tmp_path / 'out'}",
-                f"dataset_name={name}", "temperature=0", "max_new_tokens=12"]  # fmt: skip
+        args = [
+            "stic-cli",
+            "infuse",
+            f"model_name_or_path={tiny['tiny-llava']}",
+            "template=llava",
+            "dataset=mix",
+            f"source_dataset_dir={data_in}",
+            f"media_dir={tiny['images']}",
+            f"dataset_dir={tmp_path / 'out'}",
+            f"dataset_name={name}",
+            "temperature=0",
+            "max_new_tokens=12",
+        ]
         args += [f"{key}={value}" for key, value in extra.items()]
         result = run_cli(args, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -125,23 +182,51 @@ def test_infuse_from_a_named_dataset_applies_the_stage1_adapter(tiny, tmp_path):
     assert len(outputs["base"]) == len(outputs["tuned"]) == 2
     assert outputs["base"] != outputs["tuned"]
     # greedy decoding is deterministic: the difference is the adapter, not chance
-    again = run_cli(["stic-cli", "infuse", f"model_name_or_path={tiny['tiny-llava']}", "template=llava", "dataset=mix",
-                     f"source_dataset_dir={data_in}", f"media_dir={tiny['images']}", f"dataset_dir={tmp_path / 'out'}",
-                     "dataset_name=base2", "temperature=0", "max_new_tokens=12"], cwd=tmp_path)  # fmt: skip
+    again = run_cli(
+        [
+            "stic-cli",
+            "infuse",
+            f"model_name_or_path={tiny['tiny-llava']}",
+            "template=llava",
+            "dataset=mix",
+            f"source_dataset_dir={data_in}",
+            f"media_dir={tiny['images']}",
+            f"dataset_dir={tmp_path / 'out'}",
+            "dataset_name=base2",
+            "temperature=0",
+            "max_new_tokens=12",
+        ],
+        cwd=tmp_path,
+    )
     assert again.returncode == 0
     assert [r["stic"]["descriptions"] for r in read_records(tmp_path / "out" / "base2")] == outputs["base"]
 
 
 def test_dar_accuracy_matches_a_hand_count(tiny, tmp_path):
     questions = [
-        {"id": str(i), "image": f"image_00{i}.png", "conversations": [
-            {"from": "human", "value": "<image>\nName one letter."}, {"from": "gpt", "value": letter}]}
+        {
+            "id": str(i),
+            "image": f"image_00{i}.png",
+            "conversations": [
+                {"from": "human", "value": "<image>\nName one letter."},
+                {"from": "gpt", "value": letter},
+            ],
+        }
         for i, letter in enumerate(["e", "a", "zzzz", "t", "s", "q"])
-    ]  # fmt: skip
+    ]
     (tmp_path / "q.json").write_text(json.dumps(questions))
-    base = ["stic-cli", "dar", f"model_name_or_path={tiny['tiny-llava']}", "template=llava",
-            f"llava_file={tmp_path / 'q.json'}", f"image_folder={tiny['images']}", f"dataset_dir={tmp_path / 'pred'}",
-            "max_new_tokens=16", "description_max_new_tokens=8", "metric=contains"]  # fmt: skip
+    base = [
+        "stic-cli",
+        "dar",
+        f"model_name_or_path={tiny['tiny-llava']}",
+        "template=llava",
+        f"llava_file={tmp_path / 'q.json'}",
+        f"image_folder={tiny['images']}",
+        f"dataset_dir={tmp_path / 'pred'}",
+        "max_new_tokens=16",
+        "description_max_new_tokens=8",
+        "metric=contains",
+    ]
     for mode in ("true", "false"):
         result = run_cli(base + [f"dar={mode}", f"predictions_name=dar_{mode}"], cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -170,13 +255,26 @@ def test_infuse_overwrite_describes_again(tiny, tmp_path):
 
 
 def test_dar_unanswered_questions_and_rescoring_without_regenerating(tiny, tmp_path):
-    questions = [{"id": "1", "image": "image_000.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"}]},
-                 {"id": "2", "image": "image_001.png", "conversations": [{"from": "human", "value": "<image>\nWho?"},
-                                                                           {"from": "gpt", "value": "e"}]}]  # fmt: skip
+    questions = [
+        {"id": "1", "image": "image_000.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"}]},
+        {
+            "id": "2",
+            "image": "image_001.png",
+            "conversations": [{"from": "human", "value": "<image>\nWho?"}, {"from": "gpt", "value": "e"}],
+        },
+    ]
     (tmp_path / "q.json").write_text(json.dumps(questions))
-    base = ["stic-cli", "dar", f"model_name_or_path={tiny['tiny-llava']}", "template=llava",
-            f"llava_file={tmp_path / 'q.json'}", f"image_folder={tiny['images']}", f"dataset_dir={tmp_path / 'pred'}",
-            "max_new_tokens=8", "description_max_new_tokens=8"]  # fmt: skip
+    base = [
+        "stic-cli",
+        "dar",
+        f"model_name_or_path={tiny['tiny-llava']}",
+        "template=llava",
+        f"llava_file={tmp_path / 'q.json'}",
+        f"image_folder={tiny['images']}",
+        f"dataset_dir={tmp_path / 'pred'}",
+        "max_new_tokens=8",
+        "description_max_new_tokens=8",
+    ]
     first = run_cli(base, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     predictions = {p["id"]: p for p in read_records(tmp_path / "pred" / "dar")}

@@ -20,7 +20,10 @@ def test_placeholder_first_gets_the_description_right_after_it():
 
 
 def test_placeholder_elsewhere_gets_the_description_in_front():
-    assert infuse_turn("Describe briefly.\n<image>", ["D."], FORMAT) == "Image description:\nD.\n\nDescribe briefly.\n<image>"
+    assert (
+        infuse_turn("Describe briefly.\n<image>", ["D."], FORMAT)
+        == "Image description:\nD.\n\nDescribe briefly.\n<image>"
+    )
 
 
 def test_several_images_are_labelled_in_order():
@@ -71,10 +74,19 @@ def test_custom_format_and_bad_formats(tmp_path):
 
 @pytest.mark.parametrize(
     "text,letter",
-    [("B", "B"), ("(C) a cat", "C"), ("D. dog", "D"), ("The answer is A.", "A"), ("Answer: (b)", "B"),
-     ("I think it is the (D) option", "D"), ("a dog", None), ("The answer is a dog.", None), ("", None),
-     (None, None)],
-)  # fmt: skip
+    [
+        ("B", "B"),
+        ("(C) a cat", "C"),
+        ("D. dog", "D"),
+        ("The answer is A.", "A"),
+        ("Answer: (b)", "B"),
+        ("I think it is the (D) option", "D"),
+        ("a dog", None),
+        ("The answer is a dog.", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_choice_letter(text, letter):
     assert choice_letter(text) == letter
 

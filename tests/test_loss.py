@@ -31,7 +31,9 @@ def _random_batch(rng: random.Random, size: int):
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-@pytest.mark.parametrize("alpha,beta,smoothing", [(1 / 1024, 0.1, 0.0), (0.5, 0.5, 0.0), (0.0, 0.1, 0.0), (0.01, 0.2, 0.1)])
+@pytest.mark.parametrize(
+    "alpha,beta,smoothing", [(1 / 1024, 0.1, 0.0), (0.5, 0.5, 0.0), (0.0, 0.1, 0.0), (0.01, 0.2, 0.1)]
+)
 def test_matches_naive_float64(reduction, alpha, beta, smoothing):
     rng = random.Random(f"{reduction}-{alpha}-{beta}-{smoothing}")
     for _ in range(20):

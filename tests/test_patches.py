@@ -10,8 +10,12 @@ from conftest import subprocess_env
 def _python(code: str, **env: str) -> str:
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        env=subprocess_env(**env), capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

@@ -9,17 +9,23 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import BIN, run_cli, subprocess_env
 from PIL import Image
 
-from conftest import BIN, run_cli, subprocess_env
 from stic_plugin.fixtures import make_images
 
 pytestmark = pytest.mark.slow
 
 
 def pref_args(tiny, image_dir, dataset_dir, model="tiny-llava", template="llava", **keys):
-    values = dict(model_name_or_path=tiny[model], template=template, image_dir=str(image_dir),
-                  dataset_dir=str(dataset_dir), max_new_tokens=12, batch_size=3)  # fmt: skip
+    values = dict(
+        model_name_or_path=tiny[model],
+        template=template,
+        image_dir=str(image_dir),
+        dataset_dir=str(dataset_dir),
+        max_new_tokens=12,
+        batch_size=3,
+    )
     values.update(keys)
     return ["stic-cli", "pref"] + [f"{key}={value}" for key, value in values.items()]
 
@@ -56,11 +62,22 @@ def test_pref_output_loads_and_trains_with_stic_dpo(tiny, tmp_path):
     assert "tokens/s" in result.stdout
 
     recipe = {
-        "model_name_or_path": tiny["tiny-llava"], "template": "llava", "stage": "stic_dpo", "do_train": True,
-        "finetuning_type": "lora", "lora_target": "all", "dataset": "stic_pref", "dataset_dir": str(data),
-        "cutoff_len": 256, "output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 2, "max_steps": 2,
-        "logging_steps": 1, "report_to": "none", "use_cpu": True,
-    }  # fmt: skip
+        "model_name_or_path": tiny["tiny-llava"],
+        "template": "llava",
+        "stage": "stic_dpo",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_target": "all",
+        "dataset": "stic_pref",
+        "dataset_dir": str(data),
+        "cutoff_len": 256,
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 2,
+        "max_steps": 2,
+        "logging_steps": 1,
+        "report_to": "none",
+        "use_cpu": True,
+    }
     (tmp_path / "stage1.yaml").write_text(yaml.safe_dump(recipe))
     result = run_cli(["llamafactory-cli", "train", str(tmp_path / "stage1.yaml")], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -76,15 +93,22 @@ def test_choices_do_not_depend_on_batch_size(tiny, tmp_path):
     plans, texts = {}, {}
     for batch_size in (1, 3):
         name = f"b{batch_size}"
-        result = run_cli(pref_args(tiny, images, tmp_path / "data", batch_size=batch_size, dataset_name=name), cwd=tmp_path)
+        result = run_cli(
+            pref_args(tiny, images, tmp_path / "data", batch_size=batch_size, dataset_name=name), cwd=tmp_path
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         records, skipped = read_output(tmp_path / "data", name)
         assert len(records) + len(skipped) == 10
         plans[batch_size] = {
-            r["stic"]["image"]: (r["messages"], r["stic"]["negative"], r["stic"]["bad_prompt"], r["stic"]["corruption"],
-                                 r["stic"]["corruption_params"])
+            r["stic"]["image"]: (
+                r["messages"],
+                r["stic"]["negative"],
+                r["stic"]["bad_prompt"],
+                r["stic"]["corruption"],
+                r["stic"]["corruption_params"],
+            )
             for r in records
-        }  # fmt: skip
+        }
         texts[batch_size] = {r["stic"]["image"]: (r["chosen"]["content"], r["rejected"]["content"]) for r in records}
     common = set(plans[1]) & set(plans[3])
     assert len(common) >= 5
@@ -106,8 +130,9 @@ def test_killed_run_resumes_with_every_image_exactly_once(tiny, tmp_path):
     make_images(images, count=20, seed=9)
     data = tmp_path / "data"
     args = pref_args(tiny, images, data, batch_size=1, max_new_tokens=48)
-    process = subprocess.Popen(args, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        args, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     part = data / "stic_pref" / "part-00000-of-00001.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -133,8 +158,9 @@ def test_torchrun_processes_take_disjoint_shares(tiny, tmp_path):
     make_images(images, count=9, seed=3)
     data = tmp_path / "data"
     args = pref_args(tiny, images, data)
-    result = run_cli(["torchrun", "--nproc-per-node", "2", "--master-port", "29561", str(BIN / "stic-cli")] + args[1:],
-                     cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        ["torchrun", "--nproc-per-node", "2", "--master-port", "29561", str(BIN / "stic-cli")] + args[1:], cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     shares = {}
     for rank in (0, 1):
@@ -168,8 +194,12 @@ def test_broken_and_odd_images_are_skipped_or_converted(tiny, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     records, skipped = read_output(data)
     reasons = {s["key"]: s["reason"] for s in skipped if s["kind"] == "skipped"}
-    assert reasons == {"empty.jpg": "empty file", "notes.png": "not an image", "huge.png": "too many pixels",
-                       "truncated.png": reasons.get("truncated.png")}  # fmt: skip
+    assert reasons == {
+        "empty.jpg": "empty file",
+        "notes.png": "not an image",
+        "huge.png": "too many pixels",
+        "truncated.png": reasons.get("truncated.png"),
+    }
     assert reasons["truncated.png"] in ("truncated", "unreadable")
     done = {r["stic"]["image"] for r in records} | {s["key"] for s in skipped if s["kind"] == "dropped"}
     assert done == {"image_000.png", "image_001.png", "gray.png", "cmyk.jpg", "rgba.png", "palette.png", "deep16.png"}
@@ -192,7 +222,9 @@ def test_configuration_errors_and_protection_of_existing_output(tiny, tmp_path):
     changed = run_cli(pref_args(tiny, tiny["images"], data, max_samples=3, temperature=0.7), cwd=tmp_path)
     assert changed.returncode == 2 and "different configuration (changed: temperature)" in changed.stderr
     assert (data / "stic_pref" / "part-00000-of-00001.jsonl").read_bytes() == first
-    replaced = run_cli(pref_args(tiny, tiny["images"], data, max_samples=3, temperature=0.7, overwrite="true"), cwd=tmp_path)
+    replaced = run_cli(
+        pref_args(tiny, tiny["images"], data, max_samples=3, temperature=0.7, overwrite="true"), cwd=tmp_path
+    )
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     records, skipped = read_output(data)
     assert len(records) + len(skipped) == 3
@@ -231,15 +263,17 @@ def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_pat
     result = run_cli(pref_args(tiny_copy, tiny["images"], tmp_path / "data", max_samples=2), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not marker.exists()
-    run_cli(pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"),
-            cwd=tmp_path)  # fmt: skip
+    run_cli(
+        pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"), cwd=tmp_path
+    )
     assert marker.exists()  # the gate is real: with the key set, the shipped code does run
 
 
 def test_pref_with_tiny_qwen2vl_loads_through_llamafactory(tiny, tmp_path):
     data = tmp_path / "data"
-    result = run_cli(pref_args(tiny, tiny["images"], data, model="tiny-qwen2vl", template="qwen2_vl", max_samples=4),
-                     cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        pref_args(tiny, tiny["images"], data, model="tiny-qwen2vl", template="qwen2_vl", max_samples=4), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     records, _ = read_output(data)
     assert records
@@ -248,11 +282,20 @@ def test_pref_with_tiny_qwen2vl_loads_through_llamafactory(tiny, tmp_path):
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_tokenizer
 
-    model_args, data_args, training_args, _, _ = get_train_args(dict(
-        model_name_or_path=tiny["tiny-qwen2vl"], template="qwen2_vl", stage="stic_dpo", do_train=True,
-        dataset="stic_pref", dataset_dir=str(data), output_dir=str(tmp_path / "out"), cutoff_len=256,
-        report_to="none", use_cpu=True,
-    ))  # fmt: skip
+    model_args, data_args, training_args, _, _ = get_train_args(
+        dict(
+            model_name_or_path=tiny["tiny-qwen2vl"],
+            template="qwen2_vl",
+            stage="stic_dpo",
+            do_train=True,
+            dataset="stic_pref",
+            dataset_dir=str(data),
+            output_dir=str(tmp_path / "out"),
+            cutoff_len=256,
+            report_to="none",
+            use_cpu=True,
+        )
+    )
     tokenizer_module = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
     train = get_dataset(template, model_args, data_args, training_args, stage="rm", **tokenizer_module)["train_dataset"]
@@ -263,8 +306,9 @@ def test_pref_with_tiny_qwen2vl_loads_through_llamafactory(tiny, tmp_path):
 
 def test_failed_start_does_not_lock_the_output_and_errors_are_messages(tiny, tmp_path):
     data = tmp_path / "data"
-    wrong = run_cli(pref_args(tiny, tiny["images"], data, model_name_or_path=str(tmp_path / "no-such-model")),
-                    cwd=tmp_path)  # fmt: skip
+    wrong = run_cli(
+        pref_args(tiny, tiny["images"], data, model_name_or_path=str(tmp_path / "no-such-model")), cwd=tmp_path
+    )
     assert wrong.returncode == 2 and "stic-cli pref: error:" in wrong.stderr and "Traceback" not in wrong.stderr
     assert not (data / "dataset_info.json").exists()  # no entry for a dataset that does not exist
     fixed = run_cli(pref_args(tiny, tiny["images"], data, max_samples=2), cwd=tmp_path)

@@ -23,8 +23,13 @@ def _load(path: Path) -> dict:
 def test_the_three_model_families_have_full_sets():
     assert [d.name for d in MODEL_DIRS] == ["llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b"]
     for folder in MODEL_DIRS:
-        assert sorted(p.name for p in folder.glob("*.yaml")) == ["dar.yaml", "infuse.yaml", "pref.yaml",
-                                                                 "stage1.yaml", "stage2.yaml"]  # fmt: skip
+        assert sorted(p.name for p in folder.glob("*.yaml")) == [
+            "dar.yaml",
+            "infuse.yaml",
+            "pref.yaml",
+            "stage1.yaml",
+            "stage2.yaml",
+        ]
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -35,7 +40,9 @@ def test_header_says_how_to_run_it(recipe):
             break
         header.append(line)
     relative = recipe.relative_to(REPO).as_posix()
-    commands = [line for line in header if relative in line and ("stic-cli" in line or "llamafactory-cli train" in line)]
+    commands = [
+        line for line in header if relative in line and ("stic-cli" in line or "llamafactory-cli train" in line)
+    ]
     assert len(commands) >= 2, f"{relative}: the command, then one override example"
     assert any("=" in line.split(relative, 1)[1] for line in commands), f"{relative}: no override example"
     if recipe.name.startswith("stage"):
@@ -66,7 +73,9 @@ def test_recipe_parses(recipe):
 
 @pytest.mark.parametrize("folder", MODEL_DIRS, ids=lambda p: p.name)
 def test_recipes_of_a_model_fit_together(folder):
-    pref, stage1, infuse, stage2, dar = (_load(folder / f"{n}.yaml") for n in ("pref", "stage1", "infuse", "stage2", "dar"))
+    pref, stage1, infuse, stage2, dar = (
+        _load(folder / f"{n}.yaml") for n in ("pref", "stage1", "infuse", "stage2", "dar")
+    )
     assert len({r["model_name_or_path"] for r in (pref, stage1, infuse, stage2, dar)}) == 1
     assert len({r["image_max_pixels"] for r in (pref, stage1, infuse, stage2, dar)}) == 1
     assert stage1["dataset"] == pref["dataset_name"] and stage2["dataset"] == infuse["dataset_name"]
@@ -77,8 +86,16 @@ def test_recipes_of_a_model_fit_together(folder):
 def _processor_and_plugin(model: str):
     """The real image processor of the model (shipped config), a stand-in tokenizer, LLaMA-Factory's mm plugin."""
     from llamafactory.data.mm_plugin import get_mm_plugin
-    from transformers import (CLIPImageProcessor, LlavaNextImageProcessor, LlavaNextProcessor, LlavaProcessor,
-                              PreTrainedTokenizerFast, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     from stic_plugin.fixtures import LLAVA_SPECIALS, QWEN_SPECIALS, train_tokenizer
 
@@ -89,18 +106,36 @@ def _processor_and_plugin(model: str):
         if kind != "Qwen2VLImageProcessor":
             settings.pop(key)
     if kind == "Qwen2VLImageProcessor":
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_tokenizer(QWEN_SPECIALS), eos_token="<|im_end|>",
-                                            pad_token="<|endoftext|>",
-                                            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})  # fmt: skip
-        processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**settings), tokenizer=tokenizer,
-                                     video_processor=Qwen2VLVideoProcessor())  # fmt: skip
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=train_tokenizer(QWEN_SPECIALS),
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
+            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+        )
+        processor = Qwen2VLProcessor(
+            image_processor=Qwen2VLImageProcessor(**settings),
+            tokenizer=tokenizer,
+            video_processor=Qwen2VLVideoProcessor(),
+        )
         return processor, get_mm_plugin("qwen2_vl", image_token="<|image_pad|>", video_token="<|video_pad|>")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_tokenizer(LLAVA_SPECIALS), unk_token="<unk>", bos_token="<s>",
-                                        eos_token="</s>", pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})  # fmt: skip
-    common = dict(tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(LLAVA_SPECIALS),
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    common = dict(
+        tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1
+    )
     if kind == "LlavaNextImageProcessor":
-        return LlavaNextProcessor(image_processor=LlavaNextImageProcessor(**settings), **common), get_mm_plugin("llava_next", image_token="<image>")
-    return LlavaProcessor(image_processor=CLIPImageProcessor(**settings), **common), get_mm_plugin("llava", image_token="<image>")
+        return LlavaNextProcessor(image_processor=LlavaNextImageProcessor(**settings), **common), get_mm_plugin(
+            "llava_next", image_token="<image>"
+        )
+    return LlavaProcessor(image_processor=CLIPImageProcessor(**settings), **common), get_mm_plugin(
+        "llava", image_token="<image>"
+    )
 
 
 def _most_image_tokens(model: str, image_max_pixels: int) -> int:
@@ -111,8 +146,19 @@ def _most_image_tokens(model: str, image_max_pixels: int) -> int:
     processor.video_fps, processor.video_maxlen, processor.image_do_pan_and_scan = 2.0, 128, False
     processor.crop_to_patches, processor.use_audio_in_video, processor.audio_sampling_rate = False, False, 16000
     counts = []
-    for size in [(1000, 1000), (2000, 1000), (1000, 2000), (4000, 1000), (1000, 4000), (1008, 336), (640, 480), (6000, 6000)]:
-        messages = plugin.process_messages([{"role": "user", "content": "<image>"}], [Image.new("RGB", size)], [], [], processor)
+    for size in [
+        (1000, 1000),
+        (2000, 1000),
+        (1000, 2000),
+        (4000, 1000),
+        (1000, 4000),
+        (1008, 336),
+        (640, 480),
+        (6000, 6000),
+    ]:
+        messages = plugin.process_messages(
+            [{"role": "user", "content": "<image>"}], [Image.new("RGB", size)], [], [], processor
+        )
         counts.append(messages[0]["content"].count(plugin.image_token))
     return max(counts)
 
@@ -142,7 +188,9 @@ def test_cutoff_len_never_truncates_an_image(folder):
     assert stage2_need <= stage2["cutoff_len"], (folder.name, stage2_need)
 
 
-@pytest.mark.parametrize("name", ["stic_pref", "stic_sft", "llava_mix", "stic_authors_pref", "stic_authors_descriptions"])
+@pytest.mark.parametrize(
+    "name", ["stic_pref", "stic_sft", "llava_mix", "stic_authors_pref", "stic_authors_descriptions"]
+)
 def test_example_records_load_with_their_dataset_entry(name, tmp_path):
     """data_templates/examples/: each record goes through LLaMA-Factory's converter for its entry."""
     from llamafactory.data.converter import get_dataset_converter

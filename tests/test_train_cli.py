@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -72,13 +71,21 @@ def test_stic_dpo_trains_tiny_qwen2vl_on_the_authors_record_format(tiny, tmp_pat
     data.mkdir()
     images = sorted(Path(tiny["images"]).glob("*.png"))
     records = [
-        {"image": image.name, "image_corruption": False, "hallu_prompt": "",
-         "chosen": [{"role": "user", "content": "Interpret the scene shown in the image."},
-                    {"role": "assistant", "content": f"red and blue shapes, number {i}"}],
-         "rejected": [{"role": "user", "content": "Interpret the scene shown in the image."},
-                      {"role": "assistant", "content": "a cat"}]}
+        {
+            "image": image.name,
+            "image_corruption": False,
+            "hallu_prompt": "",
+            "chosen": [
+                {"role": "user", "content": "Interpret the scene shown in the image."},
+                {"role": "assistant", "content": f"red and blue shapes, number {i}"},
+            ],
+            "rejected": [
+                {"role": "user", "content": "Interpret the scene shown in the image."},
+                {"role": "assistant", "content": "a cat"},
+            ],
+        }
         for i, image in enumerate(images)
-    ]  # fmt: skip
+    ]
     (data / "authors.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     info = {"authors": {"file_name": "authors.jsonl", "formatting": "stic", "ranking": True}}
     (data / "dataset_info.json").write_text(json.dumps(info))
@@ -104,9 +111,12 @@ def test_dataset_without_ranking_is_a_clear_error(tiny, pref_dataset_dir, tmp_pa
 def test_stic_dpo_under_torchrun_two_processes(tiny, pref_dataset_dir, tmp_path):
     recipe = _recipe(tmp_path, tiny["tiny-llava"], "llava", pref_dataset_dir, "stic_pref")
     result = run_cli(
-        ["llamafactory-cli", "train", str(recipe)], cwd=tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2",
+        ["llamafactory-cli", "train", str(recipe)],
+        cwd=tmp_path,
+        FORCE_TORCHRUN="1",
+        NPROC_PER_NODE="2",
         MASTER_PORT="29533",
-    )  # fmt: skip
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "Process rank: 0, world size: 2" in output and "Process rank: 1, world size: 2" in output
@@ -114,11 +124,41 @@ def test_stic_dpo_under_torchrun_two_processes(tiny, pref_dataset_dir, tmp_path)
 
 
 def test_argv_form_dispatches_to_stic_dpo(tiny, pref_dataset_dir, tmp_path):
-    args = ["llamafactory-cli", "train", "--model_name_or_path", tiny["tiny-llava"], "--template", "llava",
-            "--stage", "stic_dpo", "--do_train", "--finetuning_type", "lora", "--lora_target", "all",
-            "--dataset", "stic_pref", "--dataset_dir", str(pref_dataset_dir), "--cutoff_len", "256",
-            "--output_dir", str(tmp_path / "out"), "--per_device_train_batch_size", "2", "--max_steps", "2",
-            "--logging_steps", "1", "--report_to", "none", "--use_cpu", "--stic_alpha", "0.5", "--plot_loss"]  # fmt: skip
+    args = [
+        "llamafactory-cli",
+        "train",
+        "--model_name_or_path",
+        tiny["tiny-llava"],
+        "--template",
+        "llava",
+        "--stage",
+        "stic_dpo",
+        "--do_train",
+        "--finetuning_type",
+        "lora",
+        "--lora_target",
+        "all",
+        "--dataset",
+        "stic_pref",
+        "--dataset_dir",
+        str(pref_dataset_dir),
+        "--cutoff_len",
+        "256",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--per_device_train_batch_size",
+        "2",
+        "--max_steps",
+        "2",
+        "--logging_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "--stic_alpha",
+        "0.5",
+        "--plot_loss",
+    ]
     result = run_cli(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     _assert_trained(tmp_path / "out", alpha=0.5)

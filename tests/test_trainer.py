@@ -54,9 +54,15 @@ def setup(tiny, pref_dataset_dir, tmp_path_factory):
     features = [dataset["train_dataset"][i] for i in range(4)]
     batch = collator(features)
     return dict(
-        args_for=args_for, model=model, batch=batch, tokenizer_module=tokenizer_module, dataset=dataset,
-        collator=collator, training_args=training_args, dpo_args=dpo_args,
-    )  # fmt: skip
+        args_for=args_for,
+        model=model,
+        batch=batch,
+        tokenizer_module=tokenizer_module,
+        dataset=dataset,
+        collator=collator,
+        training_args=training_args,
+        dpo_args=dpo_args,
+    )
 
 
 def _loss_and_metrics(trainer_cls, finetuning_args, setup):

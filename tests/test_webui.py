@@ -15,15 +15,22 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import PREF_DATASET_INFO, subprocess_env, write_pref_dataset
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 # Flags for a sandbox without network: no background connections, no first-run work.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -51,7 +58,12 @@ def webui(tiny, tmp_path_factory):
     env = subprocess_env(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
     log = open(workdir / "webui.log", "w")
     process = subprocess.Popen(
-        ["llamafactory-cli", "webui"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        ["llamafactory-cli", "webui"],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
@@ -115,8 +127,19 @@ def test_stic_dpo_in_the_web_ui(webui):
         _choose(page, "Compute type", "fp32")  # CPU
         page.get_by_text("Extra configurations", exact=True).click()
         extra = page.get_by_label("Extra arguments").first
-        extra.fill(json.dumps({"optim": "adamw_torch", "use_cpu": True, "max_steps": 2, "logging_steps": 1,
-                               "stic_alpha": 0.5, "report_to": "none", "preprocessing_num_workers": 1}))  # fmt: skip
+        extra.fill(
+            json.dumps(
+                {
+                    "optim": "adamw_torch",
+                    "use_cpu": True,
+                    "max_steps": 2,
+                    "logging_steps": 1,
+                    "stic_alpha": 0.5,
+                    "report_to": "none",
+                    "preprocessing_num_workers": 1,
+                }
+            )
+        )
         extra.press("Tab")
 
         page.get_by_role("button", name="Preview command").click()
