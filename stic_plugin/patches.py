@@ -40,7 +40,7 @@ _ARGUMENT_LISTS = ("_TRAIN_ARGS", "_INFER_ARGS", "_EVAL_ARGS", "_TRAIN_MCA_ARGS"
 
 
 def _apply_arguments(parser):
-    from .hparams import finetuning_arguments_class
+    from .train.options import finetuning_arguments_class
 
     saved = {}
     for list_name in _ARGUMENT_LISTS:
@@ -67,6 +67,8 @@ def _revert_arguments(parser, saved):
 def _apply_unknown_key_check(parser):
     original = parser._parse_args
 
+    from .train.options import check_stic_keys
+
     def _parse_args(arg_parser, args=None, allow_extra_keys=False):
         args = parser.read_args(args)
         check_stic_keys(args)
@@ -75,27 +77,6 @@ def _apply_unknown_key_check(parser):
     _parse_args.__wrapped__ = original
     parser._parse_args = _parse_args
     return original
-
-
-def check_stic_keys(args) -> None:
-    """Raise for a ``stic_*`` key that is not an option of this plugin (a typo would otherwise be ignored)."""
-    import difflib
-
-    from .hparams import stic_option_names
-
-    if isinstance(args, dict):
-        keys = list(args)
-    elif isinstance(args, (list, tuple)):
-        # HfArgumentParser accepts --stic_alpha and --stic-alpha alike
-        keys = [str(arg)[2:].split("=", 1)[0].replace("-", "_") for arg in args if str(arg).startswith("--")]
-    else:
-        return
-    known = stic_option_names()
-    for key in keys:
-        if key.startswith("stic_") and key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" Did you mean `{close[0]}`?" if close else ""
-            raise ValueError(f"Unknown STIC option `{key}`.{hint} Known options: {', '.join(known)}.")
 
 
 def _revert_function(attribute):
@@ -155,7 +136,7 @@ def _route_to_dpo_branch(get_train_args):
 
 
 def _run_stic_dpo(model_args, data_args, training_args, finetuning_args, callbacks=None):
-    from .workflow import run_stic_dpo
+    from .train.workflow import run_stic_dpo
 
     finetuning_args.stage = STAGE
     run_stic_dpo(model_args, data_args, training_args, finetuning_args, callbacks)
@@ -208,12 +189,12 @@ class _NotReady(Exception):
 
 
 def _apply_converters(converter):
-    ours = sys.modules.get(f"{__package__}.converters")
+    ours = sys.modules.get(f"{__package__}.data.formats")
     if ours is not None and "CONVERTERS" not in vars(ours):
-        # stic_plugin.converters is being imported, and it is what imported this module (for the base
-        # class): it makes this patch itself once its classes exist (see the end of converters.py).
+        # stic_plugin.data.formats is being imported, and it is what imported this module (for the base
+        # class): it makes this patch itself once its classes exist (see the end of data/formats.py).
         raise _NotReady
-    from .converters import CONVERTERS
+    from .data.formats import CONVERTERS
 
     added = []
     for name, cls in CONVERTERS.items():

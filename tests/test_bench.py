@@ -6,7 +6,7 @@ import random
 import pytest
 from conftest import run_cli
 
-from stic_plugin.bench import spread_lengths
+from stic_plugin.commands.bench import spread_lengths
 
 pytestmark = pytest.mark.slow
 
@@ -70,9 +70,10 @@ def test_bench_refuses_a_7b_architecture_without_a_gpu(tmp_path):
 
 
 def test_a_batch_size_that_runs_out_of_memory_is_recorded_and_the_rest_measured(tiny, monkeypatch):
-    from stic_plugin.bench import BenchConfig, bench_generation, generation_lines, measured
-    from stic_plugin.continuous import CacheTooLarge
-    from stic_plugin.engine import VisionLanguageGenerator
+    from stic_plugin.commands.bench import bench_generation, generation_lines, measured
+    from stic_plugin.commands.config import BenchConfig
+    from stic_plugin.generation.continuous import CacheTooLarge
+    from stic_plugin.generation.engine import VisionLanguageGenerator
 
     generator = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32")
     real_generate = generator.generate

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from stic_plugin.config import DarConfig, PrefConfig, files_signature, load_config
-from stic_plugin.metrics import scorable
+from stic_plugin.commands.config import DarConfig, PrefConfig, files_signature, load_config
+from stic_plugin.data.metrics import scorable
 
 
 def test_text_overrides_stay_text_and_bad_yaml_names_the_key():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stic_plugin.continuous import MASK32, hash32, request_key, sample_tokens, uniform_noise
+from stic_plugin.generation.continuous import MASK32, hash32, request_key, sample_tokens, uniform_noise
 
 
 def naive_hash32(x: int) -> int:
@@ -113,7 +113,7 @@ def _attention_inputs(rows=3, heads=6, kv_heads=2, length=9, dim=4, dtype=torch.
 
 
 def test_grouped_decode_attention_matches_a_naive_float64_attention():
-    from stic_plugin.continuous import grouped_decode_attention
+    from stic_plugin.generation.continuous import grouped_decode_attention
 
     query, key, value, visible = _attention_inputs()
     mask = torch.zeros(3, 1, 1, 9, dtype=torch.float64).masked_fill(~visible[:, None, None, :], -1e300)
@@ -125,7 +125,7 @@ def test_grouped_decode_attention_matches_a_naive_float64_attention():
 
 def test_ring_block_mask_attention_matches_a_naive_float64_attention():
     """Whole blocks visible, some blocks partly visible, some not at all, a window wrapping the ring."""
-    from stic_plugin.continuous import BLOCK, flex_decode_attention, ring_block_mask
+    from stic_plugin.generation.continuous import BLOCK, flex_decode_attention, ring_block_mask
 
     capacity = 4 * BLOCK
     query, key, value, _ = _attention_inputs(rows=4, length=capacity, dim=8, dtype=torch.float32, seed=1)
@@ -155,7 +155,7 @@ def test_greedy_is_argmax():
 
 def tiny_generator(path: str, template: str, stop_bias: float = 0.3, **options):
     """A tiny model in float32 with sharp attention and a likely stop token (rows end at varied points)."""
-    from stic_plugin.engine import VisionLanguageGenerator
+    from stic_plugin.generation.engine import VisionLanguageGenerator
 
     generator = VisionLanguageGenerator.load(path, template, infer_dtype="float32", **options)
     sharpen_attention(generator.model)
@@ -192,7 +192,7 @@ def sharpen_attention(model, factor: float = 625.0):
 
 
 def _requests(count: int, long_from: int | None = None):
-    from stic_plugin.engine import Request, user_turn
+    from stic_plugin.generation.engine import Request, user_turn
 
     requests = []
     for index in range(count):
@@ -289,7 +289,7 @@ def test_stream_yields_each_request_once_with_its_tag(generators):
 
 
 def test_qwen2vl_image_tokens_get_two_dimensional_positions(generators):
-    from stic_plugin.engine import Request, user_turn
+    from stic_plugin.generation.engine import Request, user_turn
 
     continuous = generators["tiny-qwen2vl"]["continuous"]
     request = Request.single(user_turn("Describe."), Image.new("RGB", (448, 448), (10, 200, 30)))
@@ -300,7 +300,7 @@ def test_qwen2vl_image_tokens_get_two_dimensional_positions(generators):
 
 
 def test_shared_prefix_length():
-    from stic_plugin.engine import shared_prefix_length
+    from stic_plugin.generation.engine import shared_prefix_length
 
     image = 9
     assert shared_prefix_length([[1, 9, 9, 2, 3, 4], [1, 9, 9, 2, 5]], image) == 4
@@ -313,7 +313,7 @@ def test_shared_prefix_length():
 @pytest.mark.parametrize("model", ["tiny-llava", "tiny-qwen2vl", "tiny-llava-next"])
 def test_requests_on_the_same_image_share_its_prefix(generators, model):
     """As pref sends them: two prompts on one image object; the prefix with the image runs once."""
-    from stic_plugin.engine import Request, user_turn
+    from stic_plugin.generation.engine import Request, user_turn
 
     plain, continuous = generators[model]["plain"], generators[model]["continuous"]
     requests = []
@@ -371,7 +371,7 @@ def attention_calls():
     """Counts the calls of the decoding attention functions (registered again around the test)."""
     from transformers import AttentionInterface
 
-    from stic_plugin import continuous
+    from stic_plugin.generation import continuous
 
     calls = {continuous.GROUPED_DECODE_ATTENTION: 0, continuous.FLEX_DECODE_ATTENTION: 0}
     originals = {
@@ -395,7 +395,7 @@ def attention_calls():
 
 def test_flex_decoding_gives_the_same_tokens(generators, attention_calls):
     """The block-sparse decoding attention (run eagerly here: the reference implementation of flex)."""
-    from stic_plugin.continuous import FLEX_DECODE_ATTENTION, GROUPED_DECODE_ATTENTION
+    from stic_plugin.generation.continuous import FLEX_DECODE_ATTENTION, GROUPED_DECODE_ATTENTION
 
     plain, continuous = generators["tiny-qwen2vl"]["plain"], generators["tiny-qwen2vl"]["continuous"]
     requests = _requests(7)
@@ -428,7 +428,7 @@ def test_auto_compilation_starts_after_some_eager_steps(tiny):
 
 def test_compiled_flex_decoding_gives_the_same_tokens(tiny):
     """The GPU path (compiled step, block-sparse flex attention), compiled here by inductor for the CPU."""
-    from stic_plugin.continuous import ContinuousBatcher
+    from stic_plugin.generation.continuous import ContinuousBatcher
 
     plain = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl", engine="plain")
     compiled = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl")
@@ -448,7 +448,7 @@ def test_compiled_flex_decoding_gives_the_same_tokens(tiny):
 def test_older_transformers_fall_back_to_plain_batches(generators, monkeypatch):
     import transformers
 
-    from stic_plugin.continuous import unsupported_reason
+    from stic_plugin.generation.continuous import unsupported_reason
 
     model = generators["tiny-llava"]["continuous"].model
     assert unsupported_reason(model) is None
@@ -459,7 +459,7 @@ def test_older_transformers_fall_back_to_plain_batches(generators, monkeypatch):
 def test_a_finished_row_hands_its_slot_to_the_next_request(generators):
     """Two slots, one long request and five short ones: the short ones pass through the second slot
     while the long one decodes, so the run takes as many steps as the long request alone."""
-    from stic_plugin.engine import Request, user_turn
+    from stic_plugin.generation.engine import Request, user_turn
 
     continuous = generators["tiny-llava"]["continuous"]
     lengths = [30, 3, 3, 3, 3, 3]
@@ -476,8 +476,8 @@ def test_a_finished_row_hands_its_slot_to_the_next_request(generators):
 
 
 def test_a_cache_too_large_for_the_gpu_is_a_message_not_a_traceback(monkeypatch, capsys, tmp_path):
-    from stic_plugin import cli, pref
-    from stic_plugin.continuous import CacheTooLarge
+    from stic_plugin.commands import cli, pref
+    from stic_plugin.generation.continuous import CacheTooLarge
 
     def run_pref(cfg):
         raise CacheTooLarge(

@@ -113,7 +113,7 @@ def test_llava_system_turn(media):
     ],
 )
 def test_llava_malformed_records_raise_with_the_record_named(media, record, message):
-    from stic_plugin.converters import MalformedRecordError
+    from stic_plugin.data.formats import MalformedRecordError
 
     with pytest.raises(MalformedRecordError, match=message):
         _converter("llava", media)(record)

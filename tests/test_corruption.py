@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stic_plugin.corruption import apply_corruption, sample_corruption
+from stic_plugin.generation.corruption import apply_corruption, sample_corruption
 
 
 def _image(width=64, height=40, seed=0):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stic_plugin import images
-from stic_plugin.images import BadImage, images_in_folder, images_in_list, load_image
-from stic_plugin.planning import plan_pair
+from stic_plugin.generation import images
+from stic_plugin.generation.images import BadImage, images_in_folder, images_in_list, load_image
+from stic_plugin.generation.planning import plan_pair
 
 
 def test_folder_is_searched_recursively_and_keys_are_relative(tmp_path):

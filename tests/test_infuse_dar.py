@@ -7,7 +7,8 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from stic_plugin.infusion import default_infusion_format_file, infuse_messages, read_infusion_format
+from stic_plugin.assets import default_infusion_format_file
+from stic_plugin.data.infusion import infuse_messages, read_infusion_format
 
 pytestmark = pytest.mark.slow
 FORMAT = read_infusion_format(default_infusion_format_file())

@@ -2,8 +2,9 @@
 
 import pytest
 
-from stic_plugin.infusion import default_infusion_format_file, infuse_messages, infuse_turn, read_infusion_format
-from stic_plugin.metrics import accuracy, choice_letter, is_correct
+from stic_plugin.assets import default_infusion_format_file
+from stic_plugin.data.infusion import infuse_messages, infuse_turn, read_infusion_format
+from stic_plugin.data.metrics import accuracy, choice_letter, is_correct
 
 FORMAT = read_infusion_format(default_infusion_format_file())
 

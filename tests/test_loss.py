@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from stic_plugin.loss import chosen_nll, stic_dpo_loss
+from stic_plugin.train.loss import chosen_nll, stic_dpo_loss
 
 
 def _log_sigmoid(x: float) -> float:

@@ -102,10 +102,10 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
 
 
 def test_importing_the_formatters_first_still_registers_them():
-    """stic_plugin.converters imports LLaMA-Factory's converter module, whose patch needs the formatters."""
+    """stic_plugin.data.formats imports LLaMA-Factory's converter module, whose patch needs the formatters."""
     out = _python(
         """
-        import stic_plugin.converters
+        import stic_plugin.data.formats
         import llamafactory.data.converter as converter
         print(sorted(set(converter.DATASET_CONVERTERS) & {"llava", "stic"}))
         """

@@ -85,8 +85,8 @@ def test_pref_output_loads_and_trains_with_stic_dpo(tiny, tmp_path):
 
 
 def test_choices_do_not_depend_on_batch_size(tiny, tmp_path):
-    from stic_plugin.planning import plan_pair
-    from stic_plugin.templates import default_prompt_file, read_prompts
+    from stic_plugin.assets import default_prompt_file, read_prompts
+    from stic_plugin.generation.planning import plan_pair
 
     images = tmp_path / "images"
     make_images(images, count=10, seed=5)

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from stic_plugin.config import DarConfig, InfuseConfig, PrefConfig, load_config
+from stic_plugin.assets import model_configs_dir
+from stic_plugin.commands.config import DarConfig, InfuseConfig, PrefConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIRS = sorted(p for p in (REPO / "recipes").iterdir() if p.is_dir() and p.name != "deepspeed")
@@ -99,7 +100,7 @@ def _processor_and_plugin(model: str):
 
     from stic_plugin.fixtures import LLAVA_SPECIALS, QWEN_SPECIALS, train_tokenizer
 
-    folder = REPO / "stic_plugin" / "model_configs" / model
+    folder = model_configs_dir() / model
     settings = json.loads((folder / "preprocessor_config.json").read_text())
     kind = settings.pop("image_processor_type")
     for key in ("patch_size", "num_additional_image_tokens", "vision_feature_select_strategy"):
@@ -215,9 +216,8 @@ def test_example_records_load_with_their_dataset_entry(name, tmp_path):
 def test_readme_documents_every_key():
     import dataclasses
 
-    from stic_plugin.bench import BenchConfig
-    from stic_plugin.demo import DemoConfig
-    from stic_plugin.hparams import stic_option_names
+    from stic_plugin.commands.config import BenchConfig, DemoConfig
+    from stic_plugin.train.options import stic_option_names
 
     readme = (REPO / "README.md").read_text()
     for cls in (PrefConfig, InfuseConfig, DarConfig, DemoConfig, BenchConfig):

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from stic_plugin.trainer import response_lengths
+from stic_plugin.train.trainer import response_lengths
 
 
 def test_response_lengths_counts_shifted_labels():
@@ -82,7 +82,7 @@ def _loss_and_metrics(trainer_cls, finetuning_args, setup):
 def test_alpha_zero_equals_llamafactory_dpo_exactly(setup):
     from llamafactory.train.dpo.trainer import CustomDPOTrainer
 
-    from stic_plugin.trainer import SticDPOTrainer
+    from stic_plugin.train.trainer import SticDPOTrainer
 
     dpo_loss, dpo_metrics = _loss_and_metrics(CustomDPOTrainer, setup["dpo_args"], setup)
     stic_args = setup["args_for"]("stic_dpo", stic_alpha=0.0)[3]
@@ -97,7 +97,7 @@ def test_alpha_zero_equals_llamafactory_dpo_exactly(setup):
 def test_nll_term_added_with_alpha(setup, reduction):
     from llamafactory.train.dpo.trainer import CustomDPOTrainer
 
-    from stic_plugin.trainer import SticDPOTrainer
+    from stic_plugin.train.trainer import SticDPOTrainer
 
     dpo_loss, _ = _loss_and_metrics(CustomDPOTrainer, setup["dpo_args"], setup)
     stic_args = setup["args_for"]("stic_dpo", stic_alpha=0.125, stic_nll_reduction=reduction)[3]

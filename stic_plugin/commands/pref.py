@@ -20,13 +20,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..assets import dataset_entry, read_prompts
+from ..data.output import ShardedOutput, atomic_write_bytes, atomic_write_text
+from ..data.runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
+from ..generation.engine import user_turn
+from ..generation.images import BadImage, ImageItem, images_in_folder, images_in_list, load_image
+from ..generation.planning import NEGATIVE_CORRUPTION, PairPlan, plan_pair
 from .config import PrefConfig
-from .engine import user_turn
-from .images import BadImage, ImageItem, images_in_folder, images_in_list, load_image
-from .output import ShardedOutput, atomic_write_bytes, atomic_write_text
-from .planning import NEGATIVE_CORRUPTION, PairPlan, plan_pair
-from .runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
-from .templates import dataset_entry, read_prompts
 
 logger = logging.getLogger("stic_plugin.pref")
 
@@ -55,7 +55,7 @@ class Prepared:
 
 def prepare(items: list[ImageItem], cfg: PrefConfig, prompts: dict) -> tuple[list[Prepared], list[dict]]:
     """Read the images of one batch and corrupt where planned; bad files become skip entries."""
-    from .corruption import apply_corruption
+    from ..generation.corruption import apply_corruption
 
     ready, skipped = [], []
     for item in items:
@@ -147,7 +147,7 @@ def run_pref(cfg: PrefConfig) -> int:
     if todo:
         from tqdm import tqdm
 
-        from .engine import Request, VisionLanguageGenerator
+        from ..generation.engine import Request, VisionLanguageGenerator
 
         generator = VisionLanguageGenerator.from_config(cfg)
         started = time.time()  # generation speed, model loading excluded

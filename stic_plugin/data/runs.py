@@ -1,16 +1,38 @@
-"""What every generator run shares: sampling and sharding, resume, the batch loop with read-ahead."""
+"""What every generator run shares: sampling and sharding, resume, the batch loop with read-ahead, and the
+signature of input and model files."""
 
 import logging
+import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
-from .config import distributed_rank
 from .output import ShardedOutput, merge_dataset_info, read_dataset_info
 
 T = TypeVar("T")
 logger = logging.getLogger("stic_plugin")
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) from torchrun or any launcher that sets RANK / WORLD_SIZE."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} and WORLD_SIZE={world} are inconsistent")
+    return rank, world
+
+
+def files_signature(path: str) -> list | None:
+    """(name, size, modification time) of a local file, or of the files directly in a local folder: what
+    tells an input or a model edited in place from the one an output was written with."""
+    target = Path(path.strip())
+    if target.is_file():
+        stat = target.stat()
+        return [[target.name, stat.st_size, stat.st_mtime_ns]]
+    if target.is_dir():
+        return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(target.iterdir()) if p.is_file()]
+    return None  # a hub name: its revision is the hub's business
 
 
 def sample_reproducibly(items: Sequence[T], count: int | None, seed: int, purpose: str) -> list[T]:

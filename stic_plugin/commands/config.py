@@ -1,19 +1,19 @@
-"""Configuration of the ``stic-cli`` generators: YAML keys, overridable as ``key=value`` on the command line.
+"""Configuration of every ``stic-cli`` command: YAML keys, overridable as ``key=value`` on the command line.
 
-Each command's keys are one dataclass with a help text per key, read by ``load_config`` (which
-rejects unknown keys, naming the closest known one) and checked in ``__post_init__``.
+Each command's keys are one dataclass with a help text per key (``PrefConfig``, ``InfuseConfig``,
+``DarConfig``, ``DemoConfig``, ``BenchConfig``), read by ``load_config`` (which rejects unknown keys,
+naming the closest known one) and checked in ``__post_init__``.
 """
 
 import dataclasses
 import difflib
-import os
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
-from .infusion import default_infusion_format_file
-from .templates import default_prompt_file
+from ..assets import default_infusion_format_file, default_prompt_file
+from ..data.runs import files_signature
 
 
 def option(default=MISSING, help: str = "", **kwargs):  # noqa: A002 - mirrors dataclasses.field metadata
@@ -147,14 +147,6 @@ def check_plain_name(key: str, value: str) -> None:
         raise ValueError(f"`{key}` must be a plain name; got {value!r}")
 
 
-def distributed_rank() -> tuple[int, int]:
-    """(rank, world size) from torchrun or any launcher that sets RANK / WORLD_SIZE."""
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"RANK={rank} and WORLD_SIZE={world} are inconsistent")
-    return rank, world
-
-
 @dataclass
 class GeneratorConfig:
     """Keys shared by every generator: the model, the images and the output."""
@@ -231,17 +223,6 @@ class GeneratorConfig:
         return values
 
 
-def files_signature(path: str) -> list | None:
-    """(name, size, modification time) of a local file, or of the files directly in a local folder."""
-    target = Path(path.strip())
-    if target.is_file():
-        stat = target.stat()
-        return [[target.name, stat.st_size, stat.st_mtime_ns]]
-    if target.is_dir():
-        return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(target.iterdir()) if p.is_file()]
-    return None  # a hub name: its revision is the hub's business
-
-
 @dataclass
 class PrefConfig(GeneratorConfig):
     """``stic-cli pref``: STIC stage-1 preference data from unlabeled images (paper Algorithm 1)."""
@@ -294,7 +275,7 @@ class PrefConfig(GeneratorConfig):
             raise ValueError(f"`max_samples` must be at least 1 when set; got {self.max_samples}")
         if not 0 <= self.corruption_prob <= 1:
             raise ValueError(f"`corruption_prob` must be in [0, 1]; got {self.corruption_prob}")
-        from .corruption import CORRUPTIONS
+        from ..generation.corruption import CORRUPTIONS
 
         for name, weight in self.corruptions.items():
             if name not in CORRUPTIONS:
@@ -396,3 +377,66 @@ class DarConfig(SourceConfig):
         if self.description_max_new_tokens < 1:
             raise ValueError("`description_max_new_tokens` must be at least 1")
         check_plain_name("predictions_name", self.predictions_name)
+
+
+@dataclass
+class DemoConfig:
+    """``stic-cli demo``: the whole STIC pipeline on a tiny model, on CPU, nothing downloaded."""
+
+    command = "demo"
+
+    output_dir: str = option("demo_output", help="Everything the demo writes goes here.")
+    images: int = option(8, help="How many sample images to make.")
+    max_new_tokens: int = option(24, help="Longest generated description or answer, in tokens.")
+
+    def __post_init__(self):
+        if self.images < 2 or self.max_new_tokens < 1:
+            raise ValueError("`images` must be at least 2 and `max_new_tokens` at least 1")
+
+
+@dataclass
+class BenchConfig:
+    """``stic-cli bench``: speed of generation and training on this machine, printed and saved as JSON."""
+
+    command = "bench"
+
+    architecture: typing.Literal["llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b", "tiny"] = option(
+        "llava-1.5-7b", help="Random-weight model of this architecture (tiny: the test model, for CPU smoke runs)."
+    )
+    model_name_or_path: str | None = option(None, help="A checkpoint to measure instead of random weights.")
+    template: str | None = option(None, help="The checkpoint's LLaMA-Factory template (with model_name_or_path).")
+    batch_sizes: list = option([1, 16, 64, 128], help="Sequences decoding together; plain at 1 is the baseline.")
+    engines: list = option(["continuous", "plain"], help="Generation engines to measure (continuous, plain).")
+    compile_decoding: typing.Literal["auto", True, False] = option(
+        "auto", help="Compile the continuous engine's decoding step from the warm-up on; auto: on a GPU."
+    )
+    spread_batches: int = option(4, help="Spread run: requests = this many times the batch size.")
+    new_tokens: int = option(256, help="Equal-length run: output tokens of every sequence.")
+    spread_min: int = option(100, help="Spread run: shortest output, in tokens.")
+    spread_max: int = option(1000, help="Spread run: longest output, in tokens.")
+    spread_mean: int = option(400, help="Spread run: mean output length, in tokens (log-normal, clipped).")
+    train_pairs: int = option(4, help="Preference pairs per training step.")
+    train_response_tokens: int = option(350, help="Tokens of each chosen and rejected response in the training batch.")
+    train_steps: int = option(5, help="Timed training steps per trainer.")
+    train_gradient_checkpointing: bool = option(
+        True,
+        help="Recompute activations in the backward pass (LLaMA-Factory's default, kept by the recipes); "
+        "false: faster, more memory.",
+    )
+    warmup_steps: int = option(2, help="Untimed steps (and generate calls) first: compilation, caches, allocator.")
+    image_max_pixels: int = option(768 * 768, help="As the recipes' image_max_pixels.")
+    output_json: str = option("bench.json", help="Where every figure is written.")
+    seed: int = option(0, help="Seed of the random weights, images and lengths.")
+
+    def __post_init__(self):
+        if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
+            raise ValueError(f"`batch_sizes` must be a list of whole numbers >= 1; got {self.batch_sizes!r}")
+        if not 1 <= self.spread_min <= self.spread_mean <= self.spread_max:
+            raise ValueError("need 1 <= spread_min <= spread_mean <= spread_max")
+        if not self.engines or any(engine not in ("continuous", "plain") for engine in self.engines):
+            raise ValueError(f"`engines` must list continuous and/or plain; got {self.engines!r}")
+        for name in ("new_tokens", "train_pairs", "train_response_tokens", "train_steps", "spread_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1")
+        if (self.model_name_or_path is None) != (self.template is None):
+            raise ValueError("`model_name_or_path` and `template` go together")

@@ -12,16 +12,15 @@ import argparse
 import logging
 import sys
 
-from .bench import BenchConfig
-from .config import DarConfig, InfuseConfig, PrefConfig, describe_keys, load_config
-from .demo import DemoConfig
+from .config import BenchConfig, DarConfig, DemoConfig, InfuseConfig, PrefConfig, describe_keys, load_config
 
+# name: (configuration, module that runs it, its function); the module is imported only when its command runs
 COMMANDS = {
-    "pref": (PrefConfig, "stic_plugin.pref", "run_pref"),
-    "infuse": (InfuseConfig, "stic_plugin.infuse", "run_infuse"),
-    "dar": (DarConfig, "stic_plugin.dar", "run_dar"),
-    "demo": (DemoConfig, "stic_plugin.demo", "run_demo"),
-    "bench": (BenchConfig, "stic_plugin.bench", "run_bench"),
+    "pref": (PrefConfig, "stic_plugin.commands.pref", "run_pref"),
+    "infuse": (InfuseConfig, "stic_plugin.commands.infuse", "run_infuse"),
+    "dar": (DarConfig, "stic_plugin.commands.dar", "run_dar"),
+    "demo": (DemoConfig, "stic_plugin.commands.demo", "run_demo"),
+    "bench": (BenchConfig, "stic_plugin.commands.bench", "run_bench"),
 }
 
 
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     config_cls, module_name, function_name = COMMANDS[args.command]
     config_path = args.args[0] if args.args and "=" not in args.args[0] else None
     overrides = args.args[1:] if config_path else args.args
-    from .continuous import CacheTooLarge
+    from ..generation.continuous import CacheTooLarge
 
     try:
         config = load_config(config_cls, config_path, overrides)

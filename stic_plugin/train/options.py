@@ -1,9 +1,10 @@
 """The options this plugin adds to LLaMA-Factory, all prefixed ``stic_``.
 
 ``SticArguments`` holds them with their help texts and checks. ``finetuning_arguments_class()``
-builds LLaMA-Factory's ``FinetuningArguments`` extended with them and with ``stage: stic_dpo``;
-the patches in ``stic_plugin.patches`` put that class into LLaMA-Factory's argument parser, so
-the options work in YAML recipes, on the command line and in the web UI's extra-arguments box.
+builds LLaMA-Factory's ``FinetuningArguments`` extended with them and with ``stage: stic_dpo``, and
+``check_stic_keys`` refuses a mistyped ``stic_*`` key. The patches in ``stic_plugin.patches`` put both
+into LLaMA-Factory's argument parser, so the options work in YAML recipes, on the command line and in
+the web UI's extra-arguments box.
 """
 
 import math
@@ -11,7 +12,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
-from .constants import STAGE
+from ..constants import STAGE
 
 NLL_REDUCTIONS = ("sum", "mean")
 
@@ -52,6 +53,25 @@ class SticArguments:
 
 def stic_option_names() -> list[str]:
     return [f.name for f in fields(SticArguments)]
+
+
+def check_stic_keys(args) -> None:
+    """Raise for a ``stic_*`` key that is not an option of this plugin (a typo would otherwise be ignored)."""
+    import difflib
+
+    if isinstance(args, dict):
+        keys = list(args)
+    elif isinstance(args, (list, tuple)):
+        # HfArgumentParser accepts --stic_alpha and --stic-alpha alike
+        keys = [str(arg)[2:].split("=", 1)[0].replace("-", "_") for arg in args if str(arg).startswith("--")]
+    else:
+        return
+    known = stic_option_names()
+    for key in keys:
+        if key.startswith("stic_") and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise ValueError(f"Unknown STIC option `{key}`.{hint} Known options: {', '.join(known)}.")
 
 
 def check_stage_arguments(args) -> None:

@@ -19,34 +19,13 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from .config import option
-from .fixtures import build_all
-from .templates import data_templates_dir
+from ..assets import recipes_dir
+from ..fixtures import build_all
+from .config import DemoConfig
 
 RECIPE_MODEL = "llava-1.5-7b"
-
-
-@dataclass
-class DemoConfig:
-    """``stic-cli demo``: the whole STIC pipeline on a tiny model, on CPU, nothing downloaded."""
-
-    command = "demo"
-
-    output_dir: str = option("demo_output", help="Everything the demo writes goes here.")
-    images: int = option(8, help="How many sample images to make.")
-    max_new_tokens: int = option(24, help="Longest generated description or answer, in tokens.")
-
-    def __post_init__(self):
-        if self.images < 2 or self.max_new_tokens < 1:
-            raise ValueError("`images` must be at least 2 and `max_new_tokens` at least 1")
-
-
-def recipes_dir() -> Path:
-    """The shipped recipes: beside the package in a checkout, inside it in a wheel."""
-    return data_templates_dir().parent / "recipes"
 
 
 def _tiny_recipe(name: str, overrides: dict) -> dict:

@@ -12,13 +12,11 @@ import json
 import time
 from collections import Counter
 
-from .config import DarConfig
-from .describe import ImageDescriber, bad_image_entry, load_images
-from .engine import Request
-from .infusion import infuse_messages, read_infusion_format
-from .metrics import accuracy, scorable
-from .output import atomic_write_text
-from .runs import (
+from ..data.describe import ImageDescriber, bad_image_entry, load_images
+from ..data.infusion import infuse_messages, read_infusion_format
+from ..data.metrics import accuracy, scorable
+from ..data.output import atomic_write_text
+from ..data.runs import (
     finish_run,
     my_todo,
     prefetched_batches,
@@ -27,7 +25,9 @@ from .runs import (
     samples_per_call,
     start_run,
 )
-from .sources import Sample, load_samples, source_signature
+from ..data.sources import Sample, load_samples, source_signature
+from ..generation.engine import Request
+from .config import DarConfig
 
 
 def question_and_reference(sample: Sample) -> tuple[list[dict], str | None]:
@@ -41,7 +41,7 @@ def question_and_reference(sample: Sample) -> tuple[list[dict], str | None]:
 def run_dar(cfg: DarConfig) -> int:
     from llamafactory.extras.constants import IMAGE_PLACEHOLDER
 
-    from .engine import VisionLanguageGenerator
+    from ..generation.engine import VisionLanguageGenerator
 
     infusion_format = read_infusion_format(cfg.infusion_format_file)
     samples = sample_reproducibly(load_samples(cfg, unanswered_ok=True), cfg.num_samples, cfg.seed, "dar")

@@ -28,13 +28,10 @@ import math
 import random
 import tempfile
 import time
-import typing
-from dataclasses import dataclass
 from pathlib import Path
 
-from .config import option
+from .config import BenchConfig
 
-ARCHITECTURES = ("llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b", "tiny")
 TEMPLATES = {
     "llava-1.5-7b": "llava",
     "llava-v1.6-mistral-7b": "llava_next_mistral",
@@ -44,54 +41,6 @@ TEMPLATES = {
 # Dense bf16 peak of the usual training GPUs, for model FLOPs utilisation (none known: not reported).
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12}
 PAPER_WORKLOAD = {"pref_images": 6000, "sft_samples": 5000}
-
-
-@dataclass
-class BenchConfig:
-    """``stic-cli bench``: speed of generation and training on this machine, printed and saved as JSON."""
-
-    command = "bench"
-
-    architecture: typing.Literal["llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b", "tiny"] = option(
-        "llava-1.5-7b", help="Random-weight model of this architecture (tiny: the test model, for CPU smoke runs)."
-    )
-    model_name_or_path: str | None = option(None, help="A checkpoint to measure instead of random weights.")
-    template: str | None = option(None, help="The checkpoint's LLaMA-Factory template (with model_name_or_path).")
-    batch_sizes: list = option([1, 16, 64, 128], help="Sequences decoding together; plain at 1 is the baseline.")
-    engines: list = option(["continuous", "plain"], help="Generation engines to measure (continuous, plain).")
-    compile_decoding: typing.Literal["auto", True, False] = option(
-        "auto", help="Compile the continuous engine's decoding step from the warm-up on; auto: on a GPU."
-    )
-    spread_batches: int = option(4, help="Spread run: requests = this many times the batch size.")
-    new_tokens: int = option(256, help="Equal-length run: output tokens of every sequence.")
-    spread_min: int = option(100, help="Spread run: shortest output, in tokens.")
-    spread_max: int = option(1000, help="Spread run: longest output, in tokens.")
-    spread_mean: int = option(400, help="Spread run: mean output length, in tokens (log-normal, clipped).")
-    train_pairs: int = option(4, help="Preference pairs per training step.")
-    train_response_tokens: int = option(350, help="Tokens of each chosen and rejected response in the training batch.")
-    train_steps: int = option(5, help="Timed training steps per trainer.")
-    train_gradient_checkpointing: bool = option(
-        True,
-        help="Recompute activations in the backward pass (LLaMA-Factory's default, kept by the recipes); "
-        "false: faster, more memory.",
-    )
-    warmup_steps: int = option(2, help="Untimed steps (and generate calls) first: compilation, caches, allocator.")
-    image_max_pixels: int = option(768 * 768, help="As the recipes' image_max_pixels.")
-    output_json: str = option("bench.json", help="Where every figure is written.")
-    seed: int = option(0, help="Seed of the random weights, images and lengths.")
-
-    def __post_init__(self):
-        if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
-            raise ValueError(f"`batch_sizes` must be a list of whole numbers >= 1; got {self.batch_sizes!r}")
-        if not 1 <= self.spread_min <= self.spread_mean <= self.spread_max:
-            raise ValueError("need 1 <= spread_min <= spread_mean <= spread_max")
-        if not self.engines or any(engine not in ("continuous", "plain") for engine in self.engines):
-            raise ValueError(f"`engines` must list continuous and/or plain; got {self.engines!r}")
-        for name in ("new_tokens", "train_pairs", "train_response_tokens", "train_steps", "spread_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be at least 1")
-        if (self.model_name_or_path is None) != (self.template is None):
-            raise ValueError("`model_name_or_path` and `template` go together")
 
 
 def spread_lengths(count: int, low: int, high: int, mean: int, rng: random.Random) -> list[int]:
@@ -131,13 +80,13 @@ def bench_compiles(cfg: BenchConfig) -> bool:
 
 def build_generator(cfg: BenchConfig, workdir: Path):
     """The generator (and its model) for a checkpoint, the tiny model, or a random-weight architecture."""
-    from .engine import VisionLanguageGenerator
+    from ..generation.engine import VisionLanguageGenerator
 
     options = dict(image_max_pixels=cfg.image_max_pixels, compile_decoding=bench_compiles(cfg))
     if cfg.model_name_or_path:
         return VisionLanguageGenerator.load(cfg.model_name_or_path, cfg.template, **options)
     if cfg.architecture == "tiny":
-        from .fixtures import build_tiny_llava
+        from ..fixtures import build_tiny_llava
 
         return VisionLanguageGenerator.load(str(build_tiny_llava(workdir / "tiny-llava")), "llava", **options)
     return _random_architecture(cfg, workdir)
@@ -152,10 +101,11 @@ def _random_architecture(cfg: BenchConfig, workdir: Path):
     from llamafactory.model.patcher import patch_processor
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedTokenizerFast
 
-    from .engine import VisionLanguageGenerator, process_device
-    from .fixtures import LLAVA_SPECIALS, QWEN_SPECIALS, train_tokenizer
+    from ..assets import model_configs_dir
+    from ..fixtures import LLAVA_SPECIALS, QWEN_SPECIALS, train_tokenizer
+    from ..generation.engine import VisionLanguageGenerator, process_device
 
-    folder = Path(__file__).resolve().parent / "model_configs" / cfg.architecture
+    folder = model_configs_dir() / cfg.architecture
     qwen = cfg.architecture.startswith("qwen")
     if qwen:
         tokenizer = PreTrainedTokenizerFast(
@@ -223,7 +173,7 @@ def bench_generation(
     them: half the pairs on one image object, the others on a second one standing for the corrupted
     image), 1 for descriptions.
     """
-    from .engine import Request, user_turn
+    from ..generation.engine import Request, user_turn
 
     rng = random.Random(cfg.seed)
     rows = []
@@ -317,7 +267,7 @@ def _fresh_batcher(generator) -> None:
 def _out_of_memory(err: Exception) -> bool:
     import torch
 
-    from .continuous import CacheTooLarge
+    from ..generation.continuous import CacheTooLarge
 
     return isinstance(err, (torch.cuda.OutOfMemoryError, CacheTooLarge))
 
@@ -373,8 +323,8 @@ def bench_training(generator, cfg: BenchConfig, workdir: Path) -> list[dict]:
     from llamafactory.model.model_utils.checkpointing import prepare_model_for_training
     from llamafactory.train.dpo.trainer import CustomDPOTrainer
 
-    from .engine import Request, user_turn
-    from .trainer import SticDPOTrainer
+    from ..generation.engine import Request, user_turn
+    from ..train.trainer import SticDPOTrainer
 
     model, tokenizer = generator.model, generator.tokenizer
     cuda = model.device.type == "cuda"
@@ -521,7 +471,7 @@ def project(pref_best: dict, describe_best: dict, stic_step: dict, cfg: BenchCon
 def run_bench(cfg: BenchConfig) -> int:
     import torch
 
-    from .templates import default_prompt_file, read_prompts
+    from ..assets import default_prompt_file, read_prompts
 
     if not torch.cuda.is_available() and cfg.architecture != "tiny" and not cfg.model_name_or_path:
         raise ValueError(

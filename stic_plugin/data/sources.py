@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from .converters import LlavaDatasetConverter, MalformedRecordError
+from .formats import LlavaDatasetConverter, MalformedRecordError
 
 logger = logging.getLogger("stic_plugin")
 
@@ -102,7 +102,7 @@ def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> li
 
 def source_signature(cfg) -> list | None:
     """The input data files, by size and modification time: an edited input is not resumed."""
-    from .config import files_signature
+    from .runs import files_signature
 
     if cfg.llava_file is not None:
         return files_signature(cfg.llava_file)

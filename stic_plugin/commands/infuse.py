@@ -17,11 +17,11 @@ import os
 import time
 from collections import Counter
 
-from .config import InfuseConfig
-from .describe import ImageDescriber, bad_image_entry, load_images
-from .infusion import infuse_messages, read_infusion_format
-from .output import atomic_write_text
-from .runs import (
+from ..assets import dataset_entry, read_prompts
+from ..data.describe import ImageDescriber, bad_image_entry, load_images
+from ..data.infusion import infuse_messages, read_infusion_format
+from ..data.output import atomic_write_text
+from ..data.runs import (
     finish_run,
     my_todo,
     prefetched_batches,
@@ -30,8 +30,8 @@ from .runs import (
     samples_per_call,
     start_run,
 )
-from .sources import Sample, load_samples, source_signature
-from .templates import dataset_entry, read_prompts
+from ..data.sources import Sample, load_samples, source_signature
+from .config import InfuseConfig
 
 
 def relative_images(paths: list[str], dataset_dir) -> list[str]:
@@ -77,7 +77,7 @@ def run_infuse(cfg: InfuseConfig) -> int:
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["stic"]["sample"]), cfg.overwrite)
 
     def make_generator():
-        from .engine import VisionLanguageGenerator
+        from ..generation.engine import VisionLanguageGenerator
 
         return VisionLanguageGenerator.from_config(cfg)
 

@@ -5,7 +5,7 @@ Data, model, reference model and saving are LLaMA-Factory's; the trainer is ``St
 
 from typing import TYPE_CHECKING
 
-from .constants import STAGE
+from ..constants import STAGE
 
 if TYPE_CHECKING:
     from llamafactory.hparams import DataArguments, FinetuningArguments, ModelArguments

@@ -180,7 +180,7 @@ CONVERTERS = {"llava": LlavaDatasetConverter, "stic": SticDatasetConverter}
 def _register_if_pending() -> None:
     # Imported before llamafactory.data.converter, this module imported it for the base class; the
     # registration patch had to wait for the classes above.
-    from . import patches
+    from .. import patches
 
     patches.patch_imported_modules()
 

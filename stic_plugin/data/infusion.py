@@ -12,13 +12,7 @@ placeholders staying where they are; several images get one description each, la
 import re
 from pathlib import Path
 
-from .templates import data_templates_dir
-
 MULTI_IMAGE_LABEL = "Image {index}: {description}"
-
-
-def default_infusion_format_file() -> str:
-    return str(data_templates_dir() / "infusion_format.txt")
 
 
 def read_infusion_format(path: str) -> str:

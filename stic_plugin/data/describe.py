@@ -4,10 +4,10 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from .engine import Request, user_turn
-from .images import BadImage, load_image
+from ..generation.engine import Request, user_turn
+from ..generation.images import BadImage, load_image
+from ..generation.planning import image_rng
 from .output import JsonlAppender, read_jsonl
-from .planning import image_rng
 
 logger = logging.getLogger("stic_plugin")
 

@@ -1,0 +1,2 @@
+"""The ``stic-cli`` commands (``pref``, ``infuse``, ``dar``, ``demo``, ``bench``), their configurations
+(``config``), and the entry point (``cli``)."""
