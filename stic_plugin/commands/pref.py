@@ -46,14 +46,16 @@ def list_source_images(cfg) -> list[ImageItem]:
 
 
 @dataclass
-class Prepared:
+class PairInputs:
+    """One readable image of a batch, its plan, and the image the rejected response is written from."""
+
     item: ImageItem
     plan: PairPlan
     image: object
     rejected_image: object
 
 
-def prepare(items: list[ImageItem], cfg: PrefConfig, prompts: dict) -> tuple[list[Prepared], list[dict]]:
+def read_and_corrupt(items: list[ImageItem], cfg: PrefConfig, prompts: dict) -> tuple[list[PairInputs], list[dict]]:
     """Read the images of one batch and corrupt where planned; bad files become skip entries."""
     from ..generation.corruption import apply_corruption
 
@@ -68,7 +70,7 @@ def prepare(items: list[ImageItem], cfg: PrefConfig, prompts: dict) -> tuple[lis
         rejected_image = image
         if plan.negative == NEGATIVE_CORRUPTION:
             rejected_image = apply_corruption(image, plan.corruption, plan.corruption_params)
-        ready.append(Prepared(item, plan, image, rejected_image))
+        ready.append(PairInputs(item, plan, image, rejected_image))
     return ready, skipped
 
 
@@ -87,12 +89,12 @@ def plan_for(key: str, cfg: PrefConfig, prompts: dict) -> PairPlan:
     )
 
 
-def build_record(prepared: Prepared, chosen, rejected, dataset_dir: Path) -> dict:
-    plan = prepared.plan
+def build_record(inputs: PairInputs, chosen, rejected, dataset_dir: Path) -> dict:
+    plan = inputs.plan
     try:
-        image_path = os.path.relpath(prepared.item.path, dataset_dir)
+        image_path = os.path.relpath(inputs.item.path, dataset_dir)
     except ValueError:  # another drive
-        image_path = prepared.item.path
+        image_path = inputs.item.path
     return {
         "messages": [{"role": "user", "content": user_turn(plan.training_prompt)}],
         "chosen": {"role": "assistant", "content": chosen.text},
@@ -153,7 +155,7 @@ def run_pref(cfg: PrefConfig) -> int:
         started = time.time()  # generation speed, model loading excluded
         records, skipped_log = output.open_writers()
         # Images are read and corrupted on a thread, a batch ahead of the model.
-        batches = prefetched_batches(todo, cfg.batch_size, lambda batch: prepare(batch, cfg, prompts), None)
+        batches = prefetched_batches(todo, cfg.batch_size, lambda batch: read_and_corrupt(batch, cfg, prompts), None)
         progress = tqdm(total=len(todo), unit="image", desc=progress_name("pref", rank, world))
 
         def requests():
@@ -189,23 +191,23 @@ def run_pref(cfg: PrefConfig) -> int:
                 slots=2 * min(cfg.batch_size, len(todo)),
             )
             for request, generation in stream:
-                prepared, side = request.tag
-                pair = halves.setdefault(prepared.item.key, {})
+                inputs, side = request.tag
+                pair = halves.setdefault(inputs.item.key, {})
                 pair[side] = generation
                 if len(pair) < 2:
                     continue
-                del halves[prepared.item.key]
+                del halves[inputs.item.key]
                 progress.update(1)
                 chosen, rejected = pair["chosen"], pair["rejected"]
                 run["output tokens"] += chosen.tokens + rejected.tokens
                 reason = drop_reason(chosen, rejected, cfg.on_truncated)
                 if reason:
                     skipped_log.write(
-                        dict(key=prepared.item.key, path=prepared.item.path, kind=DROPPED, reason=reason, detail="")
+                        dict(key=inputs.item.key, path=inputs.item.path, kind=DROPPED, reason=reason, detail="")
                     )
                     run[f"dropped: {reason}"] += 1
                     continue
-                records.write(build_record(prepared, chosen, rejected, output.dataset_dir))
+                records.write(build_record(inputs, chosen, rejected, output.dataset_dir))
                 run["pairs written"] += 1
         progress.close()
         seconds = time.time() - started

@@ -171,7 +171,7 @@ class ShardedOutput:
         """Any record or skip entry written: a configuration is then bound to this output."""
         return any(path.stat().st_size > 0 for path in self.part_files() + self.skipped_files())
 
-    def prepare(self, fingerprint: dict, overwrite: bool, name_key: str = "dataset_name") -> None:
+    def check_configuration(self, fingerprint: dict, overwrite: bool, name_key: str = "dataset_name") -> None:
         """Check that existing output was written by the same configuration; clear it if ``overwrite``."""
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ValueError(f"{self.data_dir} exists and is not a folder; choose another `{name_key}`")

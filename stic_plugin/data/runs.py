@@ -52,7 +52,7 @@ def start_run(
     output = ShardedOutput(cfg.dataset_dir, name, rank, world)
     if dataset_entry is not None:
         read_dataset_info(output.dataset_dir, name, dataset_entry)
-    output.prepare(fingerprint, cfg.overwrite, name_key)
+    output.check_configuration(fingerprint, cfg.overwrite, name_key)
     return output
 
 
@@ -101,8 +101,8 @@ def progress_name(command: str, rank: int, world: int) -> str:
     return command if world == 1 else f"{command} {rank}/{world}"
 
 
-def prefetched_batches(todo: Sequence[T], batch_size: int, prepare: Callable, desc: str | None) -> Iterator:
-    """(batch, prepare(batch)) for each batch; the next batch is prepared on a thread while this one runs.
+def prefetched_batches(todo: Sequence[T], batch_size: int, load: Callable, desc: str | None) -> Iterator:
+    """(batch, load(batch)) for each batch; the next batch is loaded on a thread while this one runs.
     With a ``desc``, a progress bar counts the units of the batches handed out."""
     from tqdm import tqdm
 
@@ -111,11 +111,11 @@ def prefetched_batches(todo: Sequence[T], batch_size: int, prepare: Callable, de
         return
     progress = tqdm(total=len(todo), unit="it", desc=desc, disable=desc is None)
     with ThreadPoolExecutor(max_workers=1) as reader:
-        upcoming = reader.submit(prepare, batches[0])
+        upcoming = reader.submit(load, batches[0])
         for index, batch in enumerate(batches):
-            prepared = upcoming.result()
+            loaded = upcoming.result()
             if index + 1 < len(batches):
-                upcoming = reader.submit(prepare, batches[index + 1])
-            yield batch, prepared
+                upcoming = reader.submit(load, batches[index + 1])
+            yield batch, loaded
             progress.update(len(batch))
     progress.close()

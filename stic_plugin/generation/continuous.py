@@ -240,12 +240,25 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
+def inputs_to_device(inputs: dict, device, dtype) -> dict:
+    """The processor's tensors on ``device``, the floating-point ones in ``dtype`` (the model's); other values
+    as they are. Both engines move a request's inputs with it."""
+    import torch
+
+    return {
+        key: value.to(device, dtype=dtype if value.is_floating_point() else None)
+        if isinstance(value, torch.Tensor)
+        else value
+        for key, value in inputs.items()
+    }
+
+
 class CacheTooLarge(RuntimeError):
     """The key/value cache for the slots does not fit in the free GPU memory."""
 
 
 @dataclass
-class Prepared:
+class PendingRequest:
     """One request ready for the model: prompt ids, its processor outputs (CPU tensors) and limits."""
 
     tag: object
@@ -260,7 +273,7 @@ class Prepared:
 
 @dataclass
 class _Slot:
-    item: Prepared
+    item: PendingRequest
     tokens: list
 
 
@@ -283,7 +296,7 @@ def round_up(value: int, multiple: int = BLOCK) -> int:
 
 
 class ContinuousBatcher:
-    """Decodes a stream of prepared requests through ``slots`` concurrent rows.
+    """Decodes a stream of pending requests through ``slots`` concurrent rows.
 
     ``stop_token_ids`` end a row (they are not part of its output); ``banned`` is a (vocab,) additive
     float tensor applied to every step's logits (-inf for ids that must never be written).
@@ -329,7 +342,7 @@ class ContinuousBatcher:
         self.sampling = (0.0, None)  # (temperature, top_p) of the run: constants of the compiled step
 
     # ---- the model calls ----
-    def _prefill(self, item: Prepared):
+    def _prefill(self, item: PendingRequest):
         """The multimodal forward on one prompt: (logits of its next token, per-layer K/V, next position).
 
         A prompt whose prefix (images included) it shares with the previous one of its group starts
@@ -349,13 +362,14 @@ class ContinuousBatcher:
                     past_key_values=cache,
                     use_cache=True,
                     logits_to_keep=1,
-                    **self._on_device(item.mm_inputs),
+                    **inputs_to_device(item.mm_inputs, self.device, self.dtype),
                 )
                 delta = self._rope_delta()
             else:
                 group, length = item.prefix
                 if self._prefix is None or self._prefix[0] != group:
-                    self._prefix = (group, *self._run_prefix(ids[:, :length], self._on_device(item.mm_inputs)))
+                    inputs = inputs_to_device(item.mm_inputs, self.device, self.dtype)
+                    self._prefix = (group, *self._run_prefix(ids[:, :length], inputs))
                     self.stats["prefix_runs"] += 1
                 _, layers, delta = self._prefix
                 for index, (key, value) in enumerate(layers):
@@ -373,16 +387,6 @@ class ContinuousBatcher:
                 )
                 self.stats["shared_prefix_tokens"] += length
         return output.logits[:, -1].float(), cache_layers(cache), len(item.ids) + delta
-
-    def _on_device(self, inputs: dict) -> dict:
-        import torch
-
-        return {
-            key: value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
-            if isinstance(value, torch.Tensor)
-            else value
-            for key, value in inputs.items()
-        }
 
     def _run_prefix(self, prefix_ids, inputs):
         """Keys and values (and the position delta) of a prompt prefix holding every image."""
@@ -518,7 +522,7 @@ class ContinuousBatcher:
     # ---- the loop ----
     def run(
         self,
-        items: Iterator[Prepared],
+        items: Iterator[PendingRequest],
         slots: int,
         temperature: float,
         top_p: float | None,
@@ -533,7 +537,7 @@ class ContinuousBatcher:
         import torch
 
         source = iter(items)
-        waiting: deque[Prepared] = deque()
+        waiting: deque[PendingRequest] = deque()
         exhausted = False
 
         def look_ahead():
@@ -563,7 +567,7 @@ class ContinuousBatcher:
         capacity = self.cache.capacity if self.cache is not None and self.cache_slots == rows else 0
         valid = torch.zeros(rows, capacity, dtype=torch.bool, device=device) if capacity else None
 
-        def room(item: Prepared) -> int:
+        def room(item: PendingRequest) -> int:
             return len(item.ids) + max(item.reserve, item.max_new_tokens)
 
         self.sampling = (float(temperature or 0.0), top_p)

@@ -229,17 +229,6 @@ class VisionLanguageGenerator:
             inputs["mm_token_type_ids"] = (batch_ids == image_token_id).long()
         return inputs
 
-    def _to_device(self, inputs: dict) -> dict:
-        import torch
-
-        dtype = self.model.dtype
-        return {
-            key: (value.to(self.device, dtype=dtype) if value.is_floating_point() else value.to(self.device))
-            if isinstance(value, torch.Tensor)
-            else value
-            for key, value in inputs.items()
-        }
-
     def generate(
         self,
         requests: list[Request],
@@ -281,7 +270,7 @@ class VisionLanguageGenerator:
         if self.engine == "plain":
             yield from self._plain_stream(requests, max_new_tokens, temperature, top_p, seed, slots)
             return
-        from .continuous import ContinuousBatcher, Prepared, request_key
+        from .continuous import ContinuousBatcher, PendingRequest, request_key
 
         if self._batcher is None:
             self._batcher = ContinuousBatcher(
@@ -291,7 +280,7 @@ class VisionLanguageGenerator:
 
         image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
 
-        def prepare(group: list[tuple[int, Request]]) -> list[Prepared]:
+        def pending(group: list[tuple[int, Request]]) -> list[PendingRequest]:
             """Requests on the same images: the images are processed once, and the prompt prefix up to
             and including the image tokens is run through the model once for all of them."""
             import torch
@@ -308,8 +297,8 @@ class VisionLanguageGenerator:
                 key = request_key(base_seed, request.key if request.key is not None else str(index))
                 # The ring is sized by the call's limit, so that calls with shorter requests reuse its shapes.
                 items.append(
-                    Prepared(
-                        (request, limit),
+                    PendingRequest(
+                        request,
                         ids,
                         inputs,
                         limit,
@@ -321,9 +310,9 @@ class VisionLanguageGenerator:
                 )
             return items
 
-        prepared = (item for items in _read_ahead(prepare, _same_image_groups(requests), slots) for item in items)
+        queue = (item for items in _read_ahead(pending, _same_image_groups(requests), slots) for item in items)
         # The batcher turns gradients off around its own model calls only: nothing leaks into the caller's loop.
-        for (request, _limit), new_tokens, truncated in self._batcher.run(prepared, slots, temperature, top_p):
+        for request, new_tokens, truncated in self._batcher.run(queue, slots, temperature, top_p):
             yield request, self._generation(new_tokens, truncated)
 
     def _plain_stream(self, requests, max_new_tokens, temperature, top_p, seed, slots):
@@ -349,6 +338,8 @@ class VisionLanguageGenerator:
         import torch
         from transformers import LogitsProcessorList
 
+        from .continuous import inputs_to_device
+
         ids = [self.encode(request) for request in requests]
         width = max(len(row) for row in ids)
         input_ids = torch.full((len(ids), width), self.pad_token_id, dtype=torch.long)
@@ -356,7 +347,7 @@ class VisionLanguageGenerator:
         for row, tokens in enumerate(ids):  # left padding: every prompt ends where generation starts
             input_ids[row, width - len(tokens) :] = torch.tensor(tokens)
             attention_mask[row, width - len(tokens) :] = 1
-        mm_inputs = self._to_device(self.mm_inputs(requests, ids, input_ids))
+        mm_inputs = inputs_to_device(self.mm_inputs(requests, ids, input_ids), self.device, self.model.dtype)
         limits = [request.max_new_tokens or max_new_tokens for request in requests]
         processor = RowLimits(
             self.banned_bias.to(self.device),
