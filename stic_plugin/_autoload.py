@@ -17,11 +17,16 @@ def autoload_enabled(environ=os.environ) -> bool:
 def main() -> None:
     if not autoload_enabled():
         return
+    step = "importing stic_plugin.patches"
     try:
         from . import patches
 
+        step = "stic_plugin.patches.apply()"
         patches.apply()
-    except Exception as err:  # never break an unrelated interpreter start
+    except Exception as err:  # never break an unrelated interpreter start; say what failed, on one line
         import sys
 
-        print(f"stic_plugin: auto-loading failed ({err!r}); set {AUTOLOAD_ENV}=0 to silence.", file=sys.stderr)
+        detail = " ".join(f"{type(err).__name__}: {err}".split())
+        print(
+            f"stic_plugin: auto-loading failed in {step} ({detail}); set {AUTOLOAD_ENV}=0 to silence.", file=sys.stderr
+        )

@@ -1,4 +1,4 @@
-"""Every place where stic_plugin changes LLaMA-Factory, each with its revert.
+"""Every place where stic_plugin changes LLaMA-Factory, each with its revert, and the check of the host.
 
 LLaMA-Factory 0.9.5 has no plugin mechanism for stages, so the plugin patches, and only here:
 
@@ -17,6 +17,24 @@ llamafactory.webui.runner                   ``Runner._parse_train_args`` passes 
 llamafactory.data.converter                 dataset formatters ``llava`` and ``stic`` registered
 ==========================================  ==================================================================
 
+Private names of LLaMA-Factory the plugin relies on, and why (0.9.5 offers no public hook for any):
+
+- ``hparams.parser._TRAIN_ARGS`` (and ``_INFER_ARGS``, ``_EVAL_ARGS``, ``_TRAIN_MCA_ARGS``): the argument
+  classes every parser is built from; the only place a stage and options can be added.
+- ``hparams.parser._parse_args``: the one function every YAML and argv configuration goes through before
+  unknown keys are dropped (``ALLOW_EXTRA_ARGS``), so the only place a mistyped ``stic_*`` key can be caught.
+- ``train.tuner._training_function``: the stage dispatch (an if/elif on ``finetuning_args.stage``).
+- ``webui.runner.Runner._parse_train_args``: where the web UI turns its form into training arguments.
+- ``data.converter.DatasetConverter._find_medias``: the formatters resolve image paths against
+  ``media_dir`` exactly as LLaMA-Factory's own formatters do (``stic_plugin.data.formats``).
+- ``train.callbacks.LogCallback._write_log``: the one writer of ``trainer_log.jsonl``, which the web UI
+  reads; ``stic_plugin.train.callbacks`` adds the ``stic/*`` metrics to its lines.
+
+Each patch lists the names it needs (``Patch.needs``); a patch whose name is missing is skipped, not
+made, and a warning names it. The host's version is compared with ``WRITTEN_FOR`` when the first
+module is patched: on a mismatch one warning (once per process) names the version found and every
+patch whose names are missing (from the module where it is loaded, else from its source file).
+
 A patch is applied when its module is imported (a post-import hook in ``sys.meta_path``), or at
 once if the module is already imported, so ``apply()`` never imports LLaMA-Factory itself and
 stays cheap enough to run in every interpreter (see ``stic_plugin/_autoload.py``).
@@ -29,9 +47,13 @@ from collections import namedtuple
 
 from .constants import STAGE, STAGE_DISPLAY_NAME
 
+WRITTEN_FOR = "0.9.5"  # the LLaMA-Factory version these patches were written and tested against
+
 # Kept to modules that load in microseconds (no dataclasses, typing or importlib.abc): this runs in every
-# interpreter of the environment. `apply(module)` returns what `revert(module, saved)` needs.
-Patch = namedtuple("Patch", ["name", "module", "apply", "revert"])
+# interpreter of the environment. `apply(module)` returns what `revert(module, saved)` needs. `needs`: the
+# names the patch relies on, as "Attribute.path" in its module or "other.module:Attribute.path" for a module
+# that its module imports itself.
+Patch = namedtuple("Patch", ["name", "module", "needs", "apply", "revert"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -67,9 +89,9 @@ def _revert_arguments(parser, saved):
 def _apply_unknown_key_check(parser):
     original = parser._parse_args
 
-    from .train.options import check_stic_keys
-
     def _parse_args(arg_parser, args=None, allow_extra_keys=False):
+        from .train.options import check_stic_keys
+
         args = parser.read_args(args)
         check_stic_keys(args)
         return original(arg_parser, args, allow_extra_keys=allow_extra_keys)
@@ -184,20 +206,11 @@ def _revert_webui_runner(runner, original):
 
 # ---------------------------------------------------------------------------------------------------------------
 # llamafactory.data.converter
-class _NotReady(Exception):
-    """A patch that cannot be made yet; it stays pending and is made later."""
-
-
 def _apply_converters(converter):
-    ours = sys.modules.get(f"{__package__}.data.formats")
-    if ours is not None and "CONVERTERS" not in vars(ours):
-        # stic_plugin.data.formats is being imported, and it is what imported this module (for the base
-        # class): it makes this patch itself once its classes exist (see the end of data/formats.py).
-        raise _NotReady
-    from .data.formats import CONVERTERS
+    from .data.formats import converter_classes
 
     added = []
-    for name, cls in CONVERTERS.items():
+    for name, cls in converter_classes().items():
         if name not in converter.DATASET_CONVERTERS:
             converter.register_dataset_converter(name, cls)
             added.append(name)
@@ -211,56 +224,230 @@ def _revert_converters(converter, added):
 
 PATCHES = (
     Patch(
-        "stage and stic_* options in the argument parser",
-        "llamafactory.hparams.parser",
-        _apply_arguments,
-        _revert_arguments,
+        name="stage and stic_* options in the argument parser",
+        module="llamafactory.hparams.parser",
+        needs=("_TRAIN_ARGS", "llamafactory.hparams.finetuning_args:FinetuningArguments"),
+        apply=_apply_arguments,
+        revert=_revert_arguments,
     ),
     Patch(
-        "unknown stic_* keys are errors",
-        "llamafactory.hparams.parser",
-        _apply_unknown_key_check,
-        _revert_function("_parse_args"),
+        name="unknown stic_* keys are errors",
+        module="llamafactory.hparams.parser",
+        needs=("_parse_args", "read_args"),
+        apply=_apply_unknown_key_check,
+        revert=_revert_function("_parse_args"),
     ),
     Patch(
-        "stic_dpo dispatch in the tuner",
-        "llamafactory.train.tuner",
-        _apply_stage_dispatch,
-        _revert_function("_training_function"),
+        name="stic_dpo dispatch in the tuner",
+        module="llamafactory.train.tuner",
+        # run_stic_dpo hands LLaMA-Factory's LogCallback the stic/* metrics through its _write_log
+        needs=(
+            "_training_function",
+            "read_args",
+            "get_train_args",
+            "run_dpo",
+            "llamafactory.train.callbacks:LogCallback._write_log",
+        ),
+        apply=_apply_stage_dispatch,
+        revert=_revert_function("_training_function"),
     ),
     Patch(
-        "STIC DPO in the web UI's stages and pair-data stages",
-        "llamafactory.extras.constants",
-        _apply_stage_constants,
-        _revert_stage_constants,
+        name="STIC DPO in the web UI's stages and pair-data stages",
+        module="llamafactory.extras.constants",
+        needs=("TRAINING_STAGES", "STAGES_USE_PAIR_DATA"),
+        apply=_apply_stage_constants,
+        revert=_revert_stage_constants,
     ),
     Patch(
-        "pref_beta/pref_loss from the web UI for stic_dpo",
-        "llamafactory.webui.runner",
-        _apply_webui_runner,
-        _revert_webui_runner,
+        name="pref_beta/pref_loss from the web UI for stic_dpo",
+        module="llamafactory.webui.runner",
+        needs=("Runner._parse_train_args",),
+        apply=_apply_webui_runner,
+        revert=_revert_webui_runner,
     ),
-    Patch("dataset formatters llava and stic", "llamafactory.data.converter", _apply_converters, _revert_converters),
+    Patch(
+        name="dataset formatters llava and stic",
+        module="llamafactory.data.converter",
+        needs=("DATASET_CONVERTERS", "register_dataset_converter", "DatasetConverter._find_medias"),
+        apply=_apply_converters,
+        revert=_revert_converters,
+    ),
 )
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# The host: its version, and the names each patch needs.
+def host_version() -> str:
+    """LLaMA-Factory's version, from the imported package (or its installed metadata); never imports it."""
+    host = sys.modules.get("llamafactory")
+    version = getattr(host, "__version__", None)
+    if version is None:
+        try:
+            from importlib.metadata import version as installed_version
+
+            version = installed_version("llamafactory")
+        except Exception:  # noqa: BLE001 - not installed, or unreadable metadata: say so in the warning
+            version = "unknown"
+    return str(version)
+
+
+def _has_attribute(module, path: str) -> bool:
+    target = module
+    for part in path.split("."):
+        if not hasattr(target, part):
+            return False
+        target = getattr(target, part)
+    return True
+
+
+def _defined_in_source(module_name: str, path: str) -> bool | None:
+    """Whether the host's source file of ``module_name`` defines ``path`` (a module-level name, or a class's
+    ``Class.member``); None when the source cannot be read. Reads the file, imports nothing."""
+    import ast
+    import os
+
+    host = sys.modules.get("llamafactory")
+    if not getattr(host, "__file__", None):
+        return None
+    base = os.path.join(os.path.dirname(host.__file__), *module_name.split(".")[1:])
+    source = base + ".py" if os.path.isfile(base + ".py") else os.path.join(base, "__init__.py")
+    try:
+        with open(source, encoding="utf-8") as handle:
+            scope = ast.parse(handle.read()).body
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for part in path.split("."):
+        node = _binding(scope, part)
+        if node is None:
+            return False
+        if not isinstance(node, ast.ClassDef):
+            return True  # the attributes of anything but a class defined there are not followed
+        scope = node.body
+    return True
+
+
+def _binding(statements, name: str):
+    """The statement that binds ``name`` among these statements, or in the if/try/with blocks among them."""
+    import ast
+
+    for node in statements:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name == name:
+                return node
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any((alias.asname or alias.name).split(".")[0] == name for alias in node.names):
+                return node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(n, ast.Name) and n.id == name for target in targets for n in ast.walk(target)):
+                return node
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            block = getattr(node, field, None)
+            if isinstance(block, list) and (found := _binding(block, name)) is not None:
+                return found
+    return None
+
+
+def missing_names(patch, module=None) -> list[str]:
+    """The names ``patch`` needs that the host lacks, as ``module.Attribute.path``.
+
+    Looked up in the module (``module``, or a fully imported one in ``sys.modules``), else in its source
+    file, so that nothing is imported to find out.
+    """
+    missing = []
+    for need in patch.needs:
+        module_name, _, path = need.rpartition(":")
+        module_name = module_name or patch.module
+        loaded = module if module is not None and module.__name__ == module_name else sys.modules.get(module_name)
+        initializing = getattr(getattr(loaded, "__spec__", None), "_initializing", False)
+        if loaded is not None and (loaded is module or not initializing):
+            present = _has_attribute(loaded, path)
+        else:
+            present = _defined_in_source(module_name, path) is not False
+        if not present:
+            missing.append(f"{module_name}.{path}")
+    return missing
+
+
+def version_warning(found: str | None = None, missing: dict | None = None) -> str | None:
+    """The warning for a host other than the one the patches were written for (None for that one).
+
+    ``missing``: patch name -> ``missing_names(patch)``, computed here when not given.
+    """
+    found = found or host_version()
+    if found == WRITTEN_FOR:
+        return None
+    if missing is None:
+        missing = {patch.name: missing_names(patch) for patch in PATCHES}
+    skipped = "; ".join(f"{name!r} (no {', '.join(names)})" for name, names in missing.items() if names)
+    return (
+        f"stic_plugin was written for LLaMA-Factory {WRITTEN_FOR} and found {found}: "
+        + (
+            f"these patches are skipped, what they need is missing: {skipped}."
+            if skipped
+            else "every name the patches need is there, but what they do may have changed."
+        )
+        + f" Install llamafactory=={WRITTEN_FOR} for the tested combination."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Applying: each patch when its module is imported, after checking that what it needs is there.
 _applied = {}  # patch name -> what its revert needs
+_skipped = set()  # patches not made (a name they need is missing, or they failed) since the last apply()
+_reported = set()  # patches a warning has named in this process
+_host_checked = False
 _lock = threading.RLock()
 _enabled = False
+
+
+def _warn(message: str) -> None:
+    import logging
+
+    logging.getLogger("stic_plugin").warning(message)
+
+
+def _check_host_once() -> None:
+    """At the first patched module of the process: one warning if LLaMA-Factory is not the written-for version."""
+    global _host_checked
+    if _host_checked:
+        return
+    _host_checked = True
+    found = host_version()
+    if found != WRITTEN_FOR:
+        missing = {patch.name: missing_names(patch) for patch in PATCHES}
+        _reported.update(name for name, names in missing.items() if names)  # named once, here
+        _warn(version_warning(found, missing))
 
 
 def _patch_module(module):
     with _lock:
         if not _enabled:
             return
+        _check_host_once()
         for patch in PATCHES:
-            if patch.module == module.__name__ and patch.name not in _applied:
-                try:
-                    saved = patch.apply(module)
-                except _NotReady:
-                    continue
-                # setdefault: applying may import a module that makes this same patch first (the
-                # formatters' module does); that inner record is the one that holds what was added.
-                _applied.setdefault(patch.name, saved)
+            if patch.module != module.__name__ or patch.name in _applied or patch.name in _skipped:
+                continue
+            missing = missing_names(patch, module)
+            if missing:
+                _skipped.add(patch.name)
+                if patch.name not in _reported:
+                    _reported.add(patch.name)
+                    _warn(
+                        f"stic_plugin: patch {patch.name!r} is skipped: LLaMA-Factory {host_version()} has no "
+                        f"{', '.join(missing)} (the patches were written for {WRITTEN_FOR})."
+                    )
+                continue
+            try:
+                _applied[patch.name] = patch.apply(module)
+            except Exception as err:  # noqa: BLE001 - a broken patch must not break the host's import
+                _skipped.add(patch.name)
+                _reported.add(patch.name)
+                _warn(
+                    f"stic_plugin: patch {patch.name!r} failed on LLaMA-Factory {host_version()} and is skipped "
+                    f"({type(err).__name__}: {err})."
+                )
 
 
 class _PatchOnImport:
@@ -326,6 +513,7 @@ def revert() -> None:
     global _enabled
     with _lock:
         _enabled = False
+        _skipped.clear()
         if _finder in sys.meta_path:
             sys.meta_path.remove(_finder)
         for patch in reversed(PATCHES):

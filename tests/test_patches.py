@@ -7,7 +7,8 @@ import textwrap
 from conftest import subprocess_env
 
 
-def _python(code: str, **env: str) -> str:
+def _python(code: str, stderr: bool = False, **env: str) -> str:
+    """Standard output of a fresh interpreter running ``code`` (and its standard error, with ``stderr``)."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         env=subprocess_env(**env),
@@ -17,7 +18,7 @@ def _python(code: str, **env: str) -> str:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    return result.stdout + (result.stderr if stderr else "")
 
 
 def test_interpreter_start_imports_neither_torch_nor_llamafactory():
@@ -102,12 +103,102 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
 
 
 def test_importing_the_formatters_first_still_registers_them():
-    """stic_plugin.data.formats imports LLaMA-Factory's converter module, whose patch needs the formatters."""
+    """stic_plugin.data.formats builds its classes on LLaMA-Factory's converter module, whose import registers
+    them: built once, whichever comes first."""
     out = _python(
         """
-        import stic_plugin.data.formats
+        import sys
+        import stic_plugin.data.formats as formats
+        print("llamafactory.data.converter" in sys.modules)
+        classes = formats.converter_classes()   # imports the converter module: its patch registers them
         import llamafactory.data.converter as converter
         print(sorted(set(converter.DATASET_CONVERTERS) & {"llava", "stic"}))
+        print(all(converter.DATASET_CONVERTERS[name] is cls for name, cls in classes.items()))
+        print(formats.LlavaDatasetConverter is classes["llava"], formats.converter_classes() is classes)
         """
     )
-    assert out.strip() == "['llava', 'stic']"
+    assert out.split("\n")[:4] == ["False", "['llava', 'stic']", "True", "True True"]
+
+
+# A module standing for LLaMA-Factory's web UI runner, without the method its patch wraps.
+_FAKE_RUNNER = """
+    import sys, types
+    import llamafactory
+    runner = types.ModuleType("llamafactory.webui.runner")
+    runner.Runner = type("Runner", (), {})
+    sys.modules["llamafactory.webui.runner"] = runner
+"""
+
+
+def test_another_llamafactory_version_is_one_warning_naming_the_skipped_patches():
+    out = _python(
+        _FAKE_RUNNER
+        + """
+    llamafactory.__version__ = "0.9.9"
+    import stic_plugin
+    from stic_plugin import patches
+    stic_plugin.apply()
+    stic_plugin.revert()
+    stic_plugin.apply()   # once per process: no second warning
+    print(stic_plugin.applied())
+    """,
+        STIC_PLUGIN_AUTOLOAD="0",
+        stderr=True,
+    )
+    warnings = [line for line in out.splitlines() if line.startswith("stic_plugin")]
+    assert warnings == [
+        "stic_plugin was written for LLaMA-Factory 0.9.5 and found 0.9.9: these patches are skipped, what they "
+        "need is missing: 'pref_beta/pref_loss from the web UI for stic_dpo' (no "
+        "llamafactory.webui.runner.Runner._parse_train_args). Install llamafactory==0.9.5 for the tested combination."
+    ]
+    assert "[]" in out.splitlines()  # the runner's patch was not made (and no other module is imported)
+
+
+def test_a_missing_name_on_the_written_for_version_is_a_warning_naming_the_patch():
+    out = _python(
+        _FAKE_RUNNER
+        + """
+    import stic_plugin
+    stic_plugin.apply()
+    import llamafactory.extras.constants as constants
+    print(stic_plugin.applied())
+    """,
+        STIC_PLUGIN_AUTOLOAD="0",
+        stderr=True,
+    )
+    warnings = [line for line in out.splitlines() if line.startswith("stic_plugin")]
+    assert warnings == [
+        "stic_plugin: patch 'pref_beta/pref_loss from the web UI for stic_dpo' is skipped: LLaMA-Factory 0.9.5 has "
+        "no llamafactory.webui.runner.Runner._parse_train_args (the patches were written for 0.9.5)."
+    ]
+    assert '["STIC DPO in the web UI\'s stages and pair-data stages"]' in out.splitlines()
+
+
+def test_a_failed_auto_load_says_what_failed_on_one_line(monkeypatch, capsys):
+    from stic_plugin import _autoload, patches
+
+    def broken_apply():
+        raise RuntimeError("the hook could not be installed\nsecond line")
+
+    monkeypatch.setattr(patches, "apply", broken_apply)
+    _autoload.main()
+    err = capsys.readouterr().err
+    assert err == (
+        "stic_plugin: auto-loading failed in stic_plugin.patches.apply() (RuntimeError: the hook could not be "
+        "installed second line); set STIC_PLUGIN_AUTOLOAD=0 to silence.\n"
+    )
+
+
+def test_missing_names_are_read_from_the_source_of_modules_not_imported():
+    import llamafactory  # noqa: F401 - the host package, not its modules
+
+    from stic_plugin.patches import PATCHES, Patch, missing_names
+
+    assert "llamafactory.webui.runner" not in sys.modules
+    assert [missing_names(patch) for patch in PATCHES] == [[]] * len(PATCHES)
+    needs = ("Runner._parse_train_args", "Runner._renamed", "NOT_THERE", "Runner", "os", "TRAINING_STAGES")
+    assert missing_names(Patch("x", "llamafactory.webui.runner", needs, None, None)) == [
+        "llamafactory.webui.runner.Runner._renamed",
+        "llamafactory.webui.runner.NOT_THERE",
+    ]
+    assert "llamafactory.webui.runner" not in sys.modules  # found out without importing it (gradio)

@@ -1,17 +1,16 @@
 """Instruction data to describe (``infuse``) or answer (``dar``): any dataset LLaMA-Factory reads.
 
-A dataset named in a ``dataset_info.json`` goes through LLaMA-Factory's own loader and format
-converters (alpaca, sharegpt, openai, and this plugin's llava and stic); a LLaVA JSON file is read
-with the ``llava`` formatter. Either way each sample becomes a :class:`Sample`.
+A dataset named in a ``dataset_info.json`` is read as LLaMA-Factory's loader reads it and aligned by
+LLaMA-Factory's format converters (alpaca, sharegpt, openai, and this plugin's llava and stic); a LLaVA
+JSON file is read with the ``llava`` formatter. Either way each sample becomes a :class:`Sample`.
 """
 
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
-from .formats import LlavaDatasetConverter, MalformedRecordError
+from .formats import MalformedRecordError, converter_classes
 
 logger = logging.getLogger("stic_plugin")
 
@@ -60,7 +59,7 @@ def load_llava_file(path: str, image_folder: str | None, unanswered_ok: bool = F
     folder = str(Path(image_folder).absolute()) if image_folder else str(source.absolute().parent)
     attr = DatasetAttr("file", dataset_name=source.name)
     attr.join({"formatting": "llava"})
-    converter = LlavaDatasetConverter(attr, DataArguments(dataset_dir=folder, media_dir=folder))
+    converter = converter_classes()["llava"](attr, DataArguments(dataset_dir=folder, media_dir=folder))
     samples, unreadable = [], []
     for index, row in enumerate(rows):
         turns = row.get("conversations") if isinstance(row, dict) else None
@@ -76,9 +75,22 @@ def load_llava_file(path: str, image_folder: str | None, unanswered_ok: bool = F
     return samples
 
 
+class _MainProcess:
+    """What ``align_dataset`` reads of the training arguments: the process index, for its cache. Not a
+    ``Seq2SeqTrainingArguments``: building one reads the distributed state, which under torchrun would
+    start a process group, and stic-cli's processes each read their input on their own."""
+
+    local_process_index = 0
+
+
 def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> list[Sample]:
-    """One dataset from ``dataset_dir/dataset_info.json``, aligned by LLaMA-Factory's loader."""
-    from llamafactory.data.loader import _load_single_dataset
+    """One dataset from ``dataset_dir/dataset_info.json``, read and aligned as LLaMA-Factory's loader does.
+
+    Local files (a file, or a folder of files, of one of LLaMA-Factory's types), Hugging Face hub and script
+    datasets are read with ``datasets.load_dataset``, then aligned by LLaMA-Factory's public ``align_dataset``
+    with the formatter of the entry (alpaca, sharegpt, openai, this plugin's llava and stic).
+    """
+    from llamafactory.data.converter import align_dataset
     from llamafactory.data.parser import get_dataset_list
     from llamafactory.hparams import DataArguments
 
@@ -86,10 +98,18 @@ def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> li
     if attr.ranking:
         raise ValueError(f"dataset `{name}` is preference data (`ranking: true`); give instruction (SFT) data")
     data_args = DataArguments(dataset_dir=dataset_dir, media_dir=media_dir or dataset_dir)
-    # Only the attributes the loader reads: cache and hub settings, and the process index.
-    model_args = SimpleNamespace(cache_dir=None, hf_hub_token=None, ms_hub_token=None, om_hub_token=None)
-    training_args = SimpleNamespace(local_process_index=0, dataloader_num_workers=0)
-    dataset = _load_single_dataset(attr, model_args, data_args, training_args)
+    if attr.load_from in ("ms_hub", "om_hub"):
+        # The ModelScope and Modelers hubs' clients are wired only into LLaMA-Factory's private loader: no
+        # public function reads them. It reads and aligns; of the model arguments it uses the hub settings.
+        from llamafactory.data.loader import _load_single_dataset
+        from llamafactory.hparams import ModelArguments
+
+        dataset = _load_single_dataset(attr, ModelArguments(model_name_or_path="unused"), data_args, _MainProcess())
+    else:
+        dataset = _read_entry(attr, name, data_args)
+        if attr.num_samples is not None:
+            dataset = _num_samples(dataset, attr.num_samples)
+        dataset = align_dataset(dataset, attr, data_args, _MainProcess())
     samples, unreadable = [], []
     for index, aligned in enumerate(dataset):
         if aligned["_prompt"]:
@@ -98,6 +118,47 @@ def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> li
             unreadable.append(f"sample {index}")
     _report_unreadable(f"dataset `{name}`", unreadable)
     return samples
+
+
+def _read_entry(attr, name: str, data_args):
+    """The records of a dataset_info entry, unaligned: what LLaMA-Factory's loader reads for it."""
+    import os
+
+    from datasets import Dataset, load_dataset
+
+    if attr.load_from == "file":
+        from llamafactory.extras.constants import FILEEXT2TYPE
+
+        local = Path(data_args.dataset_dir) / attr.dataset_name
+        if not local.exists():
+            raise ValueError(f"dataset `{name}`: {local} not found")
+        files = sorted(str(path) for path in local.iterdir()) if local.is_dir() else [str(local)]
+        types = {FILEEXT2TYPE.get(os.path.splitext(path)[1][1:]) for path in files}
+        if len(types) != 1 or None in types:
+            raise ValueError(f"dataset `{name}`: {local} must hold files of one type, one of {', '.join(FILEEXT2TYPE)}")
+        return load_dataset(types.pop(), data_files=files, split=attr.split)
+    if attr.load_from == "hf_hub":
+        return load_dataset(attr.dataset_name, name=attr.subset, data_dir=attr.folder, split=attr.split)
+    if attr.load_from == "script":
+        path = os.path.join(data_args.dataset_dir, attr.dataset_name)
+        return load_dataset(path, name=attr.subset, data_dir=attr.folder, split=attr.split)
+    if attr.load_from == "cloud_file":
+        from llamafactory.data.data_utils import read_cloud_json
+
+        return Dataset.from_list(read_cloud_json(attr.dataset_name), split=attr.split)
+    raise ValueError(f"dataset `{name}`: unknown source {attr.load_from!r}")
+
+
+def _num_samples(dataset, count: int):
+    """An entry's ``num_samples`` as LLaMA-Factory draws it (every record once, then repeats), from a fixed
+    seed, so that a resumed run reads the same samples."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    indexes = rng.permutation(len(dataset))[:count]
+    if count > len(indexes):
+        indexes = np.concatenate((indexes, rng.choice(len(dataset), count - len(indexes))))
+    return dataset.select(indexes)
 
 
 def source_signature(cfg) -> list | None:
