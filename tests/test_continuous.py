@@ -235,9 +235,9 @@ def test_continuous_greedy_equals_transformers_generate(generators, model):
     for slots in (1, 3, 16):
         got = continuous.generate(requests, 30, temperature=0, slots=slots)
         assert got == expected, f"slots={slots}"
-        assert continuous._batcher.attention == "sdpa"  # on the CPU: the grouped sdpa decoding attention
+        assert continuous.decoding_attention == "sdpa"  # on the CPU: the grouped sdpa decoding attention
         if slots == 3:  # rows refilled: the slots stayed busy
-            stats = continuous._batcher.stats
+            stats = continuous.last_run_stats
             assert stats["prefills"] == len(requests)
             # The first token comes from the prompt's own forward; each later one (or the stop) from a step.
             decode_steps = sum(g.tokens - 1 + (not g.truncated) if g.tokens else 0 for g in got)
@@ -250,7 +250,7 @@ def test_the_ring_wraps_around(generators):
     requests = _requests(90)
     expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
     assert continuous.generate(requests, 30, temperature=0, slots=1) == expected
-    stats = continuous._batcher.stats
+    stats = continuous.last_run_stats
     assert stats["steps"] > 2 * stats["capacity"]
 
 
@@ -260,7 +260,7 @@ def test_a_longer_prompt_later_waits_for_a_larger_ring(generators):
     expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
     got = continuous.generate(requests, 30, temperature=0, slots=3)
     assert got == expected
-    assert continuous._batcher.stats["capacity"] >= max(len(continuous.encode(r)) for r in requests) + 30
+    assert continuous.last_run_stats["capacity"] >= max(len(continuous.encode(r)) for r in requests) + 30
 
 
 def test_sampled_generations_do_not_depend_on_slots_or_order(generators):
@@ -323,7 +323,7 @@ def test_requests_on_the_same_image_share_its_prefix(generators, model):
         requests.append(Request.single(user_turn("Tell a story about it."), image, key=f"{index}:r"))
     expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
     assert continuous.generate(requests, 30, temperature=0, slots=3) == expected
-    stats = continuous._batcher.stats
+    stats = continuous.last_run_stats
     assert stats["prefix_runs"] == 5 and stats["prefills"] == 10  # one image prefix per pair
     assert stats["shared_prefix_tokens"] > 10 * len(continuous.encode(requests[0])) // 2
     sampled = continuous.generate(requests, 30, temperature=1.0, seed=4, slots=3)
@@ -336,10 +336,12 @@ def test_a_smaller_call_reuses_the_cache(generators):
     continuous = generators["tiny-llava"]["continuous"]
     requests = _requests(8)
     continuous.generate(requests, 30, temperature=0, slots=6)
-    cache = continuous._batcher.cache
+    cache = (continuous.cache_slots, continuous.cache_capacity)
     expected = generators["tiny-llava"]["plain"].generate(requests[:2], 30, temperature=0)
     assert continuous.generate(requests[:2], 30, temperature=0) == expected
-    assert continuous._batcher.cache is cache and continuous._batcher.stats["slots"] >= 6
+    stats = continuous.last_run_stats
+    assert stats["cache_allocations"] == 0 and (continuous.cache_slots, continuous.cache_capacity) == cache
+    assert stats["slots"] >= 6
 
 
 def test_the_image_token_and_ids_past_the_tokenizer_are_never_written(generators):
@@ -360,7 +362,8 @@ def test_compiled_decoding_gives_the_same_tokens_and_compiles_once(tiny):
     requests = _requests(8)
     expected = plain.generate(requests, 30, temperature=0)
     assert compiled.generate(requests, 30, temperature=0, slots=3) == expected
-    assert compiled._batcher.compile_after_steps == 0 and compiled._batcher._compiled is not None  # no fallback
+    stats = compiled.last_run_stats
+    assert compiled.decoding_compiled and stats["compiled_steps"] == stats["steps"] > 0  # every step; no fallback
     graphs = counters["stats"]["unique_graphs"]
     assert compiled.generate(list(reversed(requests)), 30, temperature=0, slots=3) == list(reversed(expected))
     assert counters["stats"]["unique_graphs"] == graphs  # a second call reuses the compiled step
@@ -372,6 +375,8 @@ def attention_calls():
     from transformers import AttentionInterface
 
     from stic_plugin.generation import continuous
+
+    continuous.register_decoding_attention()  # done: an engine built in the test keeps the counting ones
 
     calls = {continuous.GROUPED_DECODE_ATTENTION: 0, continuous.FLEX_DECODE_ATTENTION: 0}
     originals = {
@@ -393,25 +398,21 @@ def attention_calls():
         AttentionInterface.register(name, function)
 
 
-def test_flex_decoding_gives_the_same_tokens(generators, attention_calls):
+def test_flex_decoding_gives_the_same_tokens(tiny, generators, attention_calls):
     """The block-sparse decoding attention (run eagerly here: the reference implementation of flex)."""
     from stic_plugin.generation.continuous import FLEX_DECODE_ATTENTION, GROUPED_DECODE_ATTENTION
 
     plain, continuous = generators["tiny-qwen2vl"]["plain"], generators["tiny-qwen2vl"]["continuous"]
+    flex = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl", attention="flex")
     requests = _requests(7)
     expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
-    continuous.generate(requests[:1], 30, temperature=0)  # the batcher exists
-    batcher = continuous._batcher
-    batcher.attention = "flex"
-    try:
-        assert continuous.generate(requests, 30, temperature=0, slots=3) == expected
-    finally:
-        batcher.attention = "sdpa"
+    assert flex.generate(requests, 30, temperature=0, slots=3) == expected
+    assert flex.decoding_attention == "flex"
     layers = continuous.model.config.get_text_config(decoder=True).num_hidden_layers
-    assert attention_calls[FLEX_DECODE_ATTENTION] == layers * batcher.stats["steps"]
+    assert attention_calls[FLEX_DECODE_ATTENTION] == layers * flex.last_run_stats["steps"]
     before = attention_calls[GROUPED_DECODE_ATTENTION]
     assert continuous.generate(requests, 30, temperature=0, slots=3) == expected
-    assert attention_calls[GROUPED_DECODE_ATTENTION] - before == layers * batcher.stats["steps"]
+    assert attention_calls[GROUPED_DECODE_ATTENTION] - before == layers * continuous.last_run_stats["steps"]
 
 
 def test_auto_compilation_starts_after_some_eager_steps(tiny):
@@ -423,26 +424,23 @@ def test_auto_compilation_starts_after_some_eager_steps(tiny):
     requests = _requests(6)
     expected = plain.generate(requests, 30, temperature=0)
     assert tiered.generate(requests, 30, temperature=0, slots=2) == expected
-    assert tiered._batcher._compiled is not None and tiered._batcher.steps_in_process > 6
+    stats = tiered.last_run_stats
+    assert tiered.decoding_compiled and stats["steps"] - stats["compiled_steps"] == 6 and stats["compiled_steps"] > 0
 
 
 def test_compiled_flex_decoding_gives_the_same_tokens(tiny):
     """The GPU path (compiled step, block-sparse flex attention), compiled here by inductor for the CPU."""
-    from stic_plugin.generation.continuous import ContinuousBatcher
-
     plain = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl", engine="plain")
-    compiled = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl")
-    compiled._batcher = ContinuousBatcher(
-        compiled.model, compiled.stop_token_ids, compiled.banned_bias, compile_after_steps=0, attention="flex"
-    )
+    compiled = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl", compile_decoding=True, attention="flex")
     requests = _requests(7)
     assert compiled.generate(requests, 30, temperature=0, slots=3) == plain.generate(requests, 30, temperature=0)
     # Sampling runs inside the compiled step: the same draws as the uncompiled engine.
     eager = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl")
     sampled = compiled.generate(requests, 30, temperature=0.8, top_p=0.9, seed=3, slots=3)
     assert sampled == eager.generate(requests, 30, temperature=0.8, top_p=0.9, seed=3, slots=3)
-    batcher = compiled._batcher
-    assert batcher.compile_after_steps == 0 and batcher.attention == "flex" and batcher._compiled is not None
+    stats = compiled.last_run_stats
+    assert compiled.decoding_attention == "flex" and compiled.decoding_compiled
+    assert stats["compiled_steps"] == stats["steps"] > 0
 
 
 def test_older_transformers_fall_back_to_plain_batches(generators, monkeypatch):
@@ -469,7 +467,7 @@ def test_a_finished_row_hands_its_slot_to_the_next_request(generators):
     ]
     outputs = continuous.generate(requests, 30, temperature=0, slots=2)
     assert [output.tokens for output in outputs] == lengths
-    stats = continuous._batcher.stats
+    stats = continuous.last_run_stats
     # Each request's first token comes from its prompt's forward, the others from decoding steps.
     assert stats["steps"] == lengths[0] - 1  # fixed batches of two would take 29 + 2 + 2 steps
     assert stats["busy_slot_steps"] == sum(n - 1 for n in lengths)

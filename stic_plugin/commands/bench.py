@@ -242,7 +242,7 @@ def bench_generation(
                 "mean_prompt_tokens": round(sum(len(generator.encode(r)) for r in timed) / count, 1),
             }
             if engine == "continuous":
-                stats = generator._batcher.stats
+                stats = generator.last_run_stats
                 row["slot_occupancy"] = round(stats["busy_slot_steps"] / max(1, stats["steps"] * stats["slots"]), 4)
                 row["kv_capacity"] = stats["capacity"]
                 row["shared_prefix_runs"] = stats["prefix_runs"]
@@ -258,7 +258,7 @@ def _fresh_batcher(generator) -> None:
 
     import torch
 
-    generator._batcher = None
+    generator.release_cache()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

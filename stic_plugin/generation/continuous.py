@@ -190,6 +190,21 @@ def ring_block_mask(valid):
     )
 
 
+_attention_registered = False
+
+
+def register_decoding_attention() -> None:
+    """Make both decoding attention functions known to transformers by name (once per process)."""
+    global _attention_registered
+    if _attention_registered:
+        return
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(GROUPED_DECODE_ATTENTION, grouped_decode_attention)
+    AttentionInterface.register(FLEX_DECODE_ATTENTION, flex_decode_attention)
+    _attention_registered = True
+
+
 def flex_decode_attention(
     module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
 ):
@@ -279,7 +294,8 @@ class _Slot:
 
 def run_stats(rows: int) -> dict:
     """Counters of one run: decoding steps, slot-steps that produced a token, cache rows, prompts run,
-    ring size, prompt tokens taken from a shared prefix, shared prefixes run."""
+    ring size, prompt tokens taken from a shared prefix, shared prefixes run, steps run compiled, and
+    caches allocated (0 when the run reused the cache of an earlier one)."""
     return {
         "steps": 0,
         "busy_slot_steps": 0,
@@ -288,6 +304,8 @@ def run_stats(rows: int) -> dict:
         "capacity": 0,
         "shared_prefix_tokens": 0,
         "prefix_runs": 0,
+        "compiled_steps": 0,
+        "cache_allocations": 0,
     }
 
 
@@ -326,10 +344,7 @@ class ContinuousBatcher:
         self.text_config = self.language_model.config
         self.prefill_attention = self.text_config._attn_implementation
         # Decoding attention: where the text model runs sdpa, on grouped keys without copies, or flex.
-        from transformers import AttentionInterface
-
-        AttentionInterface.register(GROUPED_DECODE_ATTENTION, grouped_decode_attention)
-        AttentionInterface.register(FLEX_DECODE_ATTENTION, flex_decode_attention)
+        register_decoding_attention()
         if self.prefill_attention != "sdpa":
             attention = "eager"
         elif attention == "auto":
@@ -340,6 +355,11 @@ class ContinuousBatcher:
         self.stats = run_stats(0)
         self._prefix = None  # (group, layers, delta) of the last shared prompt prefix
         self.sampling = (0.0, None)  # (temperature, top_p) of the run: constants of the compiled step
+
+    @property
+    def compiled(self) -> bool:
+        """Whether decoding steps now run compiled (compiled once enough steps ran, and not fallen back)."""
+        return self._compiled is not None and self.compile_after_steps is not None
 
     # ---- the model calls ----
     def _prefill(self, item: PendingRequest):
@@ -475,7 +495,9 @@ class ContinuousBatcher:
                     self._step_flex if flex else self._step_dense, mode="reduce-overhead", dynamic=False
                 )
             try:
-                return self._compiled(*args).clone()  # the graph's output buffer is reused by the next replay
+                tokens = self._compiled(*args).clone()  # the graph's output buffer is reused by the next replay
+                self.stats["compiled_steps"] += 1
+                return tokens
             except Exception as err:  # noqa: BLE001 - any compiler failure: decoding still works uncompiled
                 logger.warning(
                     "compiled decoding failed (%s: %s); decoding without compilation", type(err).__name__, err
@@ -512,6 +534,7 @@ class ContinuousBatcher:
                 )
         self.cache = SlotKVCache(shapes, slots, capacity, self.dtype, self.device)
         self.cache_slots = slots
+        self.stats["cache_allocations"] += 1
         logger.info(
             "continuous batching: %d slots of %d tokens (%.1f GiB of key/value cache)",
             slots,

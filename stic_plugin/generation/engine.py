@@ -86,7 +86,18 @@ class VisionLanguageGenerator:
     constructor takes components already built (the benchmark's random-weight models).
     """
 
-    def __init__(self, model, tokenizer, processor, template, engine: str = "continuous", compile_decoding="auto"):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        processor,
+        template,
+        engine: str = "continuous",
+        compile_decoding="auto",
+        attention: str = "auto",
+    ):
+        """``attention``: the continuous engine's decoding attention (see ``ContinuousBatcher``): "auto",
+        "sdpa" or "flex"."""
         if engine not in ENGINES:
             raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
         if processor is None:
@@ -115,6 +126,7 @@ class VisionLanguageGenerator:
             self.compile_after_steps = COMPILE_AFTER_STEPS if self.device.type == "cuda" else None
         else:
             self.compile_after_steps = 0 if compile_decoding else None
+        self.attention = attention
         self._batcher = None
 
     def _banned_bias(self):
@@ -159,6 +171,7 @@ class VisionLanguageGenerator:
         infer_dtype: str = "auto",
         engine: str = "continuous",
         compile_decoding="auto",
+        attention: str = "auto",
     ) -> "VisionLanguageGenerator":
         from llamafactory.data import get_template_and_fix_tokenizer
         from llamafactory.hparams import get_infer_args
@@ -188,11 +201,44 @@ class VisionLanguageGenerator:
             raise ValueError(f"template `{template}` has no image support; use the template of your VLM")
         # With adapters and is_trainable=False, LLaMA-Factory merges them into the weights.
         model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
-        return cls(model, tokenizer, processor, chat_template, engine, compile_decoding)
+        return cls(model, tokenizer, processor, chat_template, engine, compile_decoding, attention)
 
     @property
     def device(self):
         return self.model.device
+
+    # ---- what the continuous engine did: read-only, for reports and tests ----
+    @property
+    def last_run_stats(self) -> dict:
+        """The counters of the continuous engine's last run (a copy; empty before its first): see
+        ``continuous.run_stats``."""
+        return dict(self._batcher.stats) if self._batcher is not None else {}
+
+    @property
+    def decoding_attention(self) -> str | None:
+        """The continuous engine's decoding attention in use ("sdpa", "flex", "flex-when-compiled" or
+        "eager"); None before its first run."""
+        return self._batcher.attention if self._batcher is not None else None
+
+    @property
+    def decoding_compiled(self) -> bool:
+        """Whether the continuous engine's decoding step runs compiled now."""
+        return self._batcher is not None and self._batcher.compiled
+
+    @property
+    def cache_slots(self) -> int:
+        """Rows of the continuous engine's key/value cache (0 before its first run); they never shrink."""
+        return self._batcher.cache_slots if self._batcher is not None else 0
+
+    @property
+    def cache_capacity(self) -> int:
+        """Tokens each row of the key/value cache holds (0 before the first run)."""
+        cache = self._batcher.cache if self._batcher is not None else None
+        return cache.capacity if cache is not None else 0
+
+    def release_cache(self) -> None:
+        """Drop the continuous engine's key/value cache and compiled step: the next run starts afresh."""
+        self._batcher = None
 
     def encode(self, request: Request) -> list[int]:
         """Token ids of the conversation with its images, up to the assistant's first token."""
@@ -274,7 +320,7 @@ class VisionLanguageGenerator:
 
         if self._batcher is None:
             self._batcher = ContinuousBatcher(
-                self.model, self.stop_token_ids, self.banned_bias, self.compile_after_steps
+                self.model, self.stop_token_ids, self.banned_bias, self.compile_after_steps, self.attention
             )
         base_seed = 0 if seed is None else seed
 
