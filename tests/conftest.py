@@ -1,77 +1,73 @@
-"""Shared fixtures: offline environment, tiny models built once per session, a preference dataset."""
+"""Shared fixtures: offline environment, tiny models built once per session, a preference dataset, one
+``stic-cli pref`` output, and ``stic`` to run stic-cli in this process. Helpers: ``helpers.py``."""
 
 import json
+import logging
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-# Before anything imports transformers or matplotlib: nothing from a hub, caches in a temporary folder.
+# Before anything imports torch, transformers or matplotlib: nothing from a hub, caches in a temporary folder.
 _CACHE = Path(tempfile.mkdtemp(prefix="stic-tests-cache-"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = str(_CACHE / "hf")
 os.environ["MPLCONFIGDIR"] = str(_CACHE / "mpl")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One thread per process (this one and every command it starts): the tiny models' matrices gain nothing
+# from more, and with two or more every small operation waits for its threads, many times slower on a busy
+# machine (one batch of the engine tests: 1.6 s with two threads, 0.09 s with one, while another process ran).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # llamafactory-cli and torchrun live beside the interpreter
-
-PREF_DATASET_INFO = {
-    "file_name": "stic_pref.jsonl",
-    "formatting": "sharegpt",
-    "ranking": True,
-    "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected", "images": "images"},
-    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
-}
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(extra)
-    return env
-
-
-def run_cli(args: list[str], cwd: Path, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
-    """Run a command the way a user does, with the environment's bin folder on PATH; output captured."""
-    return subprocess.run(
-        args, cwd=cwd, env=subprocess_env(**env), capture_output=True, text=True, timeout=timeout, check=False
-    )
+from helpers import pref_args, run_cli, write_pref_dataset  # noqa: E402 - after the environment above
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict[str, str]:
-    """Paths of the tiny LLaVA, the tiny Qwen2-VL and sample images (built offline, once per session)."""
+    """Paths of the tiny LLaVA, LLaVA-NeXT and Qwen2-VL and sample images (built offline, once per session)."""
     from stic_plugin.fixtures import build_all
 
     return build_all(tmp_path_factory.mktemp("tiny"))
-
-
-def write_pref_dataset(dataset_dir: Path, images: list[Path], name: str = "stic_pref") -> Path:
-    """A small sharegpt preference dataset in the layout the generators write."""
-    dataset_dir.mkdir(parents=True, exist_ok=True)
-    records = []
-    for index, image in enumerate(images):
-        records.append(
-            {
-                "messages": [{"role": "user", "content": "<image>Illustrate the details of the picture."}],
-                "chosen": {"role": "assistant", "content": f"a red car and a blue house, picture {index}"},
-                "rejected": {"role": "assistant", "content": "a dog"},
-                "images": [str(image)],
-            }
-        )
-    (dataset_dir / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    info_path = dataset_dir / "dataset_info.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    info[name] = dict(PREF_DATASET_INFO, file_name=f"{name}.jsonl")
-    info_path.write_text(json.dumps(info, indent=2))
-    return dataset_dir
 
 
 @pytest.fixture(scope="session")
 def pref_dataset_dir(tiny, tmp_path_factory) -> Path:
     images = sorted(Path(tiny["images"]).glob("*.png"))
     return write_pref_dataset(tmp_path_factory.mktemp("data"), images)
+
+
+@pytest.fixture(scope="session")
+def pref_output(tiny, tmp_path_factory) -> SimpleNamespace:
+    """One ``stic-cli pref`` run on the tiny LLaVA and its 8 images, as a user runs it, into a dataset_dir
+    that already holds a dataset_info.json (another entry, mode 0644). For tests that only read it."""
+    workdir = tmp_path_factory.mktemp("pref_output")
+    data = workdir / "data"
+    data.mkdir()
+    info = data / "dataset_info.json"
+    info.write_text(json.dumps({"mine": {"file_name": "mine.json"}}))
+    info.chmod(0o644)
+    args = pref_args(tiny, tiny["images"], data)
+    result = run_cli(args, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return SimpleNamespace(workdir=workdir, dataset_dir=data, result=result)
+
+
+@pytest.fixture
+def stic(capsys, caplog):
+    """``stic(*argv)`` runs ``stic-cli`` in this process (``stic_plugin.commands.cli.main``); the result has
+    ``returncode``, ``stdout``, and ``stderr`` (the logged lines included, as a subprocess would show them)."""
+    from stic_plugin.commands import cli
+
+    caplog.set_level(logging.INFO, logger="stic_plugin")
+
+    def run(*argv: str) -> SimpleNamespace:
+        capsys.readouterr()
+        caplog.clear()
+        args = list(argv[1:] if argv and argv[0] == "stic-cli" else argv)
+        code = cli.main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err + caplog.text)
+
+    return run

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import subprocess_env
+from helpers import subprocess_env
 
 
 def _python(code: str, stderr: bool = False, **env: str) -> str:
@@ -158,9 +158,11 @@ def test_a_missing_name_on_the_written_for_version_is_a_warning_naming_the_patch
     out = _python(
         _FAKE_RUNNER
         + """
+    constants = types.ModuleType("llamafactory.extras.constants")  # one that has what its patch needs
+    constants.TRAINING_STAGES, constants.STAGES_USE_PAIR_DATA = {}, set()
+    sys.modules["llamafactory.extras.constants"] = constants
     import stic_plugin
     stic_plugin.apply()
-    import llamafactory.extras.constants as constants
     print(stic_plugin.applied())
     """,
         STIC_PLUGIN_AUTOLOAD="0",

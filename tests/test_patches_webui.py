@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PREF_DATASET_INFO, subprocess_env, write_pref_dataset
+
+from helpers import PREF_DATASET_INFO, subprocess_env, write_pref_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Finding images, skipping bad files with a reason, converting odd modes, and per-image random plans."""
+"""Finding images, skipping bad files with a reason, converting odd modes."""
 
 import json
 
@@ -8,7 +8,6 @@ from PIL import Image
 
 from stic_plugin.generation import images
 from stic_plugin.generation.images import BadImage, images_in_folder, images_in_list, load_image
-from stic_plugin.generation.planning import plan_pair
 
 
 def test_folder_is_searched_recursively_and_keys_are_relative(tmp_path):
@@ -93,23 +92,3 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     image.save(tmp_path / "rotated.jpg", exif=exif)
     assert load_image(str(tmp_path / "rotated.jpg"), 10**6).size == (10, 30)
-
-
-def test_plans_depend_on_seed_and_key_only():
-    args = (
-        ["P"],
-        [f"c{i}" for i in range(8)],
-        [f"h{i}" for i in range(8)],
-        0.5,
-        {"low_resolution": 1, "color_jitter": 1},
-    )
-    first = [plan_pair(42, f"img{i}.jpg", *args) for i in range(200)]
-    again = [plan_pair(42, f"img{i}.jpg", *args) for i in reversed(range(200))][::-1]
-    assert first == again
-    assert first != [plan_pair(43, f"img{i}.jpg", *args) for i in range(200)]
-    negatives = [plan.negative for plan in first]
-    assert 70 < negatives.count("corruption") < 130
-    for plan in first:
-        assert plan.training_prompt.startswith("c")
-        assert (plan.bad_prompt or "").startswith("h") == (plan.negative == "hallucination")
-        assert (plan.corruption is not None) == (plan.negative == "corruption")

@@ -1,16 +1,17 @@
-"""`stic-cli infuse` and `stic-cli dar` end to end on the tiny models, in subprocesses."""
+"""`stic-cli infuse` end to end on the tiny models: one run as users run it (a subprocess, marked slow),
+the others in this process (``stic``)."""
 
 import json
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
 
 from stic_plugin.assets import default_infusion_format_file
 from stic_plugin.data.infusion import infuse_messages, read_infusion_format
 
-pytestmark = pytest.mark.slow
+from helpers import key_values, read_records, run_cli
+
 FORMAT = read_infusion_format(default_infusion_format_file())
 
 
@@ -70,10 +71,7 @@ def infuse_args(tiny, llava_file, image_folder, dataset_dir, **keys):
     return ["stic-cli", "infuse"] + [f"{key}={value}" for key, value in values.items()]
 
 
-def read_records(folder: Path) -> list[dict]:
-    return [json.loads(line) for part in sorted(folder.glob("*.jsonl")) for line in part.read_text().splitlines()]
-
-
+@pytest.mark.slow
 def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
     import shutil
 
@@ -155,133 +153,43 @@ def _random_adapter(model_dir: str, out_dir: Path) -> Path:
     return out_dir
 
 
-def test_infuse_from_a_named_dataset_applies_the_stage1_adapter(tiny, tmp_path):
+def test_infuse_from_a_named_dataset_applies_the_stage1_adapter(tiny, tmp_path, stic):
     adapter = _random_adapter(tiny["tiny-llava"], tmp_path / "adapter")
     data_in = tmp_path / "source"
     data_in.mkdir()
     (data_in / "mix.json").write_text(json.dumps(llava_records()[:2]))
     (data_in / "dataset_info.json").write_text(json.dumps({"mix": {"file_name": "mix.json", "formatting": "llava"}}))
+    base = [
+        "stic-cli",
+        "infuse",
+        f"model_name_or_path={tiny['tiny-llava']}",
+        "template=llava",
+        "dataset=mix",
+        f"source_dataset_dir={data_in}",
+        f"media_dir={tiny['images']}",
+        f"dataset_dir={tmp_path / 'out'}",
+        "temperature=0",
+        "max_new_tokens=12",
+    ]
     outputs = {}
     for name, extra in (("base", {}), ("tuned", {"adapter_name_or_path": str(adapter)})):
-        args = [
-            "stic-cli",
-            "infuse",
-            f"model_name_or_path={tiny['tiny-llava']}",
-            "template=llava",
-            "dataset=mix",
-            f"source_dataset_dir={data_in}",
-            f"media_dir={tiny['images']}",
-            f"dataset_dir={tmp_path / 'out'}",
-            f"dataset_name={name}",
-            "temperature=0",
-            "max_new_tokens=12",
-        ]
-        args += [f"{key}={value}" for key, value in extra.items()]
-        result = run_cli(args, cwd=tmp_path)
+        result = stic(*base, f"dataset_name={name}", *key_values(**extra))
         assert result.returncode == 0, result.stderr[-3000:]
         outputs[name] = [record["stic"]["descriptions"] for record in read_records(tmp_path / "out" / name)]
     assert len(outputs["base"]) == len(outputs["tuned"]) == 2
     assert outputs["base"] != outputs["tuned"]
     # greedy decoding is deterministic: the difference is the adapter, not chance
-    again = run_cli(
-        [
-            "stic-cli",
-            "infuse",
-            f"model_name_or_path={tiny['tiny-llava']}",
-            "template=llava",
-            "dataset=mix",
-            f"source_dataset_dir={data_in}",
-            f"media_dir={tiny['images']}",
-            f"dataset_dir={tmp_path / 'out'}",
-            "dataset_name=base2",
-            "temperature=0",
-            "max_new_tokens=12",
-        ],
-        cwd=tmp_path,
-    )
+    again = stic(*base, "dataset_name=base2")
     assert again.returncode == 0
     assert [r["stic"]["descriptions"] for r in read_records(tmp_path / "out" / "base2")] == outputs["base"]
 
 
-def test_dar_accuracy_matches_a_hand_count(tiny, tmp_path):
-    questions = [
-        {
-            "id": str(i),
-            "image": f"image_00{i}.png",
-            "conversations": [
-                {"from": "human", "value": "<image>\nName one letter."},
-                {"from": "gpt", "value": letter},
-            ],
-        }
-        for i, letter in enumerate(["e", "a", "zzzz", "t", "s", "q"])
-    ]
-    (tmp_path / "q.json").write_text(json.dumps(questions))
-    base = [
-        "stic-cli",
-        "dar",
-        f"model_name_or_path={tiny['tiny-llava']}",
-        "template=llava",
-        f"llava_file={tmp_path / 'q.json'}",
-        f"image_folder={tiny['images']}",
-        f"dataset_dir={tmp_path / 'pred'}",
-        "max_new_tokens=16",
-        "description_max_new_tokens=8",
-        "metric=contains",
-    ]
-    for mode in ("true", "false"):
-        result = run_cli(base + [f"dar={mode}", f"predictions_name=dar_{mode}"], cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
-        predictions = read_records(tmp_path / "pred" / f"dar_{mode}")
-        assert sorted(p["id"] for p in predictions) == list(range(6))
-        # the hand count: is the reference letter somewhere in the prediction, ignoring case
-        correct = sum(p["reference"].lower() in p["prediction"].lower() for p in predictions)
-        assert f"accuracy (contains): {correct / 6:.4f} ({correct}/6)" in result.stdout
-        stats = json.loads((tmp_path / "pred" / f"dar_{mode}.stats.json").read_text())
-        assert (stats["correct"], stats["counted"]) == (correct, 6)
-        has_descriptions = all(p["description"] for p in predictions)
-        assert has_descriptions == (mode == "true")
-        if mode == "true":
-            assert all(p["question"] == "<image>\nName one letter." for p in predictions)
-
-
-def test_infuse_overwrite_describes_again(tiny, tmp_path):
+def test_infuse_overwrite_describes_again(tiny, tmp_path, stic):
     (tmp_path / "mix.json").write_text(json.dumps(llava_records()[:2]))
     args = infuse_args(tiny, tmp_path / "mix.json", tiny["images"], tmp_path / "data")
-    assert run_cli(args, cwd=tmp_path).returncode == 0
-    again = run_cli(args + ["overwrite=true", "temperature=0"], cwd=tmp_path)
+    assert stic(*args).returncode == 0
+    again = stic(*args + ["overwrite=true", "temperature=0"])
     assert again.returncode == 0, again.stderr[-2000:]
     stats = json.loads((tmp_path / "data" / "stic_sft.stats.json").read_text())
     assert stats["last_process"]["images_described"] == 2  # nothing reused from the replaced run
     assert len(read_records(tmp_path / "data" / "stic_sft")) == 2
-
-
-def test_dar_unanswered_questions_and_rescoring_without_regenerating(tiny, tmp_path):
-    questions = [
-        {"id": "1", "image": "image_000.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"}]},
-        {
-            "id": "2",
-            "image": "image_001.png",
-            "conversations": [{"from": "human", "value": "<image>\nWho?"}, {"from": "gpt", "value": "e"}],
-        },
-    ]
-    (tmp_path / "q.json").write_text(json.dumps(questions))
-    base = [
-        "stic-cli",
-        "dar",
-        f"model_name_or_path={tiny['tiny-llava']}",
-        "template=llava",
-        f"llava_file={tmp_path / 'q.json'}",
-        f"image_folder={tiny['images']}",
-        f"dataset_dir={tmp_path / 'pred'}",
-        "max_new_tokens=8",
-        "description_max_new_tokens=8",
-    ]
-    first = run_cli(base, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-2000:]
-    predictions = {p["id"]: p for p in read_records(tmp_path / "pred" / "dar")}
-    assert predictions[0]["reference"] is None and predictions[1]["reference"] == "e"
-    rescored = run_cli(base + ["metric=contains"], cwd=tmp_path)
-    assert rescored.returncode == 0, rescored.stderr[-2000:]
-    assert "2 already done, 0 to do" in rescored.stderr
-    correct = int("e" in predictions[1]["prediction"].lower())
-    assert f"accuracy (contains): {correct:.4f} ({correct}/1)" in rescored.stdout

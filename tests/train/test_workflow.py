@@ -1,11 +1,13 @@
-"""`llamafactory-cli train` with `stage: stic_dpo`, in a subprocess, the way users run it."""
+"""`llamafactory-cli train` with `stage: stic_dpo` (run_stic_dpo, through the patched tuner), in a subprocess,
+the way users run it."""
 
 import json
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
+
+from helpers import run_cli
 
 pytestmark = pytest.mark.slow
 

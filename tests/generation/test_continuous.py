@@ -10,6 +10,8 @@ from PIL import Image
 
 from stic_plugin.generation.continuous import MASK32, hash32, request_key, sample_tokens, uniform_noise
 
+from helpers import mixed_requests, tiny_generator
+
 
 def naive_hash32(x: int) -> int:
     """The same mixing function, step by step on Python integers (no tensors, no int64 wrap-around)."""
@@ -150,75 +152,7 @@ def test_greedy_is_argmax():
     assert torch.equal(sample_tokens(logits, 0.0, None, keys, keys), logits.argmax(-1))
 
 
-# ---- the engine on the tiny models ----
-
-
-def tiny_generator(path: str, template: str, stop_bias: float = 0.3, **options):
-    """A tiny model in float32 with sharp attention and a likely stop token (rows end at varied points)."""
-    from stic_plugin.generation.engine import VisionLanguageGenerator
-
-    generator = VisionLanguageGenerator.load(path, template, infer_dtype="float32", **options)
-    sharpen_attention(generator.model)
-    generator.banned_bias[generator.stop_token_ids[0]] = stop_bias
-    return generator
-
-
-@pytest.fixture(scope="module")
-def generators(tiny):
-
-    built = {}
-    # name: (template, a bias on the stop token that makes rows end at different, data-dependent points)
-    models = {
-        "tiny-llava": ("llava", 0.3),
-        "tiny-qwen2vl": ("qwen2_vl", 0.3),
-        "tiny-llava-next": ("llava_next_mistral", 0.3),
-    }
-    for name, (template, stop_bias) in models.items():
-        built[name] = {
-            engine: tiny_generator(tiny[name], template, stop_bias, engine=engine) for engine in ("plain", "continuous")
-        }
-    return built
-
-
-def sharpen_attention(model, factor: float = 625.0):
-    """Scale the text model's query and key projections, so that attention, and with it every token
-    position, decides the output (random tiny models attend almost uniformly otherwise)."""
-    with torch.no_grad():
-        for name, module in model.model.language_model.named_modules():
-            if name.endswith(("q_proj", "k_proj")):
-                module.weight.mul_(factor**0.5)
-                if module.bias is not None:
-                    module.bias.mul_(factor**0.5)
-
-
-def _requests(count: int, long_from: int | None = None):
-    from stic_plugin.generation.engine import Request, user_turn
-
-    requests = []
-    for index in range(count):
-        if index % 5 == 4:  # text only: no image, no image positions
-            requests.append(
-                Request(
-                    [{"role": "user", "content": f"Say something about {index} " + "words " * (index % 7)}],
-                    key=f"r{index}",
-                    max_new_tokens=[24, 5, 17][index % 3],
-                )
-            )
-            continue
-        # Sizes vary so that Qwen2-VL's image grids differ; square 448 px ones span fewer positions than tokens.
-        size = (448, 448) if index % 3 == 0 else (100 + 70 * (index % 6), 90 + 60 * (index % 5))
-        image = Image.new("RGB", size, ((37 * index) % 256, 90, 160))
-        words = "in great detail " * (12 if long_from is not None and index >= long_from else index % 3)
-        requests.append(
-            Request.single(
-                user_turn(f"Describe picture {index} {words}"),
-                image,
-                key=f"r{index}",
-                max_new_tokens=[24, 5, 17, 1, 30, 9][index % 6],
-                min_new_tokens=[0, 0, 4, 0, 12, 0][index % 6],
-            )
-        )
-    return requests
+# ---- the engine on the tiny models (generators: tests/generation/conftest.py) ----
 
 
 @pytest.mark.parametrize("model", ["tiny-llava", "tiny-qwen2vl", "tiny-llava-next"])
@@ -227,7 +161,7 @@ def test_continuous_greedy_equals_transformers_generate(generators, model):
     assert continuous.engine == "continuous"
     text = continuous.model.config.get_text_config(decoder=True)
     assert text.num_key_value_heads < text.num_attention_heads  # so the grouped decoding attention is exercised
-    requests = _requests(11)
+    requests = mixed_requests(11)
     expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
     lengths = {generation.tokens for generation in expected}
     assert len(lengths) >= 4, "the test needs rows that end at different points"
@@ -247,7 +181,7 @@ def test_continuous_greedy_equals_transformers_generate(generators, model):
 def test_the_ring_wraps_around(generators):
     """One slot, many requests: the write position goes round the ring several times."""
     plain, continuous = generators["tiny-qwen2vl"]["plain"], generators["tiny-qwen2vl"]["continuous"]
-    requests = _requests(90)
+    requests = mixed_requests(90)
     expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
     assert continuous.generate(requests, 30, temperature=0, slots=1) == expected
     stats = continuous.last_run_stats
@@ -256,7 +190,7 @@ def test_the_ring_wraps_around(generators):
 
 def test_a_longer_prompt_later_waits_for_a_larger_ring(generators):
     plain, continuous = generators["tiny-llava"]["plain"], generators["tiny-llava"]["continuous"]
-    requests = _requests(8, long_from=5)
+    requests = mixed_requests(8, long_from=5)
     expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
     got = continuous.generate(requests, 30, temperature=0, slots=3)
     assert got == expected
@@ -265,49 +199,13 @@ def test_a_longer_prompt_later_waits_for_a_larger_ring(generators):
 
 def test_sampled_generations_do_not_depend_on_slots_or_order(generators):
     continuous = generators["tiny-llava"]["continuous"]
-    requests = _requests(9)
+    requests = mixed_requests(9)
     reference = continuous.generate(requests, 30, temperature=1.0, top_p=0.9, seed=5, slots=2)
     shuffled = list(reversed(requests))
     again = continuous.generate(shuffled, 30, temperature=1.0, top_p=0.9, seed=5, slots=7)
     assert list(reversed(again)) == reference
     other_seed = continuous.generate(requests, 30, temperature=1.0, top_p=0.9, seed=6, slots=2)
     assert other_seed != reference
-
-
-def test_stream_yields_each_request_once_with_its_tag(generators):
-    continuous = generators["tiny-qwen2vl"]["continuous"]
-    requests = _requests(7)
-    for index, request in enumerate(requests):
-        request.tag = ("image", index)
-    seen = []
-    for request, _ in continuous.generate_stream(iter(requests), 30, temperature=0, slots=2):
-        # the caller's loop body runs with its own autograd state, not the engine's
-        assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
-        seen.append(request.tag)
-    assert sorted(seen) == [("image", i) for i in range(7)]
-    assert seen != sorted(seen)  # short rows finish first: results come in completion order
-
-
-def test_qwen2vl_image_tokens_get_two_dimensional_positions(generators):
-    from stic_plugin.generation.engine import Request, user_turn
-
-    continuous = generators["tiny-qwen2vl"]["continuous"]
-    request = Request.single(user_turn("Describe."), Image.new("RGB", (448, 448), (10, 200, 30)))
-    assert continuous.encode(request).count(continuous.tokenizer.convert_tokens_to_ids("<|image_pad|>")) > 1
-    continuous.generate([request], 3, temperature=0)
-    # A grid of image tokens spans fewer positions than tokens: the text after it resumes lower.
-    assert int(continuous.model.model.rope_deltas.reshape(-1)[0]) < 0
-
-
-def test_shared_prefix_length():
-    from stic_plugin.generation.engine import shared_prefix_length
-
-    image = 9
-    assert shared_prefix_length([[1, 9, 9, 2, 3, 4], [1, 9, 9, 2, 5]], image) == 4
-    assert shared_prefix_length([[1, 9, 9, 2], [1, 9, 9, 2]], image) == 3  # one token left to run on its own
-    assert shared_prefix_length([[1, 9, 2], [7, 9, 2]], image) == 0  # they differ before the image
-    assert shared_prefix_length([[1, 9, 9, 2], [1, 9, 8, 2]], image) == 0  # an image token after the split
-    assert shared_prefix_length([[1, 2, 3], [1, 2, 4]], image) == 0  # no image: nothing worth sharing
 
 
 @pytest.mark.parametrize("model", ["tiny-llava", "tiny-qwen2vl", "tiny-llava-next"])
@@ -334,7 +232,7 @@ def test_requests_on_the_same_image_share_its_prefix(generators, model):
 def test_a_smaller_call_reuses_the_cache(generators):
     """Fewer slots than an earlier call: the same cache (no new allocation, no new compiled shape)."""
     continuous = generators["tiny-llava"]["continuous"]
-    requests = _requests(8)
+    requests = mixed_requests(8)
     continuous.generate(requests, 30, temperature=0, slots=6)
     cache = (continuous.cache_slots, continuous.cache_capacity)
     expected = generators["tiny-llava"]["plain"].generate(requests[:2], 30, temperature=0)
@@ -344,22 +242,14 @@ def test_a_smaller_call_reuses_the_cache(generators):
     assert stats["slots"] >= 6
 
 
-def test_the_image_token_and_ids_past_the_tokenizer_are_never_written(generators):
-    continuous = generators["tiny-llava"]["continuous"]
-    bias = continuous.banned_bias
-    image_id = continuous.tokenizer.convert_tokens_to_ids("<image>")
-    assert bias[image_id] == -math.inf
-    assert bool((bias[len(continuous.tokenizer) :] == -math.inf).all())
-    assert int((bias == -math.inf).sum()) == 1 + bias.shape[0] - len(continuous.tokenizer)
-
-
+@pytest.mark.slow  # compiles the decoding step with inductor
 def test_compiled_decoding_gives_the_same_tokens_and_compiles_once(tiny):
     """torch.compile of the decoding step (inductor on the CPU here; CUDA graphs on a GPU)."""
     from torch._dynamo.utils import counters
 
     plain = tiny_generator(tiny["tiny-llava"], "llava", engine="plain")
     compiled = tiny_generator(tiny["tiny-llava"], "llava", compile_decoding=True)
-    requests = _requests(8)
+    requests = mixed_requests(8)
     expected = plain.generate(requests, 30, temperature=0)
     assert compiled.generate(requests, 30, temperature=0, slots=3) == expected
     stats = compiled.last_run_stats
@@ -404,7 +294,7 @@ def test_flex_decoding_gives_the_same_tokens(tiny, generators, attention_calls):
 
     plain, continuous = generators["tiny-qwen2vl"]["plain"], generators["tiny-qwen2vl"]["continuous"]
     flex = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl", attention="flex")
-    requests = _requests(7)
+    requests = mixed_requests(7)
     expected = plain.generate(requests, 30, temperature=0, slots=len(requests))
     assert flex.generate(requests, 30, temperature=0, slots=3) == expected
     assert flex.decoding_attention == "flex"
@@ -415,24 +305,26 @@ def test_flex_decoding_gives_the_same_tokens(tiny, generators, attention_calls):
     assert attention_calls[GROUPED_DECODE_ATTENTION] - before == layers * continuous.last_run_stats["steps"]
 
 
+@pytest.mark.slow  # compiles the decoding step with inductor
 def test_auto_compilation_starts_after_some_eager_steps(tiny):
     """A run switches from eager to compiled steps midway, with the same tokens."""
 
     plain = tiny_generator(tiny["tiny-llava"], "llava", engine="plain")
     tiered = tiny_generator(tiny["tiny-llava"], "llava")
     tiered.compile_after_steps = 6
-    requests = _requests(6)
+    requests = mixed_requests(6)
     expected = plain.generate(requests, 30, temperature=0)
     assert tiered.generate(requests, 30, temperature=0, slots=2) == expected
     stats = tiered.last_run_stats
     assert tiered.decoding_compiled and stats["steps"] - stats["compiled_steps"] == 6 and stats["compiled_steps"] > 0
 
 
+@pytest.mark.slow  # compiles the decoding step with inductor
 def test_compiled_flex_decoding_gives_the_same_tokens(tiny):
     """The GPU path (compiled step, block-sparse flex attention), compiled here by inductor for the CPU."""
     plain = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl", engine="plain")
     compiled = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl", compile_decoding=True, attention="flex")
-    requests = _requests(7)
+    requests = mixed_requests(7)
     assert compiled.generate(requests, 30, temperature=0, slots=3) == plain.generate(requests, 30, temperature=0)
     # Sampling runs inside the compiled step: the same draws as the uncompiled engine.
     eager = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl")
@@ -471,19 +363,3 @@ def test_a_finished_row_hands_its_slot_to_the_next_request(generators):
     # Each request's first token comes from its prompt's forward, the others from decoding steps.
     assert stats["steps"] == lengths[0] - 1  # fixed batches of two would take 29 + 2 + 2 steps
     assert stats["busy_slot_steps"] == sum(n - 1 for n in lengths)
-
-
-def test_a_cache_too_large_for_the_gpu_is_a_message_not_a_traceback(monkeypatch, capsys, tmp_path):
-    from stic_plugin.commands import cli, pref
-    from stic_plugin.generation.continuous import CacheTooLarge
-
-    def run_pref(cfg):
-        raise CacheTooLarge(
-            "the key/value cache for 256 sequences of up to 2048 tokens needs 256.0 GiB and "
-            "60.0 GiB are free: lower batch_size or max_new_tokens"
-        )
-
-    monkeypatch.setattr(pref, "run_pref", run_pref)
-    code = cli.main(["pref", "model_name_or_path=m", "template=llava", f"image_dir={tmp_path}"])
-    assert code == 2
-    assert "stic-cli pref: error: the key/value cache for 256 sequences" in capsys.readouterr().err

@@ -1,14 +1,14 @@
-"""`stic-cli bench` in its tiny CPU mode: it runs and reports every figure (a smoke test, not a speed test)."""
+"""`stic-cli bench` in its tiny CPU mode: it runs and reports every figure (a smoke test, not a speed test),
+refuses a 7B architecture without a GPU, and records a batch size that runs out of memory."""
 
 import json
 import random
 
 import pytest
-from conftest import run_cli
 
 from stic_plugin.commands.bench import spread_lengths
 
-pytestmark = pytest.mark.slow
+from helpers import run_cli
 
 
 def test_spread_lengths_are_clipped_and_centred():
@@ -18,6 +18,7 @@ def test_spread_lengths_are_clipped_and_centred():
     assert len(set(lengths)) > 300  # a real spread, not one value
 
 
+@pytest.mark.slow
 def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     result = run_cli(
@@ -60,12 +61,12 @@ def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path):
     assert "stic_dpo / dpo step time" in result.stdout and "paper workload" in result.stdout
 
 
-def test_bench_refuses_a_7b_architecture_without_a_gpu(tmp_path):
+def test_bench_refuses_a_7b_architecture_without_a_gpu(stic):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the refusal is for machines without one")
-    result = run_cli(["stic-cli", "bench"], cwd=tmp_path)
+    result = stic("bench")
     assert result.returncode == 2 and "no GPU here" in result.stderr and "architecture=tiny" in result.stderr
 
 

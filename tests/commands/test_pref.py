@@ -1,4 +1,9 @@
-"""`stic-cli pref` end to end on the tiny models, in subprocesses, as users run it."""
+"""`stic-cli pref` end to end on the tiny models.
+
+As users run it, in a subprocess (marked slow): the shared output of one run (``pref_output``), a run
+killed and resumed, and torchrun's shares. Everything else (choices, bad images, configuration errors,
+protection of existing output) runs ``stic-cli`` in this process (``stic``).
+"""
 
 import json
 import signal
@@ -9,25 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, run_cli, subprocess_env
 from PIL import Image
 
 from stic_plugin.fixtures import make_images
 
-pytestmark = pytest.mark.slow
-
-
-def pref_args(tiny, image_dir, dataset_dir, model="tiny-llava", template="llava", **keys):
-    values = dict(
-        model_name_or_path=tiny[model],
-        template=template,
-        image_dir=str(image_dir),
-        dataset_dir=str(dataset_dir),
-        max_new_tokens=12,
-        batch_size=3,
-    )
-    values.update(keys)
-    return ["stic-cli", "pref"] + [f"{key}={value}" for key, value in values.items()]
+from helpers import BIN, pref_args, run_cli, subprocess_env
 
 
 def read_output(dataset_dir: Path, name: str = "stic_pref"):
@@ -40,12 +31,9 @@ def read_output(dataset_dir: Path, name: str = "stic_pref"):
     return records, skipped
 
 
-def test_pref_output_loads_and_trains_with_stic_dpo(tiny, tmp_path):
-    data = tmp_path / "data"
-    (data).mkdir()
-    (data / "dataset_info.json").write_text(json.dumps({"mine": {"file_name": "mine.json"}}))
-    result = run_cli(pref_args(tiny, tiny["images"], data), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+@pytest.mark.slow
+def test_pref_output_loads_and_trains_with_stic_dpo(tiny, pref_output, tmp_path):
+    data, result = pref_output.dataset_dir, pref_output.result  # dataset_info.json held {"mine": ...} before
     info = json.loads((data / "dataset_info.json").read_text())
     assert info["mine"] == {"file_name": "mine.json"}  # other entries kept
     assert info["stic_pref"]["ranking"] is True and info["stic_pref"]["file_name"] == "stic_pref"
@@ -84,7 +72,7 @@ def test_pref_output_loads_and_trains_with_stic_dpo(tiny, tmp_path):
     assert "stic/nll" in (tmp_path / "out" / "trainer_log.jsonl").read_text()
 
 
-def test_choices_do_not_depend_on_batch_size(tiny, tmp_path):
+def test_choices_do_not_depend_on_batch_size(tiny, tmp_path, stic):
     from stic_plugin.assets import default_prompt_file, read_prompts
     from stic_plugin.generation.planning import plan_pair
 
@@ -93,9 +81,7 @@ def test_choices_do_not_depend_on_batch_size(tiny, tmp_path):
     plans, texts = {}, {}
     for batch_size in (1, 3):
         name = f"b{batch_size}"
-        result = run_cli(
-            pref_args(tiny, images, tmp_path / "data", batch_size=batch_size, dataset_name=name), cwd=tmp_path
-        )
+        result = stic(*pref_args(tiny, images, tmp_path / "data", batch_size=batch_size, dataset_name=name))
         assert result.returncode == 0, result.stderr[-3000:]
         records, skipped = read_output(tmp_path / "data", name)
         assert len(records) + len(skipped) == 10
@@ -125,6 +111,7 @@ def test_choices_do_not_depend_on_batch_size(tiny, tmp_path):
     assert {key: texts[1][key] for key in common} == {key: texts[3][key] for key in common}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_every_image_exactly_once(tiny, tmp_path):
     images = tmp_path / "images"
     make_images(images, count=20, seed=9)
@@ -153,6 +140,7 @@ def test_killed_run_resumes_with_every_image_exactly_once(tiny, tmp_path):
     assert "already done" in result.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_processes_take_disjoint_shares(tiny, tmp_path):
     images = tmp_path / "images"
     make_images(images, count=9, seed=3)
@@ -174,7 +162,7 @@ def test_torchrun_processes_take_disjoint_shares(tiny, tmp_path):
     assert shares[0] | shares[1] == {f"image_{i:03d}.png" for i in range(9)}
 
 
-def test_broken_and_odd_images_are_skipped_or_converted(tiny, tmp_path):
+def test_broken_and_odd_images_are_skipped_or_converted(tiny, tmp_path, stic):
     import numpy as np
 
     images = tmp_path / "images"
@@ -190,7 +178,7 @@ def test_broken_and_odd_images_are_skipped_or_converted(tiny, tmp_path):
     Image.new("P", (40, 40)).save(images / "palette.png")
     Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)).save(images / "deep16.png")
     data = tmp_path / "data"
-    result = run_cli(pref_args(tiny, images, data, max_image_pixels=1_000_000), cwd=tmp_path)
+    result = stic(*pref_args(tiny, images, data, max_image_pixels=1_000_000))
     assert result.returncode == 0, result.stderr[-3000:]
     records, skipped = read_output(data)
     reasons = {s["key"]: s["reason"] for s in skipped if s["kind"] == "skipped"}
@@ -208,44 +196,42 @@ def test_broken_and_odd_images_are_skipped_or_converted(tiny, tmp_path):
     assert "skipped truncated.png" in result.stderr or "skipped truncated.png" in result.stdout
 
 
-def test_configuration_errors_and_protection_of_existing_output(tiny, tmp_path):
+def test_configuration_errors_and_protection_of_existing_output(tiny, tmp_path, stic):
     data = tmp_path / "data"
-    result = run_cli(pref_args(tiny, tiny["images"], data, batch_sise=2), cwd=tmp_path)
+    result = stic(*pref_args(tiny, tiny["images"], data, batch_sise=2))
     assert result.returncode == 2 and "Unknown key `batch_sise`. Did you mean `batch_size`?" in result.stderr
-    result = run_cli(pref_args(tiny, tiny["images"], data, image_list="x.txt"), cwd=tmp_path)
+    result = stic(*pref_args(tiny, tiny["images"], data, image_list="x.txt"))
     assert result.returncode == 2 and "Set exactly one of `image_dir` and `image_list`" in result.stderr
-    result = run_cli(pref_args(tiny, tiny["images"], data, temperature="hot"), cwd=tmp_path)
+    result = stic(*pref_args(tiny, tiny["images"], data, temperature="hot"))
     assert result.returncode == 2 and "`temperature` must be a number" in result.stderr
 
-    assert run_cli(pref_args(tiny, tiny["images"], data, max_samples=3), cwd=tmp_path).returncode == 0
+    assert stic(*pref_args(tiny, tiny["images"], data, max_samples=3)).returncode == 0
     first = (data / "stic_pref" / "part-00000-of-00001.jsonl").read_bytes()
-    changed = run_cli(pref_args(tiny, tiny["images"], data, max_samples=3, temperature=0.7), cwd=tmp_path)
+    changed = stic(*pref_args(tiny, tiny["images"], data, max_samples=3, temperature=0.7))
     assert changed.returncode == 2 and "different configuration (changed: temperature)" in changed.stderr
     assert (data / "stic_pref" / "part-00000-of-00001.jsonl").read_bytes() == first
-    replaced = run_cli(
-        pref_args(tiny, tiny["images"], data, max_samples=3, temperature=0.7, overwrite="true"), cwd=tmp_path
-    )
+    replaced = stic(*pref_args(tiny, tiny["images"], data, max_samples=3, temperature=0.7, overwrite="true"))
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     records, skipped = read_output(data)
     assert len(records) + len(skipped) == 3
 
     (data / "dataset_info.json").write_text("{ not json")
-    broken = run_cli(pref_args(tiny, tiny["images"], data, dataset_name="other"), cwd=tmp_path)
+    broken = stic(*pref_args(tiny, tiny["images"], data, dataset_name="other"))
     assert broken.returncode == 2 and "cannot be read as JSON" in broken.stderr
     assert (data / "dataset_info.json").read_text() == "{ not json"
 
 
-def test_nothing_produced_exits_non_zero(tiny, tmp_path):
+def test_nothing_produced_exits_non_zero(tiny, tmp_path, stic):
     images = tmp_path / "images"
     images.mkdir()
     (images / "a.png").write_bytes(b"")
     (images / "b.jpg").write_text("text")
-    result = run_cli(pref_args(tiny, images, tmp_path / "data"), cwd=tmp_path)
+    result = stic(*pref_args(tiny, images, tmp_path / "data"))
     assert result.returncode == 1
     assert "nothing could be produced" in result.stderr
 
 
-def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_path):
+def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_path, stic):
     import shutil
 
     model = tmp_path / "model"
@@ -260,20 +246,16 @@ def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_pat
     (model / "config.json").write_text(json.dumps(config))
     tiny_copy = dict(tiny, **{"tiny-llava": str(model)})
 
-    result = run_cli(pref_args(tiny_copy, tiny["images"], tmp_path / "data", max_samples=2), cwd=tmp_path)
+    result = stic(*pref_args(tiny_copy, tiny["images"], tmp_path / "data", max_samples=2))
     assert result.returncode == 0, result.stderr[-3000:]
     assert not marker.exists()
-    run_cli(
-        pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"), cwd=tmp_path
-    )
+    stic(*pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"))
     assert marker.exists()  # the gate is real: with the key set, the shipped code does run
 
 
-def test_pref_with_tiny_qwen2vl_loads_through_llamafactory(tiny, tmp_path):
+def test_pref_with_tiny_qwen2vl_loads_through_llamafactory(tiny, tmp_path, stic):
     data = tmp_path / "data"
-    result = run_cli(
-        pref_args(tiny, tiny["images"], data, model="tiny-qwen2vl", template="qwen2_vl", max_samples=4), cwd=tmp_path
-    )
+    result = stic(*pref_args(tiny, tiny["images"], data, model="tiny-qwen2vl", template="qwen2_vl", max_samples=4))
     assert result.returncode == 0, result.stderr[-3000:]
     records, _ = read_output(data)
     assert records
@@ -304,43 +286,38 @@ def test_pref_with_tiny_qwen2vl_loads_through_llamafactory(tiny, tmp_path):
     assert prompt.count("<|image_pad|>") == 4 and "<|vision_start|>" in prompt  # the tiny Qwen2-VL's image tokens
 
 
-def test_failed_start_does_not_lock_the_output_and_errors_are_messages(tiny, tmp_path):
+def test_failed_start_does_not_lock_the_output_and_errors_are_messages(tiny, tmp_path, stic):
     data = tmp_path / "data"
-    wrong = run_cli(
-        pref_args(tiny, tiny["images"], data, model_name_or_path=str(tmp_path / "no-such-model")), cwd=tmp_path
-    )
+    wrong = stic(*pref_args(tiny, tiny["images"], data, model_name_or_path=str(tmp_path / "no-such-model")))
     assert wrong.returncode == 2 and "stic-cli pref: error:" in wrong.stderr and "Traceback" not in wrong.stderr
     assert not (data / "dataset_info.json").exists()  # no entry for a dataset that does not exist
-    fixed = run_cli(pref_args(tiny, tiny["images"], data, max_samples=2), cwd=tmp_path)
+    fixed = stic(*pref_args(tiny, tiny["images"], data, max_samples=2))
     assert fixed.returncode == 0, fixed.stderr[-2000:]
 
 
-def test_process_with_an_empty_share_exits_zero(tiny, tmp_path):
+def test_process_with_an_empty_share_exits_zero(tiny, tmp_path, stic, monkeypatch):
     images = tmp_path / "images"
     make_images(images, count=1)
-    result = run_cli(pref_args(tiny, images, tmp_path / "data"), cwd=tmp_path, RANK="1", WORLD_SIZE="2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = stic(*pref_args(tiny, images, tmp_path / "data"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "0 for process 1 of 2" in result.stderr
 
 
-def test_dataset_info_keeps_its_file_mode(tiny, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    info = data / "dataset_info.json"
-    info.write_text("{}")
-    info.chmod(0o644)
-    result = run_cli(pref_args(tiny, tiny["images"], data, max_samples=2), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
+@pytest.mark.slow
+def test_dataset_info_keeps_its_file_mode(pref_output):
+    info = pref_output.dataset_dir / "dataset_info.json"  # written before the run with mode 0644
     assert "stic_pref" in json.loads(info.read_text())
     assert info.stat().st_mode & 0o777 == 0o644
 
 
-def test_an_existing_entry_of_the_same_name_is_never_replaced(tiny, tmp_path):
+def test_an_existing_entry_of_the_same_name_is_never_replaced(tiny, tmp_path, stic):
     data = tmp_path / "data"
     data.mkdir()
     mine = {"stic_pref": {"file_name": "my_own_pairs.json", "ranking": True}}
     (data / "dataset_info.json").write_text(json.dumps(mine))
-    result = run_cli(pref_args(tiny, tiny["images"], data), cwd=tmp_path)
+    result = stic(*pref_args(tiny, tiny["images"], data))
     assert result.returncode == 2 and "already has an entry `stic_pref` for other data" in result.stderr
     assert json.loads((data / "dataset_info.json").read_text()) == mine
     assert not (data / "stic_pref").exists()  # stopped before generating anything

@@ -1,10 +1,9 @@
-"""Description infusion and answer scoring: exact strings, written by hand."""
+"""Description infusion: exact strings, written by hand."""
 
 import pytest
 
 from stic_plugin.assets import default_infusion_format_file
 from stic_plugin.data.infusion import infuse_messages, infuse_turn, read_infusion_format
-from stic_plugin.data.metrics import accuracy, choice_letter, is_correct
 
 FORMAT = read_infusion_format(default_infusion_format_file())
 
@@ -71,31 +70,3 @@ def test_custom_format_and_bad_formats(tmp_path):
     custom.write_text("{images}{description} {instruction} {caption}")
     with pytest.raises(ValueError, match="unknown field or a stray brace"):
         read_infusion_format(str(custom))
-
-
-@pytest.mark.parametrize(
-    "text,letter",
-    [
-        ("B", "B"),
-        ("(C) a cat", "C"),
-        ("D. dog", "D"),
-        ("The answer is A.", "A"),
-        ("Answer: (b)", "B"),
-        ("I think it is the (D) option", "D"),
-        ("a dog", None),
-        ("The answer is a dog.", None),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_choice_letter(text, letter):
-    assert choice_letter(text) == letter
-
-
-def test_exact_contains_and_accuracy():
-    assert is_correct("Paris.", " paris", "exact") and not is_correct("Paris, France", "Paris", "exact")
-    assert is_correct("It is Paris, France", "paris", "contains") and not is_correct("Lyon", "Paris", "contains")
-    pairs = [("B", "B"), ("(A)", "B"), ("The answer is C", "C"), ("x", None), ("D", "")]
-    assert accuracy(pairs, "choice") == (2, 3)  # references missing or empty are not counted
-    with pytest.raises(ValueError, match="unknown metric"):
-        is_correct("a", "a", "bleu")

@@ -1,11 +1,11 @@
-"""Generator configuration: overrides, fingerprints of local files, scoring rules."""
+"""Command configuration: overrides, fingerprints of local files, output names, engine keys."""
 
 import os
 
 import pytest
 
-from stic_plugin.commands.config import DarConfig, PrefConfig, files_signature, load_config
-from stic_plugin.data.metrics import scorable
+from stic_plugin.commands.config import DarConfig, PrefConfig, load_config
+from stic_plugin.data.runs import files_signature
 
 
 def test_text_overrides_stay_text_and_bad_yaml_names_the_key():
@@ -39,12 +39,6 @@ def test_fingerprint_sees_an_adapter_retrained_in_place(tmp_path):
     after = load_config(PrefConfig, None, keys).generation_fingerprint()
     assert before["adapter_files"] != after["adapter_files"]
     assert files_signature(str(tmp_path / "missing")) is None
-
-
-def test_scorable_references():
-    assert scorable("B", "choice") and scorable("(C) cat", "choice")
-    assert not scorable("Blue", "choice") and not scorable(None, "exact") and not scorable("", "contains")
-    assert scorable("Blue", "exact")
 
 
 @pytest.mark.parametrize(

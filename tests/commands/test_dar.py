@@ -1,0 +1,79 @@
+"""`stic-cli dar` end to end on the tiny models, in this process (``stic``): accuracy against a hand count,
+questions without answers, scoring again without generating again."""
+
+import json
+
+from helpers import read_records
+
+
+def test_dar_accuracy_matches_a_hand_count(tiny, tmp_path, stic):
+    questions = [
+        {
+            "id": str(i),
+            "image": f"image_00{i}.png",
+            "conversations": [
+                {"from": "human", "value": "<image>\nName one letter."},
+                {"from": "gpt", "value": letter},
+            ],
+        }
+        for i, letter in enumerate(["e", "a", "zzzz", "t", "s", "q"])
+    ]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    base = [
+        "stic-cli",
+        "dar",
+        f"model_name_or_path={tiny['tiny-llava']}",
+        "template=llava",
+        f"llava_file={tmp_path / 'q.json'}",
+        f"image_folder={tiny['images']}",
+        f"dataset_dir={tmp_path / 'pred'}",
+        "max_new_tokens=16",
+        "description_max_new_tokens=8",
+        "metric=contains",
+    ]
+    for mode in ("true", "false"):
+        result = stic(*base + [f"dar={mode}", f"predictions_name=dar_{mode}"])
+        assert result.returncode == 0, result.stderr[-3000:]
+        predictions = read_records(tmp_path / "pred" / f"dar_{mode}")
+        assert sorted(p["id"] for p in predictions) == list(range(6))
+        # the hand count: is the reference letter somewhere in the prediction, ignoring case
+        correct = sum(p["reference"].lower() in p["prediction"].lower() for p in predictions)
+        assert f"accuracy (contains): {correct / 6:.4f} ({correct}/6)" in result.stdout
+        stats = json.loads((tmp_path / "pred" / f"dar_{mode}.stats.json").read_text())
+        assert (stats["correct"], stats["counted"]) == (correct, 6)
+        has_descriptions = all(p["description"] for p in predictions)
+        assert has_descriptions == (mode == "true")
+        if mode == "true":
+            assert all(p["question"] == "<image>\nName one letter." for p in predictions)
+
+
+def test_dar_unanswered_questions_and_rescoring_without_regenerating(tiny, tmp_path, stic):
+    questions = [
+        {"id": "1", "image": "image_000.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"}]},
+        {
+            "id": "2",
+            "image": "image_001.png",
+            "conversations": [{"from": "human", "value": "<image>\nWho?"}, {"from": "gpt", "value": "e"}],
+        },
+    ]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    base = [
+        "stic-cli",
+        "dar",
+        f"model_name_or_path={tiny['tiny-llava']}",
+        "template=llava",
+        f"llava_file={tmp_path / 'q.json'}",
+        f"image_folder={tiny['images']}",
+        f"dataset_dir={tmp_path / 'pred'}",
+        "max_new_tokens=8",
+        "description_max_new_tokens=8",
+    ]
+    first = stic(*base)
+    assert first.returncode == 0, first.stderr[-2000:]
+    predictions = {p["id"]: p for p in read_records(tmp_path / "pred" / "dar")}
+    assert predictions[0]["reference"] is None and predictions[1]["reference"] == "e"
+    rescored = stic(*base + ["metric=contains"])
+    assert rescored.returncode == 0, rescored.stderr[-2000:]
+    assert "2 already done, 0 to do" in rescored.stderr
+    correct = int("e" in predictions[1]["prediction"].lower())
+    assert f"accuracy (contains): {correct:.4f} ({correct}/1)" in rescored.stdout

@@ -1,0 +1,134 @@
+"""What several test files use: running the project's commands (in a subprocess as users do, or in this
+process), small datasets, and tiny generators. Fixtures are in ``conftest.py``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # llamafactory-cli, stic-cli and torchrun live beside the interpreter
+
+PREF_DATASET_INFO = {
+    "file_name": "stic_pref.jsonl",
+    "formatting": "sharegpt",
+    "ranking": True,
+    "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected", "images": "images"},
+    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+}
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
+    """Run a command the way a user does, with the environment's bin folder on PATH; output captured."""
+    return subprocess.run(
+        args, cwd=cwd, env=subprocess_env(**env), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def key_values(**keys) -> list[str]:
+    return [f"{key}={value}" for key, value in keys.items()]
+
+
+def pref_args(tiny, image_dir, dataset_dir, model="tiny-llava", template="llava", **keys) -> list[str]:
+    """``stic-cli pref`` on a tiny model: short generations, batches of 3; ``keys`` override."""
+    values = dict(
+        model_name_or_path=tiny[model],
+        template=template,
+        image_dir=str(image_dir),
+        dataset_dir=str(dataset_dir),
+        max_new_tokens=12,
+        batch_size=3,
+    )
+    values.update(keys)
+    return ["stic-cli", "pref", *key_values(**values)]
+
+
+def read_records(folder: Path) -> list[dict]:
+    """Every record of a generated dataset folder (all part files), in part order."""
+    return [json.loads(line) for part in sorted(folder.glob("*.jsonl")) for line in part.read_text().splitlines()]
+
+
+def write_pref_dataset(dataset_dir: Path, images: list[Path], name: str = "stic_pref") -> Path:
+    """A small sharegpt preference dataset in the layout the generators write."""
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for index, image in enumerate(images):
+        records.append(
+            {
+                "messages": [{"role": "user", "content": "<image>Illustrate the details of the picture."}],
+                "chosen": {"role": "assistant", "content": f"a red car and a blue house, picture {index}"},
+                "rejected": {"role": "assistant", "content": "a dog"},
+                "images": [str(image)],
+            }
+        )
+    (dataset_dir / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    info_path = dataset_dir / "dataset_info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info[name] = dict(PREF_DATASET_INFO, file_name=f"{name}.jsonl")
+    info_path.write_text(json.dumps(info, indent=2))
+    return dataset_dir
+
+
+# ---- tiny generators for the engine tests ----
+def tiny_generator(path: str, template: str, stop_bias: float = 0.3, **options):
+    """A tiny model in float32 with sharp attention and a likely stop token (rows end at varied points)."""
+    from stic_plugin.generation.engine import VisionLanguageGenerator
+
+    generator = VisionLanguageGenerator.load(path, template, infer_dtype="float32", **options)
+    sharpen_attention(generator.model)
+    generator.banned_bias[generator.stop_token_ids[0]] = stop_bias
+    return generator
+
+
+def sharpen_attention(model, factor: float = 625.0):
+    """Scale the text model's query and key projections, so that attention, and with it every token
+    position, decides the output (random tiny models attend almost uniformly otherwise)."""
+    import torch
+
+    with torch.no_grad():
+        for name, module in model.model.language_model.named_modules():
+            if name.endswith(("q_proj", "k_proj")):
+                module.weight.mul_(factor**0.5)
+                if module.bias is not None:
+                    module.bias.mul_(factor**0.5)
+
+
+def mixed_requests(count: int, long_from: int | None = None):
+    """Requests of varied images (sizes, so that Qwen2-VL's grids differ), prompts, limits, and some text-only."""
+    from PIL import Image
+
+    from stic_plugin.generation.engine import Request, user_turn
+
+    requests = []
+    for index in range(count):
+        if index % 5 == 4:  # text only: no image, no image positions
+            requests.append(
+                Request(
+                    [{"role": "user", "content": f"Say something about {index} " + "words " * (index % 7)}],
+                    key=f"r{index}",
+                    max_new_tokens=[24, 5, 17][index % 3],
+                )
+            )
+            continue
+        # Sizes vary so that Qwen2-VL's image grids differ; square 448 px ones span fewer positions than tokens.
+        size = (448, 448) if index % 3 == 0 else (100 + 70 * (index % 6), 90 + 60 * (index % 5))
+        image = Image.new("RGB", size, ((37 * index) % 256, 90, 160))
+        words = "in great detail " * (12 if long_from is not None and index >= long_from else index % 3)
+        requests.append(
+            Request.single(
+                user_turn(f"Describe picture {index} {words}"),
+                image,
+                key=f"r{index}",
+                max_new_tokens=[24, 5, 17, 1, 30, 9][index % 6],
+                min_new_tokens=[0, 0, 4, 0, 12, 0][index % 6],
+            )
+        )
+    return requests
