@@ -105,6 +105,33 @@ def llava_tokenizer(seed: int = 0):
     )
 
 
+def qwen_tokenizer(seed: int = 0):
+    """The offline BPE tokenizer with Qwen2-VL's special tokens (chat markers, vision markers, image and video pads)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(QWEN_SPECIALS, seed=seed),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+    )
+
+
+def tiny_clip_vision_config(image_size: int):
+    """The CLIP vision tower of the tiny LLaVA models: 2 layers, hidden size 32, 8x8 patches."""
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=LLAVA_PATCH,
+        projection_dim=32,
+    )
+
+
 def save_random_model(model_class, config, processor, out: Path, seed: int) -> Path:
     """Random weights of ``config`` (seeded), saved with the processor as an HF folder."""
     import torch
@@ -122,7 +149,6 @@ def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     """LLaVA-1.5 architecture (CLIP vision tower, MLP projector, Llama text model), tiny and random."""
     from transformers import (
         CLIPImageProcessor,
-        CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
@@ -143,15 +169,7 @@ def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         num_additional_image_tokens=1,  # the CLS token of the CLIP tower
     )
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=LLAVA_IMAGE_SIZE,
-            patch_size=LLAVA_PATCH,
-            projection_dim=32,
-        ),
+        vision_config=tiny_clip_vision_config(LLAVA_IMAGE_SIZE),
         text_config=LlamaConfig(
             vocab_size=len(tokenizer),
             hidden_size=64,
@@ -175,7 +193,6 @@ def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
 def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     """LLaVA-1.6-Mistral architecture (CLIP tiles at any resolution, Mistral text model), tiny and random."""
     from transformers import (
-        CLIPVisionConfig,
         LlavaNextConfig,
         LlavaNextForConditionalGeneration,
         LlavaNextImageProcessor,
@@ -198,15 +215,7 @@ def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         num_additional_image_tokens=1,
     )
     config = LlavaNextConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=side,
-            patch_size=LLAVA_PATCH,
-            projection_dim=32,
-        ),
+        vision_config=tiny_clip_vision_config(side),
         text_config=MistralConfig(
             vocab_size=len(tokenizer),
             hidden_size=64,
@@ -232,7 +241,6 @@ def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0) -> Path:
 def build_tiny_qwen2vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     """Qwen2-VL architecture (ViT with 2x2 patch merger, M-RoPE text model), tiny and random."""
     from transformers import (
-        PreTrainedTokenizerFast,
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
         Qwen2VLImageProcessor,
@@ -241,12 +249,7 @@ def build_tiny_qwen2vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     )
 
     out = Path(out_dir)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(QWEN_SPECIALS, seed=seed),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
-    )
+    tokenizer = qwen_tokenizer(seed)
     pixels = QWEN_IMAGE_SIZE * QWEN_IMAGE_SIZE
     image_processor = Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels)
     video_processor = Qwen2VLVideoProcessor(min_pixels=pixels, max_pixels=pixels)

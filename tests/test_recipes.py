@@ -92,13 +92,12 @@ def _processor_and_plugin(model: str):
         LlavaNextImageProcessor,
         LlavaNextProcessor,
         LlavaProcessor,
-        PreTrainedTokenizerFast,
         Qwen2VLImageProcessor,
         Qwen2VLProcessor,
         Qwen2VLVideoProcessor,
     )
 
-    from stic_plugin.fixtures import LLAVA_SPECIALS, QWEN_SPECIALS, train_tokenizer
+    from stic_plugin.fixtures import llava_tokenizer, qwen_tokenizer
 
     folder = model_configs_dir() / model
     settings = json.loads((folder / "preprocessor_config.json").read_text())
@@ -107,26 +106,14 @@ def _processor_and_plugin(model: str):
         if kind != "Qwen2VLImageProcessor":
             settings.pop(key)
     if kind == "Qwen2VLImageProcessor":
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=train_tokenizer(QWEN_SPECIALS),
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
-        )
+        tokenizer = qwen_tokenizer()
         processor = Qwen2VLProcessor(
             image_processor=Qwen2VLImageProcessor(**settings),
             tokenizer=tokenizer,
             video_processor=Qwen2VLVideoProcessor(),
         )
         return processor, get_mm_plugin("qwen2_vl", image_token="<|image_pad|>", video_token="<|video_pad|>")
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(LLAVA_SPECIALS),
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
-    )
+    tokenizer = llava_tokenizer()
     common = dict(
         tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1
     )

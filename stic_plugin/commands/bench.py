@@ -99,30 +99,15 @@ def _random_architecture(cfg: BenchConfig, workdir: Path):
     from llamafactory.data import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments, ModelArguments
     from llamafactory.model.patcher import patch_processor
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedTokenizerFast
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     from ..assets import model_configs_dir
-    from ..fixtures import LLAVA_SPECIALS, QWEN_SPECIALS, train_tokenizer
+    from ..fixtures import llava_tokenizer, qwen_tokenizer
     from ..generation.engine import VisionLanguageGenerator, process_device
 
     folder = model_configs_dir() / cfg.architecture
     qwen = cfg.architecture.startswith("qwen")
-    if qwen:
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=train_tokenizer(QWEN_SPECIALS),
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
-        )
-    else:
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=train_tokenizer(LLAVA_SPECIALS),
-            unk_token="<unk>",
-            bos_token="<s>",
-            eos_token="</s>",
-            pad_token="<pad>",
-            extra_special_tokens={"image_token": "<image>"},
-        )
+    tokenizer = qwen_tokenizer() if qwen else llava_tokenizer()
     local = workdir / cfg.architecture
     local.mkdir(parents=True, exist_ok=True)
     config_values = json.loads((folder / "config.json").read_text())
