@@ -1,5 +1,5 @@
 """`llamafactory-cli train` with `stage: stic_dpo` (run_stic_dpo, through the patched tuner), in a subprocess,
-the way users run it."""
+the way users run it; a configuration error through the same entry point in this process (run_exp)."""
 
 import json
 from pathlib import Path
@@ -8,8 +8,6 @@ import pytest
 import yaml
 
 from helpers import run_cli
-
-pytestmark = pytest.mark.slow
 
 
 def _recipe(tmp_path: Path, model: str, template: str, dataset_dir: Path, dataset: str, **extra) -> Path:
@@ -60,6 +58,7 @@ def _assert_trained(output_dir: Path, alpha: float = 0.0009765625) -> list[dict]
     return steps
 
 
+@pytest.mark.slow
 def test_stic_dpo_trains_tiny_llava(tiny, pref_dataset_dir, tmp_path):
     recipe = _recipe(tmp_path, tiny["tiny-llava"], "llava", pref_dataset_dir, "stic_pref")
     result = run_cli(["llamafactory-cli", "train", str(recipe)], cwd=tmp_path)
@@ -67,6 +66,7 @@ def test_stic_dpo_trains_tiny_llava(tiny, pref_dataset_dir, tmp_path):
     _assert_trained(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_stic_dpo_trains_tiny_qwen2vl_on_the_authors_record_format(tiny, tmp_path):
     """The STIC authors' released preference records (no image placeholder), read by `formatting: stic`."""
     data = tmp_path / "data"
@@ -104,12 +104,15 @@ def test_dataset_without_ranking_is_a_clear_error(tiny, pref_dataset_dir, tmp_pa
     (data / "stic_pref.jsonl").write_text((pref_dataset_dir / "stic_pref.jsonl").read_text())
     (data / "dataset_info.json").write_text(json.dumps({"plain": {**info["stic_pref"], "ranking": False}}))
     recipe = _recipe(tmp_path, tiny["tiny-llava"], "llava", data, "plain")
-    result = run_cli(["llamafactory-cli", "train", str(recipe)], cwd=tmp_path)
-    assert result.returncode != 0
-    assert "`stage: stic_dpo` trains on preference pairs, but dataset `plain` is not one" in result.stderr
-    assert '"ranking": true' in result.stderr
+    from llamafactory.train.tuner import run_exp  # what llamafactory-cli train runs with the recipe
+
+    with pytest.raises(ValueError) as failed:
+        run_exp(yaml.safe_load(recipe.read_text()))
+    assert "`stage: stic_dpo` trains on preference pairs, but dataset `plain` is not one" in str(failed.value)
+    assert '"ranking": true' in str(failed.value)
 
 
+@pytest.mark.slow
 def test_stic_dpo_under_torchrun_two_processes(tiny, pref_dataset_dir, tmp_path):
     recipe = _recipe(tmp_path, tiny["tiny-llava"], "llava", pref_dataset_dir, "stic_pref")
     result = run_cli(
@@ -125,6 +128,7 @@ def test_stic_dpo_under_torchrun_two_processes(tiny, pref_dataset_dir, tmp_path)
     _assert_trained(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_argv_form_dispatches_to_stic_dpo(tiny, pref_dataset_dir, tmp_path):
     args = [
         "llamafactory-cli",
