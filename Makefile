@@ -4,6 +4,9 @@
 # make lint  - ruff's formatter check and linter, as CI runs them
 PYTHON ?= python3
 VENV := .venv
+# Test processes: each test runs on one thread (tests/conftest.py), so one process per core
+TEST_WORKERS ?= 2
+PYTEST := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint venv
@@ -21,10 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure_browser.sh
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .

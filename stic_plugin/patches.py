@@ -395,7 +395,7 @@ def version_warning(found: str | None = None, missing: dict | None = None) -> st
 # ---------------------------------------------------------------------------------------------------------------
 # Applying: each patch when its module is imported, after checking that what it needs is there.
 _applied = {}  # patch name -> what its revert needs
-_skipped = set()  # patches not made (a name they need is missing, or they failed) since the last apply()
+_skipped = set()  # patches not made (a name they need is missing, or they failed) since the last revert()
 _reported = set()  # patches a warning has named in this process
 _host_checked = False
 _lock = threading.RLock()

@@ -32,6 +32,7 @@ def read_output(dataset_dir: Path, name: str = "stic_pref"):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("pref_output")  # one worker runs the shared pref output
 def test_pref_output_loads_and_trains_with_stic_dpo(tiny, pref_output, tmp_path):
     data, result = pref_output.dataset_dir, pref_output.result  # dataset_info.json held {"mine": ...} before
     info = json.loads((data / "dataset_info.json").read_text())
@@ -306,6 +307,7 @@ def test_process_with_an_empty_share_exits_zero(tiny, tmp_path, stic, monkeypatc
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("pref_output")  # one worker runs the shared pref output
 def test_dataset_info_keeps_its_file_mode(pref_output):
     info = pref_output.dataset_dir / "dataset_info.json"  # written before the run with mode 0644
     assert "stic_pref" in json.loads(info.read_text())

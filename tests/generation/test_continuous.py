@@ -243,6 +243,7 @@ def test_a_smaller_call_reuses_the_cache(generators):
 
 
 @pytest.mark.slow  # compiles the decoding step with inductor
+@pytest.mark.xdist_group("inductor")  # on one worker: the later compilations reuse its caches
 def test_compiled_decoding_gives_the_same_tokens_and_compiles_once(tiny):
     """torch.compile of the decoding step (inductor on the CPU here; CUDA graphs on a GPU)."""
     from torch._dynamo.utils import counters
@@ -306,6 +307,7 @@ def test_flex_decoding_gives_the_same_tokens(tiny, generators, attention_calls):
 
 
 @pytest.mark.slow  # compiles the decoding step with inductor
+@pytest.mark.xdist_group("inductor")  # on one worker: the later compilations reuse its caches
 def test_auto_compilation_starts_after_some_eager_steps(tiny):
     """A run switches from eager to compiled steps midway, with the same tokens."""
 
@@ -320,6 +322,7 @@ def test_auto_compilation_starts_after_some_eager_steps(tiny):
 
 
 @pytest.mark.slow  # compiles the decoding step with inductor
+@pytest.mark.xdist_group("inductor")  # on one worker: the later compilations reuse its caches
 def test_compiled_flex_decoding_gives_the_same_tokens(tiny):
     """The GPU path (compiled step, block-sparse flex attention), compiled here by inductor for the CPU."""
     plain = tiny_generator(tiny["tiny-qwen2vl"], "qwen2_vl", engine="plain")
