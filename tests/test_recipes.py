@@ -203,11 +203,11 @@ def test_example_records_load_with_their_dataset_entry(name, tmp_path):
 def test_readme_documents_every_key():
     import dataclasses
 
-    from stic_plugin.commands.config import BenchConfig, DemoConfig
+    from stic_plugin.commands.config import BenchConfig, DemoConfig, Pref2SftConfig
     from stic_plugin.train.options import stic_option_names
 
     readme = (REPO / "README.md").read_text()
-    for cls in (PrefConfig, InfuseConfig, DarConfig, DemoConfig, BenchConfig):
+    for cls in (PrefConfig, InfuseConfig, DarConfig, Pref2SftConfig, DemoConfig, BenchConfig):
         for f in dataclasses.fields(cls):
             assert f"| `{f.name}` |" in readme, f"{cls.__name__}.{f.name} is not in the README"
     for name in stic_option_names():

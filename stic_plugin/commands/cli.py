@@ -3,6 +3,7 @@
 stic-cli pref CONFIG.yaml [key=value ...]     stage-1 preference pairs from unlabeled images
 stic-cli infuse CONFIG.yaml [key=value ...]   stage-2 description-infused instruction data
 stic-cli dar CONFIG.yaml [key=value ...]      describe-and-respond answers, scored when answers are known
+stic-cli pref2sft [key=value ...]             SFT data from a pref output's preferred descriptions (Table 3 ablation)
 stic-cli demo [output_dir=demo_output]        the whole pipeline on a tiny model, on CPU, nothing downloaded
 stic-cli bench [architecture=llava-1.5-7b]    speed of generation and training on this machine
 stic-cli COMMAND --help                       every key, its default and what it does
@@ -12,13 +13,23 @@ import argparse
 import logging
 import sys
 
-from .config import BenchConfig, DarConfig, DemoConfig, InfuseConfig, PrefConfig, describe_keys, load_config
+from .config import (
+    BenchConfig,
+    DarConfig,
+    DemoConfig,
+    InfuseConfig,
+    Pref2SftConfig,
+    PrefConfig,
+    describe_keys,
+    load_config,
+)
 
 # name: (configuration, module that runs it, its function); the module is imported only when its command runs
 COMMANDS = {
     "pref": (PrefConfig, "stic_plugin.commands.pref", "run_pref"),
     "infuse": (InfuseConfig, "stic_plugin.commands.infuse", "run_infuse"),
     "dar": (DarConfig, "stic_plugin.commands.dar", "run_dar"),
+    "pref2sft": (Pref2SftConfig, "stic_plugin.commands.pref2sft", "run_pref2sft"),
     "demo": (DemoConfig, "stic_plugin.commands.demo", "run_demo"),
     "bench": (BenchConfig, "stic_plugin.commands.bench", "run_bench"),
 }

@@ -1,8 +1,8 @@
 """Configuration of every ``stic-cli`` command: YAML keys, overridable as ``key=value`` on the command line.
 
 Each command's keys are one dataclass with a help text per key (``PrefConfig``, ``InfuseConfig``,
-``DarConfig``, ``DemoConfig``, ``BenchConfig``), read by ``load_config`` (which rejects unknown keys,
-naming the closest known one) and checked in ``__post_init__``.
+``DarConfig``, ``Pref2SftConfig``, ``DemoConfig``, ``BenchConfig``), read by ``load_config`` (which rejects
+unknown keys, naming the closest known one) and checked in ``__post_init__``.
 """
 
 import dataclasses
@@ -377,6 +377,29 @@ class DarConfig(SourceConfig):
         if self.description_max_new_tokens < 1:
             raise ValueError("`description_max_new_tokens` must be at least 1")
         check_plain_name("predictions_name", self.predictions_name)
+
+
+@dataclass
+class Pref2SftConfig:
+    """``stic-cli pref2sft``: SFT data from the preferred descriptions of a `pref` output (the paper's Table 3
+    ablation, "SFT on positives")."""
+
+    command = "pref2sft"
+
+    dataset_dir: str = option(
+        "data", help="Folder of the `pref` output; the SFT dataset and its dataset_info.json entry go here too."
+    )
+    pref_dataset: str = option("stic_pref", help="Name of the `pref` output to convert (its `dataset_name`).")
+    dataset_name: str = option(
+        "stic_pref_sft", help="Name of the SFT dataset (folder in dataset_dir and dataset_info entry)."
+    )
+    overwrite: bool = option(False, help="Replace an existing output converted from other pairs.")
+
+    def __post_init__(self):
+        check_plain_name("pref_dataset", self.pref_dataset)
+        check_plain_name("dataset_name", self.dataset_name)
+        if self.dataset_name == self.pref_dataset:
+            raise ValueError("`dataset_name` must differ from `pref_dataset`: the pairs are never overwritten")
 
 
 @dataclass
