@@ -24,7 +24,15 @@ from ..assets import dataset_entry, read_prompts
 from ..data.output import ShardedOutput, atomic_write_bytes, atomic_write_text
 from ..data.runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
 from ..generation.engine import user_turn
-from ..generation.images import BadImage, ImageItem, images_in_folder, images_in_list, load_image
+from ..generation.images import (
+    BadImage,
+    ImageItem,
+    as_training_rgb,
+    images_in_folder,
+    images_in_list,
+    load_image,
+    lossy_training_conversion,
+)
 from ..generation.planning import NEGATIVE_CORRUPTION, PairPlan, plan_pair
 from .config import PrefConfig
 
@@ -67,9 +75,12 @@ def read_and_corrupt(items: list[ImageItem], cfg: PrefConfig, prompts: dict) -> 
         except BadImage as bad:
             skipped.append(dict(key=item.key, path=item.path, kind=SKIPPED, reason=bad.reason, detail=bad.detail))
             continue
+        loss = lossy_training_conversion(image)
+        if loss:
+            logger.warning("%s: %s", item.key, loss)
         rejected_image = image
         if plan.negative == NEGATIVE_CORRUPTION:
-            rejected_image = apply_corruption(image, plan.corruption, plan.corruption_params)
+            rejected_image = apply_corruption(as_training_rgb(image), plan.corruption, plan.corruption_params)
         ready.append(PairInputs(item, plan, image, rejected_image))
     return ready, skipped
 

@@ -1,4 +1,5 @@
-"""Finding and reading images: every bad file becomes a reason to skip, never a crash.
+"""Finding and reading images: every bad file becomes a reason to skip, never a crash; the pixels are the
+ones training reads.
 
 An image is known by its *key*, its path relative to the image root in POSIX form; random choices
 and resume bookkeeping use the key, so moving the whole folder changes nothing.
@@ -96,8 +97,14 @@ def images_in_list(image_list: str, image_root: str | None = None, image_column:
 
 
 def load_image(path: str, max_image_pixels: int):
-    """An RGB PIL image: EXIF orientation applied, odd modes converted. Raises BadImage with the reason."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """A PIL image with the pixels LLaMA-Factory's training loader reads from the same file.
+
+    Training opens the file with ``Image.open`` and its multimodal plugin scales it to ``image_max_pixels``
+    and converts it to RGB; the generator hands the model's plugin this image, unconverted, so that the
+    description is of exactly the pixels trained on. EXIF orientation is therefore not applied (training
+    does not apply it, nor did the authors' LLaVA code), and odd modes are converted as training converts
+    them. Raises BadImage with the reason."""
+    from PIL import Image, UnidentifiedImageError
 
     if not os.path.exists(path):
         raise BadImage(MISSING, path)
@@ -111,8 +118,7 @@ def load_image(path: str, max_image_pixels: int):
             if width * height > max_image_pixels:  # checked on the header, before decoding anything
                 raise BadImage(TOO_MANY_PIXELS, f"{width}x{height} > max_image_pixels={max_image_pixels}")
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            return image
     except BadImage:
         raise
     except UnidentifiedImageError as err:
@@ -126,19 +132,16 @@ def load_image(path: str, max_image_pixels: int):
         raise BadImage(UNREADABLE, str(err)) from err
 
 
-def to_rgb(image):
-    """Grayscale, 16-bit, CMYK, palette and transparent images as 8-bit RGB (transparency over white)."""
-    import numpy as np
-    from PIL import Image
+def as_training_rgb(image):
+    """The RGB image LLaMA-Factory's plugin makes of ``image`` (Pillow's ``convert("RGB")``), for the
+    corruptions, which work on RGB."""
+    return image if image.mode == "RGB" else image.convert("RGB")
 
+
+def lossy_training_conversion(image) -> str | None:
+    """What LLaMA-Factory's RGB conversion loses from this image, if anything (to warn about)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
-        image = Image.fromarray(np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8))
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "RGB" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB") if image.mode != "RGB" else image
+        return f"{image.mode} pixels: training converts them to 8-bit RGB by clipping at 255; save the image as 8-bit"
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        return "transparent pixels: training drops the transparency and shows the colour stored under it"
+    return None

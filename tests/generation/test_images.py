@@ -64,31 +64,122 @@ def test_bad_files_raise_with_reasons(tmp_path):
     assert caught.value.reason == images.MISSING
 
 
-def test_odd_modes_become_rgb(tmp_path):
+def _training_images(paths, image_max_pixels=10**6):
+    """The images LLaMA-Factory's training reads from these files (its mm plugin's own reading)."""
+    from llamafactory.data.mm_plugin import get_mm_plugin
+
+    plugin = get_mm_plugin("llava", image_token="<image>")
+    return plugin._regularize_images(paths, image_max_pixels=image_max_pixels, image_min_pixels=1)["images"]
+
+
+def _generator_images(paths, image_max_pixels=10**6):
+    """The same, from the images the generator hands the plugin."""
+    from llamafactory.data.mm_plugin import get_mm_plugin
+
+    plugin = get_mm_plugin("llava", image_token="<image>")
+    loaded = [load_image(path, 10**8) for path in paths]
+    return plugin._regularize_images(loaded, image_max_pixels=image_max_pixels, image_min_pixels=1)["images"]
+
+
+def test_odd_modes_give_the_pixels_training_reads(tmp_path):
     gray16 = Image.fromarray(np.full((4, 6), 65535 // 2, dtype=np.uint16))
-    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent red -> white
-    palette = Image.new("P", (4, 4))
-    palette.putpalette([0, 0, 255] * 256)
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    palette = Image.new("P", (40, 30))
+    palette.putpalette([0, 0, 255] * 128 + [255, 0, 0] * 128)
+    palette.paste(200, (0, 0, 20, 30))
     paths = {
         "gray.png": _save(tmp_path / "gray.png", Image.new("L", (4, 4), 100)),
         "gray16.png": _save(tmp_path / "gray16.png", gray16),
-        "cmyk.jpg": _save(tmp_path / "cmyk.jpg", Image.new("CMYK", (4, 4), (0, 255, 255, 0))),
+        "cmyk.jpg": _save(tmp_path / "cmyk.jpg", Image.new("CMYK", (50, 40), (0, 255, 255, 0))),
         "rgba.png": _save(tmp_path / "rgba.png", rgba),
         "palette.png": _save(tmp_path / "palette.png", palette),
     }
-    loaded = {name: load_image(path, 10**6) for name, path in paths.items()}
-    assert all(image.mode == "RGB" for image in loaded.values())
-    assert loaded["gray.png"].getpixel((0, 0)) == (100, 100, 100)
-    assert loaded["gray16.png"].getpixel((0, 0)) == (127, 127, 127)  # round(32767 / 65535 * 255)
-    assert loaded["rgba.png"].getpixel((0, 0)) == (255, 255, 255)
-    assert loaded["palette.png"].getpixel((0, 0)) == (0, 0, 255)
-    red, green, blue = loaded["cmyk.jpg"].getpixel((1, 1))
-    assert red > 200 and green < 60 and blue < 60
+    for max_pixels in (10**6, 600):  # as they are, and scaled down (palette: nearest, as in training)
+        trained = _training_images(list(paths.values()), max_pixels)
+        generated = _generator_images(list(paths.values()), max_pixels)
+        for name, a, b in zip(paths, trained, generated):
+            assert a.mode == b.mode == "RGB", name
+            assert np.array_equal(np.asarray(a), np.asarray(b)), name
+    assert images.lossy_training_conversion(load_image(paths["gray16.png"], 10**6)).startswith("I;16 pixels")
+    assert "transparency" in images.lossy_training_conversion(load_image(paths["rgba.png"], 10**6))
+    assert images.lossy_training_conversion(load_image(paths["gray.png"], 10**6)) is None
+    assert images.as_training_rgb(load_image(paths["palette.png"], 10**6)).getpixel((0, 0)) == (255, 0, 0)
 
 
-def test_exif_orientation_is_applied(tmp_path):
+def _exif_rotated(path):
+    """A 30x10 photo whose EXIF says: rotate 90 degrees to display (orientation 6)."""
     image = Image.new("RGB", (30, 10), "blue")
+    image.paste((255, 255, 0), (0, 0, 10, 10))
     exif = image.getexif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    image.save(tmp_path / "rotated.jpg", exif=exif)
-    assert load_image(str(tmp_path / "rotated.jpg"), 10**6).size == (10, 30)
+    exif[0x0112] = 6
+    image.save(path, exif=exif)
+    return str(path)
+
+
+def test_exif_orientation_is_left_as_training_leaves_it(tmp_path):
+    path = _exif_rotated(tmp_path / "rotated.jpg")
+    assert load_image(path, 10**6).size == (30, 10)
+    (trained,), (generated,) = _training_images([path]), _generator_images([path])
+    assert np.array_equal(np.asarray(trained), np.asarray(generated))
+
+
+def test_generator_tensor_equals_the_training_loaders_for_an_exif_rotated_photo(tiny, tmp_path):
+    """The tensor the generator feeds the model and the one LLaMA-Factory's SFT collator builds for training."""
+    import torch
+    from llamafactory.data import SFTDataCollatorWith4DAttentionMask, get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    from stic_plugin.generation.engine import Request, VisionLanguageGenerator, user_turn
+
+    path = _exif_rotated(tmp_path / "rotated.jpg")
+    data = tmp_path / "data"
+    data.mkdir()
+    record = {
+        "messages": [{"role": "user", "content": "<image>\nDescribe."}, {"role": "assistant", "content": "Blue."}],
+        "images": [path],
+    }
+    (data / "one.json").write_text(json.dumps([record]))
+    (data / "dataset_info.json").write_text(
+        json.dumps(
+            {
+                "one": {
+                    "file_name": "one.json",
+                    "formatting": "sharegpt",
+                    "columns": {"messages": "messages", "images": "images"},
+                    "tags": {
+                        "role_tag": "role",
+                        "content_tag": "content",
+                        "user_tag": "user",
+                        "assistant_tag": "assistant",
+                    },
+                }
+            }
+        )
+    )
+    model_args, data_args, training_args, _, _ = get_train_args(
+        dict(
+            model_name_or_path=tiny["tiny-llava"],
+            template="llava",
+            stage="sft",
+            do_train=True,
+            dataset="one",
+            dataset_dir=str(data),
+            output_dir=str(tmp_path / "out"),
+            cutoff_len=256,
+            report_to="none",
+            use_cpu=True,
+        )
+    )
+    tokenizer_module = load_tokenizer(model_args)
+    template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
+    train = get_dataset(template, model_args, data_args, training_args, stage="sft", **tokenizer_module)
+    collator = SFTDataCollatorWith4DAttentionMask(template=template, model=None, **tokenizer_module)
+    trained = collator([train["train_dataset"][0]])["pixel_values"]
+
+    generator = VisionLanguageGenerator.load(tiny["tiny-llava"], "llava", infer_dtype="float32")
+    request = Request.single(user_turn("Describe."), load_image(path, 10**8))
+    ids = [generator.encode(request)]
+    generated = generator.mm_inputs([request], ids, torch.tensor(ids))["pixel_values"]
+    assert trained.shape == generated.shape
+    assert torch.equal(trained.float(), generated.float())
