@@ -311,6 +311,12 @@ class SourceConfig(GeneratorConfig):
         None, help="Folder that `llava_file`'s image paths start from (default: the file's folder)."
     )
     num_samples: int | None = option(5000, help="Samples drawn from the input with `seed`; null takes all.")
+    image_placement: typing.Literal["front", "keep"] = option(
+        "front",
+        help="Where a user turn's image placeholders go: front (first, in their order, as LLaVA's training "
+        "puts them, so the image comes before its description and the question) or keep (where the input has "
+        "them; a `formatting: llava` dataset is always read with them first).",
+    )
     infusion_format_file: str = option(
         default_infusion_format_file(),
         help="Format of the infused first user "

@@ -87,8 +87,10 @@ def run_dar(cfg: DarConfig) -> int:
                     continue
                 messages, reference = question_and_reference(sample)
                 descriptions = [describer.descriptions[p]["description"] for p in sample.images] if cfg.dar else []
-                if descriptions:
-                    messages = infuse_messages(messages, descriptions, infusion_format, IMAGE_PLACEHOLDER)
+                # As in stage 2 (and LLaVA's evaluation): the image first, then the description, then the question.
+                messages = infuse_messages(
+                    messages, descriptions, infusion_format, IMAGE_PLACEHOLDER, cfg.image_placement
+                )
                 requests.append(
                     Request(
                         messages, [images[p] for p in sample.images], sample.system or None, key=f"answer:{sample.key}"

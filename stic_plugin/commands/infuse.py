@@ -116,7 +116,9 @@ def run_infuse(cfg: InfuseConfig) -> int:
                     continue
                 descriptions = [describer.descriptions[path] for path in sample.images]
                 texts = [d["description"] for d in descriptions]
-                messages = infuse_messages(sample.messages, texts, infusion_format, IMAGE_PLACEHOLDER)
+                messages = infuse_messages(
+                    sample.messages, texts, infusion_format, IMAGE_PLACEHOLDER, cfg.image_placement
+                )
                 records.write(sft_record(sample, messages, output.dataset_dir, descriptions))
                 run["infused"] += 1
     describer.close()

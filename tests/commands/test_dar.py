@@ -77,3 +77,43 @@ def test_dar_unanswered_questions_and_rescoring_without_regenerating(tiny, tmp_p
     assert "2 already done, 0 to do" in rescored.stderr
     correct = int("e" in predictions[1]["prediction"].lower())
     assert f"accuracy (contains): {correct:.4f} ({correct}/1)" in rescored.stdout
+
+
+def test_the_second_pass_shows_the_image_first_as_llava_does(tiny, tmp_path, stic, monkeypatch):
+    from stic_plugin.generation.engine import VisionLanguageGenerator
+
+    questions = [
+        {
+            "id": "1",
+            "image": "image_000.png",
+            "conversations": [{"from": "human", "value": "Which color?\n<image>"}, {"from": "gpt", "value": "e"}],
+        }
+    ]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    asked = []
+    generate = VisionLanguageGenerator.generate
+
+    def recording(self, requests, *args, **kwargs):
+        asked.extend(request.messages[0]["content"] for request in requests)
+        return generate(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(VisionLanguageGenerator, "generate", recording)
+    base = [
+        "stic-cli",
+        "dar",
+        f"model_name_or_path={tiny['tiny-llava']}",
+        "template=llava",
+        f"llava_file={tmp_path / 'q.json'}",
+        f"image_folder={tiny['images']}",
+        f"dataset_dir={tmp_path / 'pred'}",
+        "max_new_tokens=4",
+        "description_max_new_tokens=6",
+    ]
+    for extra in ([], ["dar=false", "predictions_name=direct"], ["image_placement=keep", "predictions_name=kept"]):
+        assert stic(*base, *extra).returncode == 0
+    described = read_records(tmp_path / "pred" / "dar")[0]["description"]
+    assert asked == [
+        f"<image>\nImage description:\n{described}\n\nWhich color?",
+        "<image>\nWhich color?",
+        f"Image description:\n{described}\n\nWhich color?\n<image>",
+    ]

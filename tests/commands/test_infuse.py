@@ -97,11 +97,12 @@ def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
         ]
         descriptions = json.loads(record["stic"]["descriptions"])
         assert record["messages"] == infuse_messages(conversation, descriptions, FORMAT, "<image>")
-        assert record["messages"][1:] == conversation[1:]  # every other turn byte-identical
+        assert record["messages"][1:] == conversation[1:]  # every other turn byte-identical (no image in them)
         assert len(record["images"]) == len(descriptions)
     assert records[0]["messages"][0]["content"].startswith("<image>\nImage description:\n")
-    assert records[1]["messages"][0]["content"].startswith("Image description:\n")
-    assert records[1]["messages"][0]["content"].endswith("\n\nDescribe briefly.\n<image>")
+    # the placeholder after the question goes first, as LLaVA trains: the image before its description
+    assert records[1]["messages"][0]["content"].startswith("<image>\nImage description:\n")
+    assert records[1]["messages"][0]["content"].endswith("\n\nDescribe briefly.")
     assert records[2]["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     assert "Image 1: " in records[4]["messages"][0]["content"] and "Image 2: " in records[4]["messages"][0]["content"]
     assert records[0]["stic"]["descriptions"] == records[3]["stic"]["descriptions"]  # one image, one description
@@ -193,3 +194,28 @@ def test_infuse_overwrite_describes_again(tiny, tmp_path, stic):
     stats = json.loads((tmp_path / "data" / "stic_sft.stats.json").read_text())
     assert stats["last_process"]["images_described"] == 2  # nothing reused from the replaced run
     assert len(read_records(tmp_path / "data" / "stic_sft")) == 2
+
+
+def test_image_placement_front_by_default_keep_on_request(tiny, tmp_path, stic):
+    """mix665k's first record puts the placeholder after the question; the authors' model saw the image first."""
+    record = {
+        "id": "000000033471",
+        "image": "image_000.png",
+        "conversations": [
+            {"from": "human", "value": "What are the colors of the bus in the image?\n<image>"},
+            {"from": "gpt", "value": "White and red."},
+        ],
+    }
+    (tmp_path / "mix.json").write_text(json.dumps([record]))
+    args = infuse_args(tiny, tmp_path / "mix.json", tiny["images"], tmp_path / "data", temperature=0)
+    assert stic(*args).returncode == 0
+    assert stic(*args, "image_placement=keep", "dataset_name=kept").returncode == 0
+    (front,) = read_records(tmp_path / "data" / "stic_sft")
+    (kept,) = read_records(tmp_path / "data" / "kept")
+    description = front["messages"][0]["content"].split("\n")[2]
+    assert front["messages"][0]["content"] == (
+        f"<image>\nImage description:\n{description}\n\nWhat are the colors of the bus in the image?"
+    )
+    assert kept["messages"][0]["content"] == (
+        f"Image description:\n{description}\n\nWhat are the colors of the bus in the image?\n<image>"
+    )

@@ -48,6 +48,34 @@ def test_llava_multiturn_with_image(media):
     }
 
 
+def test_llava_placeholders_go_first_as_llava_trains(media):
+    """mix665k's first record: the placeholder after the question; LLaVA's preprocess_multimodal moves it."""
+    from stic_plugin.data.formats import convert_llava
+
+    record = {
+        "id": "000000033471",
+        "image": "a.jpg",
+        "conversations": [
+            {"from": "human", "value": "What are the colors of the bus in the image?\n<image>"},
+            {"from": "gpt", "value": "The bus in the image is white and red."},
+        ],
+    }
+    converter = _converter("llava", media)
+    assert converter(record)["_prompt"] == [
+        {"role": "user", "content": "<image>\nWhat are the colors of the bus in the image?"}
+    ]
+    kept = convert_llava(converter, record, "keep")["_prompt"]
+    assert kept == [{"role": "user", "content": "What are the colors of the bus in the image?\n<image>"}]
+    two = {
+        "id": "two",
+        "image": ["a.jpg", "b.jpg"],
+        "conversations": [{"from": "human", "value": "Is <image> like <image>?"}, {"from": "gpt", "value": "No."}],
+    }
+    out = converter(two)
+    assert out["_prompt"] == [{"role": "user", "content": "<image><image>\nIs  like ?"}]
+    assert out["_images"] == [str(media / "a.jpg"), str(media / "b.jpg")]  # the images keep their order
+
+
 def test_llava_text_only_and_missing_placeholder(media):
     text_only = {
         "id": "t1",
