@@ -310,7 +310,9 @@ class SourceConfig(GeneratorConfig):
     image_folder: str | None = option(
         None, help="Folder that `llava_file`'s image paths start from (default: the file's folder)."
     )
-    num_samples: int | None = option(5000, help="Samples drawn from the input with `seed`; null takes all.")
+    num_samples: int | None = option(
+        5000, help="Samples with images drawn from the input with `seed` (the paper: 5k); null takes all."
+    )
     image_placement: typing.Literal["front", "keep"] = option(
         "front",
         help="Where a user turn's image placeholders go: front (first, in their order, as LLaVA's training "
@@ -345,7 +347,11 @@ class InfuseConfig(SourceConfig):
         default_prompt_file("captioning"),
         help="Prompts for the image descriptions, one per line; one is drawn per image.",
     )
-    keep_text_only: bool = option(True, help="Keep samples without an image, unchanged (false: leave them out).")
+    keep_text_only: bool = option(
+        False,
+        help="Add samples without an image, unchanged, on top of the `num_samples` image samples, in their "
+        "input's proportion (false: leave them out, as the authors' generator does).",
+    )
 
     def __post_init__(self):
         super().__post_init__()
