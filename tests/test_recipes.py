@@ -82,6 +82,7 @@ def test_recipes_of_a_model_fit_together(folder):
     assert stage1["dataset"] == pref["dataset_name"] and stage2["dataset"] == infuse["dataset_name"]
     assert infuse["adapter_name_or_path"] == stage1["output_dir"] == stage2["adapter_name_or_path"]
     assert dar["adapter_name_or_path"] == stage2["output_dir"]
+    assert dar["max_new_tokens"] == dar["description_max_new_tokens"] == 1024  # the authors' evaluation
 
 
 def _processor_and_plugin(model: str):

@@ -117,3 +117,37 @@ def test_the_second_pass_shows_the_image_first_as_llava_does(tiny, tmp_path, sti
         "<image>\nWhich color?",
         f"Image description:\n{described}\n\nWhich color?\n<image>",
     ]
+
+
+def test_answers_cut_at_max_new_tokens_are_flagged(tiny, tmp_path, stic):
+    questions = [
+        {
+            "id": str(i),
+            "image": f"image_00{i}.png",
+            "conversations": [
+                {"from": "human", "value": "<image>\nDescribe it at length."},
+                {"from": "gpt", "value": "x"},
+            ],
+        }
+        for i in range(3)
+    ]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    result = stic(
+        "dar",
+        f"model_name_or_path={tiny['tiny-llava']}",
+        "template=llava",
+        f"llava_file={tmp_path / 'q.json'}",
+        f"image_folder={tiny['images']}",
+        f"dataset_dir={tmp_path / 'pred'}",
+        "max_new_tokens=2",
+        "description_max_new_tokens=3",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    predictions = read_records(tmp_path / "pred" / "dar")
+    assert all(isinstance(p["truncated"], bool) and isinstance(p["description_truncated"], bool) for p in predictions)
+    cut = sum(p["truncated"] for p in predictions)
+    assert cut >= 1  # two tokens: a random model rarely stops that soon
+    stats = json.loads((tmp_path / "pred" / "dar.stats.json").read_text())
+    assert stats["truncated_answers"] == cut
+    assert stats["truncated_descriptions"] == sum(p["description_truncated"] for p in predictions)
+    assert f"truncated: {cut} answer(s) at max_new_tokens=2" in result.stdout
