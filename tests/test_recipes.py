@@ -213,3 +213,54 @@ def test_readme_documents_every_key():
             assert f"| `{f.name}` |" in readme, f"{cls.__name__}.{f.name} is not in the README"
     for name in stic_option_names():
         assert f"| `{name}` |" in readme
+
+
+TINY_OF = {  # the tiny model of each recipe's family (stic_plugin.fixtures), and its template
+    "llava-1.5-7b": ("tiny-llava", "llava"),
+    "llava-v1.6-mistral-7b": ("tiny-llava-next", "llava_next_mistral"),
+    "qwen2-vl-7b": ("tiny-qwen2vl", "qwen2_vl"),
+}
+
+
+def _header_override(recipe: Path, marker: str) -> dict:
+    """The key=value overrides of the header's command line that holds ``marker``."""
+    (line,) = [line for line in recipe.read_text().splitlines() if line.startswith("#") and marker in line]
+    pairs = line.split(recipe.relative_to(REPO).as_posix(), 1)[1].split()
+    return {key: yaml.safe_load(value) for key, value in (pair.split("=", 1) for pair in pairs)}
+
+
+@pytest.mark.parametrize("folder", MODEL_DIRS, ids=lambda p: p.name)
+def test_the_trained_projector_variant_trains_the_projector(folder, tiny, tmp_path):
+    """The stage-1 header's projector override, on the tiny model of the family, through LLaMA-Factory's loader:
+    the recipe as written trains no projector weight, the override trains all of them (full rank)."""
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_model, load_tokenizer
+
+    override = _header_override(folder / "stage1.yaml", "freeze_multi_modal_projector=false")
+    assert override["freeze_multi_modal_projector"] is False and override["additional_target"]
+    model_name, template = TINY_OF[folder.name]
+    recipe = _load(folder / "stage1.yaml")
+    trainable = {}
+    for name, extra in (("as written", {}), ("override", override)):
+        values = {
+            key: recipe[key]
+            for key in ("finetuning_type", "lora_rank", "lora_alpha", "lora_target", "freeze_vision_tower")
+        }
+        values.update({"freeze_multi_modal_projector": recipe["freeze_multi_modal_projector"], **extra})
+        values.update(
+            model_name_or_path=tiny[model_name],
+            template=template,
+            stage="sft",
+            do_train=True,
+            dataset="unused",
+            output_dir=str(tmp_path / name),
+            report_to="none",
+            use_cpu=True,
+        )
+        model_args, _, _, finetuning_args, _ = get_train_args(values)
+        model = load_model(load_tokenizer(model_args)["tokenizer"], model_args, finetuning_args, is_trainable=True)
+        projector = override["additional_target"]
+        trainable[name] = [n for n, p in model.named_parameters() if projector in n and p.requires_grad]
+        total = [n for n, p in model.named_parameters() if projector in n and "modules_to_save" not in n]
+    assert trainable["as written"] == []
+    assert len(trainable["override"]) == len(total) > 0
