@@ -264,3 +264,76 @@ def test_the_trained_projector_variant_trains_the_projector(folder, tiny, tmp_pa
         total = [n for n, p in model.named_parameters() if projector in n and "modules_to_save" not in n]
     assert trainable["as written"] == []
     assert len(trainable["override"]) == len(total) > 0
+
+
+def _expand2square(image, background):
+    """LLaVA's ``expand2square`` (``image_aspect_ratio: pad``), written out: the image centred on a square."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    square = Image.new(image.mode, (side, side), background)
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square
+
+
+def _noise(width: int, height: int, seed: int):
+    import numpy as np
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def test_llava_image_processor_with_do_pad_is_llavas_pad_preprocessing():
+    """With LLaVA-1.5-7B's real settings, transformers' LlavaImageProcessor(do_pad=True) gives exactly LLaVA's
+    expand-to-square (mean-colour background) followed by the CLIP processor, where CLIP alone centre-crops."""
+    import numpy as np
+    from transformers import CLIPImageProcessor, LlavaImageProcessor
+
+    settings = json.loads((model_configs_dir() / "llava-1.5-7b" / "preprocessor_config.json").read_text())
+    for key in ("image_processor_type", "patch_size", "num_additional_image_tokens", "vision_feature_select_strategy"):
+        settings.pop(key)
+    clip, padded = CLIPImageProcessor(**settings), LlavaImageProcessor(**settings, do_pad=True)
+    background = tuple(int(x * 255) for x in clip.image_mean)
+    for index, size in enumerate([(500, 300), (301, 640), (336, 336)]):
+        image = _noise(*size, seed=index)
+        reference = clip(_expand2square(image, background), return_tensors="np")["pixel_values"]
+        assert np.array_equal(padded(image, return_tensors="np")["pixel_values"], reference)
+        if size[0] != size[1]:
+            assert not np.array_equal(clip(image, return_tensors="np")["pixel_values"], reference)  # centre crop
+
+
+def test_the_pad_option_reaches_llamafactorys_plugin(tiny, tmp_path):
+    """The recipe option: a model folder whose preprocessor_config.json names LlavaImageProcessor with do_pad.
+    LLaMA-Factory's own loading and multimodal plugin then pad (the tiny LLaVA stands in for LLaVA-1.5)."""
+    import shutil
+
+    import torch
+    from llamafactory.data.mm_plugin import get_mm_plugin
+    from llamafactory.hparams import get_infer_args
+    from llamafactory.model import load_tokenizer
+    from transformers import CLIPImageProcessor
+
+    model = tmp_path / "tiny-llava-pad"
+    shutil.copytree(tiny["tiny-llava"], model)
+    # transformers 5 saves the image processor's settings inside processor_config.json (the hub's llava-hf
+    # checkpoints have them in preprocessor_config.json): the same two keys either way
+    config_path = model / "processor_config.json"
+    config = json.loads(config_path.read_text())
+    settings = config["image_processor"]
+    config["image_processor"] = dict(settings, image_processor_type="LlavaImageProcessor", do_pad=True)
+    config_path.write_text(json.dumps(config))
+    model_args, _, _, _ = get_infer_args(dict(model_name_or_path=str(model), template="llava"))
+    processor = load_tokenizer(model_args)["processor"]
+    assert type(processor.image_processor).__name__.startswith("LlavaImageProcessor")
+    plugin = get_mm_plugin("llava", image_token="<image>")
+    image = _noise(60, 30, seed=7)
+    inputs = plugin.get_mm_inputs([image], [], [], [1], [0], [0], [[0]], processor)
+
+    clip_settings = {
+        key: value for key, value in settings.items() if key not in ("image_processor_type", "processor_class")
+    }
+    clip = CLIPImageProcessor(**clip_settings)
+    reference = clip(_expand2square(image, tuple(int(x * 255) for x in clip.image_mean)), return_tensors="pt")
+    assert torch.equal(inputs["pixel_values"], reference["pixel_values"])
+    assert not torch.equal(inputs["pixel_values"], clip(image, return_tensors="pt")["pixel_values"])  # no crop
