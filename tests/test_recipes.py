@@ -12,7 +12,9 @@ from stic_plugin.commands.config import DarConfig, InfuseConfig, PrefConfig, loa
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIRS = sorted(p for p in (REPO / "recipes").iterdir() if p.is_dir() and p.name != "deepspeed")
-RECIPES = sorted(p for d in MODEL_DIRS for p in d.glob("*.yaml"))
+MAIN_MODEL = "llava-v1.6-mistral-7b"  # the paper's main model: its recipes also sit at the top of recipes/
+MAIN_RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+RECIPES = sorted(p for d in MODEL_DIRS for p in d.glob("*.yaml")) + MAIN_RECIPES
 GENERATORS = {"pref.yaml": PrefConfig, "infuse.yaml": InfuseConfig, "dar.yaml": DarConfig}
 ANSWER_BUDGET = 1024  # stage 2: question and answer tokens the recipes leave room for
 
@@ -31,6 +33,43 @@ def test_the_three_model_families_have_full_sets():
             "stage1.yaml",
             "stage2.yaml",
         ]
+
+
+def test_the_main_models_recipes_sit_at_the_top_with_the_same_values():
+    assert [p.name for p in MAIN_RECIPES] == ["dar.yaml", "infuse.yaml", "pref.yaml", "stage1.yaml", "stage2.yaml"]
+    for recipe in MAIN_RECIPES:
+        assert _load(recipe) == _load(REPO / "recipes" / MAIN_MODEL / recipe.name), recipe.name
+
+
+@pytest.mark.parametrize("name", ["stage1", "stage2"])
+def test_the_cards_command_runs_on_a_tiny_model(name, tiny, tmp_path, monkeypatch):
+    """``llamafactory-cli train recipes/stage1.yaml`` with key=value overrides for a tiny model: LLaMA-Factory's
+    own reading of the command line and its full argument checks accept every key of the recipe."""
+    from llamafactory.hparams import get_train_args
+    from llamafactory.hparams.parser import read_args
+
+    overrides = [
+        f"model_name_or_path={tiny['tiny-llava-next']}",
+        f"output_dir={tmp_path / 'out'}",
+        f"dataset_dir={tmp_path}",
+        "bf16=false",  # needs a GPU
+        "use_cpu=true",
+    ]
+    if name == "stage2":
+        overrides.append("adapter_name_or_path=null")  # no stage-1 adapter here
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr("sys.argv", ["llamafactory-cli", f"recipes/{name}.yaml", *overrides])
+    values = read_args()
+    recipe = _load(REPO / "recipes" / f"{name}.yaml")
+    overridden = {override.split("=", 1)[0] for override in overrides}
+    assert {key: value for key, value in values.items() if key not in overridden} == {
+        key: value for key, value in recipe.items() if key not in overridden
+    }
+    model_args, data_args, training_args, finetuning_args, _ = get_train_args(values)
+    assert finetuning_args.stage == {"stage1": "stic_dpo", "stage2": "sft"}[name]
+    assert data_args.template == "llava_next_mistral" and training_args.learning_rate == recipe["learning_rate"]
+    if name == "stage1":
+        assert finetuning_args.stic_alpha == 1 / 1024
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
