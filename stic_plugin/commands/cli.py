@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     config_cls, module_name, function_name = COMMANDS[args.command]
     config_path = args.args[0] if args.args and "=" not in args.args[0] else None
     overrides = args.args[1:] if config_path else args.args
+    from ..data.output import release_locks
     from ..generation.continuous import CacheTooLarge
 
     try:
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, CacheTooLarge) as err:  # configuration, data, model loading, memory: a message
         print(f"stic-cli {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        release_locks()
 
 
 if __name__ == "__main__":

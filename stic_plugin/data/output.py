@@ -5,19 +5,106 @@ Layout in ``dataset_dir`` for a dataset named NAME::
     NAME/part-00000-of-00002.jsonl   records; one file per process, the dataset entry loads the folder
     NAME.stic/config.json            the configuration that wrote NAME/ (resume only with the same one)
     NAME.stic/skipped-*.jsonl        images skipped (bad files) or pairs dropped, with the reason
+    NAME.stic/part-*.lock            held by the process writing that part (its PID and host inside)
     NAME.stats.json, NAME.*.png      summary of everything in NAME/, rewritten at the end of each process
     dataset_info.json                NAME's entry merged in; other entries kept
 
 A record is written with one ``os.write`` of a whole line to a file opened for appending, so a killed
 process leaves whole lines; a torn last line (a crash of the machine) is cut off when the run resumes.
+
+Each process holds an exclusive lock on its part for the whole run, so a second run on the same output
+stops at once instead of writing every record a second time; the processes of one torchrun job each
+lock their own part.
 """
 
 import fcntl
 import json
+import logging
 import os
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
+
+logger = logging.getLogger("stic_plugin")
+
+
+class OutputBusy(ValueError):
+    """Another process is writing the same output."""
+
+
+class PartLock:
+    """An exclusive, non-blocking lock on one output part, held until ``release`` (or the process ends).
+
+    The file names its holder (PID, host); a holder that died leaves its name behind without the lock,
+    and the next run takes the lock over, saying so."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    @staticmethod
+    def _holder(text: str) -> str:
+        try:
+            holder = json.loads(text)
+            return f"process {holder['pid']} on host {holder['host']} (since {holder['started']})"
+        except (ValueError, KeyError, TypeError):
+            return "an unknown process"
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+            os.close(fd)
+            raise OutputBusy(
+                f"{holder} is writing this output (lock {self.path}); a second run would write every record "
+                "twice. Wait for it to finish or stop it, then run the same command again to resume."
+            ) from None
+        left = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        if left:  # the lock is free, so its holder ended without releasing it (killed, or its machine went down)
+            logger.warning("%s: taking over the lock of %s, which has ended", self.path, self._holder(left))
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        self._fd = fd
+        _HELD.append(self)
+
+    def busy(self) -> str | None:
+        """Who holds this lock now, or None (a probe: the lock is not kept)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self._holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        finally:
+            os.close(fd)  # closing drops a probe's shared lock
+        return None
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        os.ftruncate(self._fd, 0)  # an empty lock file: its holder ended normally
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+        if self in _HELD:
+            _HELD.remove(self)
+
+
+_HELD: list[PartLock] = []
+
+
+def release_locks() -> None:
+    """Release every part lock this process holds (the end of a command, however it ends)."""
+    for lock in list(_HELD):
+        lock.release()
 
 
 def _file_mode(path: Path) -> int:
@@ -163,6 +250,24 @@ class ShardedOutput:
         part = f"part-{rank:05d}-of-{world_size:05d}.jsonl"
         self.records_path = self.data_dir / part
         self.skipped_path = self.meta_dir / f"skipped-{part}"
+        self._lock = PartLock(self.meta_dir / f"part-{rank:05d}-of-{world_size:05d}.lock")
+
+    def lock(self) -> None:
+        """Hold this process's part for the run; stop if another run writes this output (any part of another
+        world size, or this very part)."""
+        self._lock.acquire()
+        ours = f"-of-{self.world_size:05d}.lock"
+        for path in sorted(self.meta_dir.glob("part-*.lock")):
+            holder = None if path.name.endswith(ours) else PartLock(path).busy()
+            if holder:
+                self._lock.release()
+                raise OutputBusy(
+                    f"{holder} is writing this output with another number of processes (lock {path}); a second "
+                    "run would write records twice. Wait for it to finish or stop it, then run again to resume."
+                )
+
+    def unlock(self) -> None:
+        self._lock.release()
 
     def exists(self) -> bool:
         return self.data_dir.exists() and any(self.data_dir.iterdir())

@@ -52,6 +52,7 @@ def start_run(
     output = ShardedOutput(cfg.dataset_dir, name, rank, world)
     if dataset_entry is not None:
         read_dataset_info(output.dataset_dir, name, dataset_entry)
+    output.lock()  # held until finish_run, or the end of the command
     output.check_configuration(fingerprint, cfg.overwrite, name_key)
     return output
 
@@ -65,6 +66,7 @@ def finish_run(output: ShardedOutput, records_written: int, had_work: bool, data
     total = sum(1 for _ in output.records())
     if total and dataset_entry is not None:
         merge_dataset_info(output.dataset_dir, output.name, dataset_entry)
+    output.unlock()
     if had_work and records_written == 0:
         if output.world_size == 1 and total == 0:
             logger.error("nothing could be produced; see the reasons above")

@@ -323,3 +323,51 @@ def test_an_existing_entry_of_the_same_name_is_never_replaced(tiny, tmp_path, st
     assert result.returncode == 2 and "already has an entry `stic_pref` for other data" in result.stderr
     assert json.loads((data / "dataset_info.json").read_text()) == mine
     assert not (data / "stic_pref").exists()  # stopped before generating anything
+
+
+def test_a_second_run_on_the_same_output_stops_at_once(tiny, tmp_path, stic):
+    """While one run writes the output, another stops before loading anything, naming the first."""
+    import socket
+    import sys
+
+    data = tmp_path / "data"
+    lock = data / "stic_pref.stic" / "part-00000-of-00001.lock"
+    hold = (
+        "import sys, time\nfrom pathlib import Path\nfrom stic_plugin.data.output import PartLock\n"
+        "PartLock(Path(sys.argv[1])).acquire()\nprint('held', flush=True)\ntime.sleep(120)\n"
+    )
+    first = subprocess.Popen([sys.executable, "-c", hold, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "held"
+        second = stic(*pref_args(tiny, tiny["images"], data))
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2
+    assert f"process {first.pid} on host {socket.gethostname()} (since" in second.stderr
+    assert not (data / "stic_pref").exists()  # nothing written, nothing cleared
+    # the first run died holding it: the next run takes the lock over, says so, and writes
+    again = stic(*pref_args(tiny, tiny["images"], data, max_samples=2))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"taking over the lock of process {first.pid}" in again.stderr
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_write_every_pair_once(tiny, tmp_path):
+    """Two `stic-cli pref` on one output: one writes, the other stops at once naming it (before: both exited 0
+    and every pair was written twice)."""
+    data = tmp_path / "data"
+    args = pref_args(tiny, tiny["images"], data)
+    processes = [
+        subprocess.Popen(args, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    results = [(process.wait(timeout=600), process.stderr.read().decode()) for process in processes]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    writer = processes[[code for code, _ in results].index(0)]
+    refused = next(stderr for code, stderr in results if code == 2)
+    assert f"process {writer.pid} on host" in refused
+    records, skipped = read_output(data)
+    keys = [r["stic"]["image"] for r in records] + [s["key"] for s in skipped]
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == 8
+    assert json.loads((data / "stic_pref.stats.json").read_text())["pairs"] == len(records)

@@ -1,0 +1,77 @@
+"""Output parts: the lock that keeps two runs off one output (the processes of one job each lock their own part)."""
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from stic_plugin.data.output import OutputBusy, PartLock, ShardedOutput, release_locks
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from stic_plugin.data.output import PartLock
+PartLock(Path(sys.argv[1])).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def holder():
+    """``holder(path)``: another process that holds the part lock at ``path`` until the test ends."""
+    processes = []
+
+    def start(path):
+        process = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
+        processes.append(process)
+        assert process.stdout.readline().strip() == "held"
+        return process
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def test_a_second_run_is_refused_at_once_naming_the_first(tmp_path, holder):
+    path = tmp_path / "data" / "stic_pref.stic" / "part-00000-of-00001.lock"
+    first = holder(path)
+    with pytest.raises(OutputBusy) as caught:
+        ShardedOutput(str(tmp_path / "data"), "stic_pref").lock()
+    message = str(caught.value)
+    assert f"process {first.pid} on host {socket.gethostname()}" in message and str(path) in message
+
+
+def test_the_processes_of_one_job_lock_their_own_parts_and_another_world_size_is_refused(tmp_path):
+    try:
+        for rank in (0, 1):
+            ShardedOutput(str(tmp_path), "out", rank, 2).lock()
+        with pytest.raises(OutputBusy, match="another number of processes"):
+            ShardedOutput(str(tmp_path), "out", 0, 1).lock()
+        with pytest.raises(OutputBusy, match=f"process {os.getpid()}"):
+            ShardedOutput(str(tmp_path), "out", 1, 2).lock()  # the same part twice
+    finally:
+        release_locks()
+    ShardedOutput(str(tmp_path), "out", 0, 1).lock()  # all released: free again
+    release_locks()
+    assert (tmp_path / "out.stic" / "part-00000-of-00001.lock").read_text() == ""  # a clean end leaves no name
+
+
+def test_a_lock_left_by_a_process_that_died_is_taken_over_with_a_log_line(tmp_path, caplog):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = tmp_path / "part-00000-of-00001.lock"
+    path.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "2026-01-01 00:00:00"}))
+    caplog.set_level(logging.WARNING, logger="stic_plugin")
+    lock = PartLock(path)
+    lock.acquire()
+    try:
+        assert f"taking over the lock of process {dead.pid} on host {socket.gethostname()}" in caplog.text
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
