@@ -26,12 +26,13 @@ from ..data.runs import finish_run, my_todo, prefetched_batches, progress_name, 
 from ..generation.engine import user_turn
 from ..generation.images import (
     BadImage,
+    FolderScan,
     ImageItem,
     as_training_rgb,
-    images_in_folder,
     images_in_list,
     load_image,
     lossy_training_conversion,
+    scan_folder,
 )
 from ..generation.planning import NEGATIVE_CORRUPTION, PairPlan, plan_pair
 from .config import PrefConfig
@@ -47,10 +48,16 @@ def select_images(items: list[ImageItem], max_samples: int | None, seed: int) ->
     return sample_reproducibly(sorted(items, key=lambda item: item.key), max_samples, seed, "images")
 
 
-def list_source_images(cfg) -> list[ImageItem]:
+def list_source_images(cfg) -> FolderScan:
+    """The images to describe; from a folder, with the links left out of the listing (for the summary)."""
     if cfg.image_dir is not None:
-        return images_in_folder(cfg.image_dir)
-    return images_in_list(cfg.image_list, cfg.image_root, cfg.image_column)
+        scan = scan_folder(cfg.image_dir)
+        for link in scan.folder_links:
+            logger.info("not followed: %s leads to a folder already listed", link)
+        for link, kept in scan.file_links:
+            logger.info("counted once: %s is the same file as %s", link, kept)
+        return scan
+    return FolderScan(images_in_list(cfg.image_list, cfg.image_root, cfg.image_column))
 
 
 @dataclass
@@ -69,6 +76,9 @@ def read_and_corrupt(items: list[ImageItem], cfg: PrefConfig, prompts: dict) -> 
 
     ready, skipped = [], []
     for item in items:
+        if item.unusable:  # not read: its path cannot even be written down as text
+            skipped.append(dict(key=item.key, path=item.path, kind=SKIPPED, reason=item.unusable, detail=""))
+            continue
         plan = plan_for(item.key, cfg, prompts)
         try:
             image = load_image(item.path, cfg.max_image_pixels)
@@ -146,7 +156,8 @@ def run_pref(cfg: PrefConfig) -> int:
         "captioning": read_prompts(cfg.captioning_prompts_file, "captioning"),
         "hallucination": read_prompts(cfg.hallucination_prompts_file, "hallucination"),
     }
-    items = select_images(list_source_images(cfg), cfg.max_samples, cfg.seed)
+    listing = list_source_images(cfg)
+    items = select_images(listing.items, cfg.max_samples, cfg.seed)
     if not items:
         raise ValueError(f"no image files found in {cfg.image_dir or cfg.image_list}")
     fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts}
@@ -223,12 +234,14 @@ def run_pref(cfg: PrefConfig) -> int:
         progress.close()
         seconds = time.time() - started
 
-    stats = write_stats(output, cfg.dataset_name, rank, world, run, seconds)
+    stats = write_stats(output, cfg.dataset_name, rank, world, run, seconds, listing)
     print_summary(stats, output)
     return finish_run(output, run["pairs written"], bool(todo), entry)
 
 
-def write_stats(output: ShardedOutput, name: str, rank: int, world: int, run: Counter, seconds: float) -> dict:
+def write_stats(
+    output: ShardedOutput, name: str, rank: int, world: int, run: Counter, seconds: float, listing: FolderScan
+) -> dict:
     """Statistics of everything in the output (all processes so far), plus this process's speed."""
     by_negative: dict[str, dict] = {}
     truncated = 0
@@ -255,6 +268,12 @@ def write_stats(output: ShardedOutput, name: str, rank: int, world: int, run: Co
         "chosen_truncated": truncated,
         "skipped": dict(sorted(skipped.items())),
         "dropped": dict(sorted(dropped.items())),
+        # left out of the listing of image_dir: links to a folder or an image already listed
+        "links_not_followed": {
+            "folders": len(listing.folder_links),
+            "images": len(listing.file_links),
+            "examples": listing.folder_links[:3] + [f"{link} = {kept}" for link, kept in listing.file_links[:3]],
+        },
         "last_process": {
             "rank": rank,
             "world_size": world,
@@ -308,6 +327,14 @@ def print_summary(stats: dict, output: ShardedOutput) -> None:
         f"  skipped images:   {stats['skipped'] or 'none'}",
         f"  dropped pairs:    {stats['dropped'] or 'none'}",
         f"  chosen truncated: {stats['chosen_truncated']}",
+    ]
+    links = stats["links_not_followed"]
+    if links["folders"] or links["images"]:
+        lines.append(
+            f"  links:            {links['folders']} link(s) to a folder already listed not followed, "
+            f"{links['images']} link(s) to an image already listed counted once (e.g. {'; '.join(links['examples'])})"
+        )
+    lines += [
         f"  this process:     {last['pairs_written']} pairs, {last['output_tokens']} output tokens in "
         f"{last['seconds']:.1f} s ({last['output_tokens_per_second']:.1f} tokens/s)",
         f"  statistics:       {output.stats_path}",

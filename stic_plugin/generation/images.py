@@ -7,19 +7,20 @@ and resume bookkeeping use the key, so moving the whole folder changes nothing.
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".ppm", ".pgm"}
 
 # Skip reasons, as counted in the summary.
-EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, MISSING = (
+EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, MISSING, BAD_NAME = (
     "empty file",
     "not an image",
     "unreadable",
     "truncated",
     "too many pixels",
     "missing file",
+    "file name is not valid UTF-8",
 )
 
 
@@ -32,8 +33,18 @@ class BadImage(Exception):
 
 @dataclass(frozen=True)
 class ImageItem:
-    key: str  # relative to the image root, POSIX separators
+    key: str  # relative to the image root, POSIX separators; always valid UTF-8
     path: str  # absolute
+    unusable: str = ""  # a reason to skip it without reading it (a name that is not UTF-8)
+
+
+@dataclass
+class FolderScan:
+    """The images of a folder tree, and what was left out of the listing (for the summary)."""
+
+    items: list[ImageItem]
+    folder_links: list[str] = field(default_factory=list)  # links to a folder already listed (a loop, an alias)
+    file_links: list[tuple[str, str]] = field(default_factory=list)  # (left out, the key of the same file kept)
 
 
 def _key(path: Path, root: Path) -> str:
@@ -43,18 +54,70 @@ def _key(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def images_in_folder(image_dir: str) -> list[ImageItem]:
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of what a path leads to, links followed; None for a broken link."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _escaped(text: str) -> str:
+    """A file system name as valid UTF-8 text: bytes that are not UTF-8 written as \\xNN."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def scan_folder(image_dir: str) -> FolderScan:
+    """Every image file under ``image_dir``, links followed, each folder and each file once.
+
+    Folders are known by (device, inode): a link to a folder already listed (``loop -> .``, an alias of a
+    sibling) is not followed again, and the folders really under the root win over links to them; a file
+    reached twice (a link to an image already listed) counts once, the real file first. A name that is not
+    valid UTF-8 becomes an item to skip with that reason, named with its bytes escaped."""
     root = Path(image_dir).absolute()
     if not root.is_dir():
         raise ValueError(f"image_dir {image_dir} is not a folder")
-    items = []
+    claimed = set()  # folders listed or to be listed: first the real ones, then the linked ones as found
+    for folder, dirs, _ in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        claimed.add(_identity(folder))
+    scan = FolderScan([])
+    candidates = []  # (identity, is a link, key, path)
     for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        kept = []
+        for name in sorted(d for d in dirs if not d.startswith(".")):
+            full = os.path.join(folder, name)
+            if os.path.islink(full):
+                identity = _identity(full)
+                if identity is None or identity in claimed:
+                    scan.folder_links.append(_escaped(_key(Path(full), root)))
+                    continue
+                claimed.add(identity)
+            kept.append(name)
+        dirs[:] = kept
         for name in files:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                path = Path(folder, name)
-                items.append(ImageItem(_key(path, root), str(path)))
-    return sorted(items, key=lambda item: item.key)
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            path = os.path.join(folder, name)
+            key = _key(Path(path), root)
+            if _escaped(key) != key:  # surrogates: bytes that are not UTF-8 in the name or a folder's
+                scan.items.append(ImageItem(_escaped(key), _escaped(path), BAD_NAME))
+                continue
+            candidates.append((_identity(path) or ("missing", key), os.path.islink(path), key, path))
+    kept_keys: dict = {}
+    for identity, _, key, path in sorted(candidates, key=lambda c: (c[1], c[2])):  # real files first, by key
+        if identity in kept_keys:
+            scan.file_links.append((key, kept_keys[identity]))
+            continue
+        kept_keys[identity] = key
+        scan.items.append(ImageItem(key, path))
+    scan.items.sort(key=lambda item: item.key)
+    return scan
+
+
+def images_in_folder(image_dir: str) -> list[ImageItem]:
+    return scan_folder(image_dir).items
 
 
 def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:

@@ -371,3 +371,29 @@ def test_two_runs_started_together_write_every_pair_once(tiny, tmp_path):
     keys = [r["stic"]["image"] for r in records] + [s["key"] for s in skipped]
     assert sorted(keys) == sorted(set(keys)) and len(keys) == 8
     assert json.loads((data / "stic_pref.stats.json").read_text())["pairs"] == len(records)
+
+
+def test_odd_file_trees_a_link_loop_and_a_name_that_is_not_utf8(tiny, tmp_path, stic):
+    """Before: `loop -> .` made 82 images of 2, and a name that is not UTF-8 stopped every run."""
+    import os
+
+    images = tmp_path / "images"
+    make_images(images, count=2, seed=4)
+    (images / "loop").symlink_to(".")
+    (images / "again.png").symlink_to("image_000.png")
+    bad = os.path.join(os.fsencode(images), b"photo_\xff\xfe.png")
+    Image.new("RGB", (16, 16), "red").save(bad.decode("utf-8", "surrogateescape"))
+    data = tmp_path / "data"
+    for _ in range(2):  # the second run resumes: nothing left to do, the same summary
+        result = stic(*pref_args(tiny, images, data))
+        assert result.returncode == 0, result.stderr[-3000:]
+        records, skipped = read_output(data)
+        done = [r["stic"]["image"] for r in records] + [s["key"] for s in skipped if s["kind"] == "dropped"]
+        assert sorted(done) == ["image_000.png", "image_001.png"]
+        assert [(s["key"], s["reason"]) for s in skipped if s["kind"] == "skipped"] == [
+            ("photo_\\xff\\xfe.png", "file name is not valid UTF-8")
+        ]
+        assert "1 link(s) to a folder already listed not followed, 1 link(s) to an image" in result.stdout
+    stats = json.loads((data / "stic_pref.stats.json").read_text())
+    assert stats["links_not_followed"]["folders"] == 1 and stats["links_not_followed"]["images"] == 1
+    assert stats["skipped"] == {"file name is not valid UTF-8": 1}

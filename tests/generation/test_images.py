@@ -183,3 +183,45 @@ def test_generator_tensor_equals_the_training_loaders_for_an_exif_rotated_photo(
     generated = generator.mm_inputs([request], ids, torch.tensor(ids))["pixel_values"]
     assert trained.shape == generated.shape
     assert torch.equal(trained.float(), generated.float())
+
+
+def test_a_link_loop_and_links_to_listed_images_count_each_image_once(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "sub" / "b.png")
+    (tmp_path / "loop").symlink_to(".")  # loop -> .: 82 images from 2, keys loop/loop/..., before
+    (tmp_path / "sub" / "up").symlink_to("..")
+    (tmp_path / "alias").symlink_to("sub")  # the same folder by another name: the real one wins
+    (tmp_path / "copy.png").symlink_to("sub/b.png")  # a link to an image already listed
+    (tmp_path / "gone.png").symlink_to("nowhere.png")  # a broken link stays, to be skipped as a missing file
+    scan = images.scan_folder(str(tmp_path))
+    assert [item.key for item in scan.items] == ["a.png", "gone.png", "sub/b.png"]
+    assert sorted(scan.folder_links) == ["alias", "loop", "sub/up"]
+    assert scan.file_links == [("copy.png", "sub/b.png")]
+
+
+def test_a_linked_folder_outside_the_tree_is_listed_once(tmp_path):
+    outside, root = tmp_path / "outside", tmp_path / "root"
+    outside.mkdir()
+    root.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "c.png")
+    (outside / "back").symlink_to(outside)
+    (root / "x").symlink_to(outside)
+    (root / "y").symlink_to(outside)
+    scan = images.scan_folder(str(root))
+    assert [item.key for item in scan.items] == ["x/c.png"]
+    assert sorted(scan.folder_links) == ["x/back", "y"]
+
+
+def test_a_name_that_is_not_utf8_becomes_an_item_to_skip_named_with_its_bytes(tmp_path):
+    import os
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "good.png")
+    bad = os.path.join(os.fsencode(tmp_path), b"caf\xe9 \xff.png")
+    Image.new("RGB", (8, 8)).save(bad.decode("utf-8", "surrogateescape"))
+    items = images.scan_folder(str(tmp_path)).items
+    assert [(item.key, item.unusable) for item in items] == [
+        ("caf\\xe9 \\xff.png", images.BAD_NAME),
+        ("good.png", ""),
+    ]
+    assert items[0].key.encode("utf-8") and items[0].path.encode("utf-8")  # writable as text
