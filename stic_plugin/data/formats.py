@@ -30,6 +30,7 @@ on its first call; importing this module imports nothing of LLaMA-Factory. ``sti
 registers what ``converter_classes()`` returns when LLaMA-Factory's converter module is imported.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 LLAVA_IMAGE_TOKEN = "<image>"  # what LLaVA's data writes, whatever IMAGE_PLACEHOLDER is set to here
@@ -122,6 +123,8 @@ def convert_llava(converter, example: dict[str, Any], image_placement: str = "fr
         raise MalformedRecordError(
             f"dataset `{attr}`: `formatting: llava` is instruction (SFT) data; remove `ranking: true`."
         )
+    if not isinstance(example, Mapping):  # datasets hands over rows as mappings, not dicts
+        raise MalformedRecordError(f"a record must be a JSON object, got {type(example).__name__} {example!r:.200}")
     turns = example.get(attr.messages or "conversations")
     if not isinstance(turns, list) or not turns:
         raise MalformedRecordError(f"{_record_name(example)}: `conversations` must be a non-empty list of turns.")

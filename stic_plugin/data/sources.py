@@ -72,7 +72,7 @@ def load_llava_file(
             sample.source_id = str(row["id"]) if isinstance(row, dict) and row.get("id") is not None else None
             samples.append(sample)
         except MalformedRecordError as err:  # one bad record among thousands: leave it out, say so
-            unreadable.append(str(err))
+            unreadable.append(f"record {index}: {err}" if not isinstance(row, dict) else str(err))
     _report_unreadable(path, unreadable)
     return samples
 
