@@ -170,10 +170,45 @@ def read_dataset_info(dataset_dir: Path, name: str, entry: dict) -> dict:
     return info
 
 
+def _remove_stale_temporaries(dataset_dir: Path) -> None:
+    """Temporary copies of dataset_info.json left by a process killed while writing it (called under its lock,
+    so no other process is writing one now)."""
+    for path in dataset_dir.glob(".dataset_info.json.*.tmp"):
+        try:
+            path.unlink()
+            logger.info("removed %s, left by a process killed while writing dataset_info.json", path)
+        except OSError:
+            pass
+
+
+def check_dataset_info_writable(dataset_dir: Path) -> None:
+    """Stop now, not after hours of generation, if dataset_info.json could not be rewritten at the end.
+
+    Rewriting it atomically needs a new file in ``dataset_dir`` and, where it exists, write access to the file
+    (a file made immutable refuses both). Nothing is written to it here."""
+    info_path = dataset_dir / "dataset_info.json"
+    try:
+        dataset_dir.mkdir(parents=True, exist_ok=True)
+        with file_lock(dataset_dir / ".dataset_info.json.lock"):
+            _remove_stale_temporaries(dataset_dir)
+            if info_path.exists():
+                with open(info_path, "a"):  # appends nothing: asks for write access only
+                    pass
+            fd, probe = tempfile.mkstemp(prefix=".dataset_info.json.", suffix=".tmp", dir=dataset_dir)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise ValueError(
+            f"{info_path} cannot be written ({err.strerror or err}); the dataset's entry goes there once its "
+            "records are written: make it (and its folder) writable, or choose another dataset_dir"
+        ) from err
+
+
 def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> None:
     """Add NAME to dataset_info.json, keeping every other entry; written atomically."""
     info_path = dataset_dir / "dataset_info.json"
     with file_lock(dataset_dir / ".dataset_info.json.lock"):
+        _remove_stale_temporaries(dataset_dir)
         info = read_dataset_info(dataset_dir, name, entry)
         if info.get(name) == entry:
             return

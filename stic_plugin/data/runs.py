@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from .output import ShardedOutput, merge_dataset_info, read_dataset_info
+from .output import ShardedOutput, check_dataset_info_writable, merge_dataset_info, read_dataset_info
 
 T = TypeVar("T")
 logger = logging.getLogger("stic_plugin")
@@ -52,6 +52,7 @@ def start_run(
     output = ShardedOutput(cfg.dataset_dir, name, rank, world)
     if dataset_entry is not None:
         read_dataset_info(output.dataset_dir, name, dataset_entry)
+        check_dataset_info_writable(output.dataset_dir)
     output.lock()  # held until finish_run, or the end of the command
     output.check_configuration(fingerprint, cfg.overwrite, name_key)
     return output

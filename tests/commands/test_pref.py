@@ -397,3 +397,21 @@ def test_odd_file_trees_a_link_loop_and_a_name_that_is_not_utf8(tiny, tmp_path, 
     stats = json.loads((data / "stic_pref.stats.json").read_text())
     assert stats["links_not_followed"]["folders"] == 1 and stats["links_not_followed"]["images"] == 1
     assert stats["skipped"] == {"file name is not valid UTF-8": 1}
+
+
+def test_a_dataset_info_that_cannot_be_written_stops_before_generating(tiny, tmp_path, stic):
+    """Before: a locked dataset_info.json was found only after every pair was made."""
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    info = data / "dataset_info.json"
+    info.write_text("{}")
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(info)]).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        result = stic(*pref_args(tiny, tiny["images"], data))
+    finally:
+        subprocess.run(["chattr", "-i", str(info)], check=True)
+    assert result.returncode == 2 and "dataset_info.json cannot be written" in result.stderr
+    assert not (data / "stic_pref").exists()

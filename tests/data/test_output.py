@@ -75,3 +75,50 @@ def test_a_lock_left_by_a_process_that_died_is_taken_over_with_a_log_line(tmp_pa
         assert json.loads(path.read_text())["pid"] == os.getpid()
     finally:
         lock.release()
+
+
+def _immutable(path):
+    """Make ``path`` immutable (chattr +i: refused even to root); False where the file system cannot."""
+    import shutil
+
+    if shutil.which("chattr") is None:
+        return False
+    return subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+
+
+def test_a_dataset_info_that_cannot_be_written_stops_the_run_before_it_starts(tmp_path):
+    from stic_plugin.data.output import check_dataset_info_writable
+
+    info = tmp_path / "dataset_info.json"
+    info.write_text("{}")
+    check_dataset_info_writable(tmp_path)  # writable: no error, nothing changed
+    assert info.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == [
+        ".dataset_info.json.lock",
+        "dataset_info.json",
+    ]
+    if os.geteuid() != 0:
+        info.chmod(0o444)
+        locked = True
+    else:
+        locked = _immutable(info)
+    if not locked:
+        pytest.skip("cannot make a file unwritable here (root, and no chattr)")
+    try:
+        with pytest.raises(ValueError, match="dataset_info.json cannot be written"):
+            check_dataset_info_writable(tmp_path)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(info)], check=True)
+        else:
+            info.chmod(0o644)
+
+
+def test_temporary_copies_left_by_a_killed_writer_are_removed(tmp_path, caplog):
+    from stic_plugin.data.output import merge_dataset_info
+
+    stale = tmp_path / ".dataset_info.json.abc123.tmp"
+    stale.write_text('{"half": ')
+    caplog.set_level(logging.INFO, logger="stic_plugin")
+    merge_dataset_info(tmp_path, "out", {"file_name": "out"})
+    assert not stale.exists() and "left by a process killed while writing" in caplog.text
+    assert json.loads((tmp_path / "dataset_info.json").read_text()) == {"out": {"file_name": "out"}}
