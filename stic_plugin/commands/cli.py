@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     config_path = args.args[0] if args.args and "=" not in args.args[0] else None
     overrides = args.args[1:] if config_path else args.args
     from ..data.output import release_locks
+    from ..data.runs import ACTIVE_OUTPUTS, interrupted_message
     from ..generation.continuous import CacheTooLarge
 
     try:
@@ -69,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, CacheTooLarge) as err:  # configuration, data, model loading, memory: a message
         print(f"stic-cli {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: whole records are on disk, and a rerun resumes from them
+        print(f"\nstic-cli {args.command}: {interrupted_message()}", file=sys.stderr)
+        return 130
     finally:
+        ACTIVE_OUTPUTS.clear()
         release_locks()
 
 

@@ -250,6 +250,7 @@ class JsonlAppender:
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_tail(path)
         self.path = path
+        self.count = 0  # records written through this appender
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: dict) -> None:
@@ -257,6 +258,7 @@ class JsonlAppender:
         written = os.write(self._fd, data)
         while written < len(data):  # only on a full disk or a signal; finish the line
             written += os.write(self._fd, data[written:])
+        self.count += 1
 
     def close(self) -> None:
         if self._fd is not None:
@@ -371,4 +373,11 @@ class ShardedOutput:
         return done
 
     def open_writers(self) -> tuple[JsonlAppender, JsonlAppender]:
-        return JsonlAppender(self.records_path), JsonlAppender(self.skipped_path)
+        self._records_writer = JsonlAppender(self.records_path)
+        return self._records_writer, JsonlAppender(self.skipped_path)
+
+    @property
+    def written_this_run(self) -> int:
+        """Records this process has written to its part since ``open_writers``."""
+        writer = getattr(self, "_records_writer", None)
+        return writer.count if writer is not None else 0

@@ -55,7 +55,18 @@ def start_run(
         check_dataset_info_writable(output.dataset_dir)
     output.lock()  # held until finish_run, or the end of the command
     output.check_configuration(fingerprint, cfg.overwrite, name_key)
+    ACTIVE_OUTPUTS.append(output)
     return output
+
+
+ACTIVE_OUTPUTS: list[ShardedOutput] = []  # the outputs of the command running in this process
+
+
+def interrupted_message() -> str:
+    """The one line a command stopped by Ctrl-C ends with; forgets the outputs."""
+    written = sum(output.written_this_run for output in ACTIVE_OUTPUTS)
+    ACTIVE_OUTPUTS.clear()
+    return f"interrupted: {written} written; run the same command to resume"
 
 
 def finish_run(output: ShardedOutput, records_written: int, had_work: bool, dataset_entry: dict | None = None) -> int:

@@ -415,3 +415,28 @@ def test_a_dataset_info_that_cannot_be_written_stops_before_generating(tiny, tmp
         subprocess.run(["chattr", "-i", str(info)], check=True)
     assert result.returncode == 2 and "dataset_info.json cannot be written" in result.stderr
     assert not (data / "stic_pref").exists()
+
+
+def test_ctrl_c_ends_with_one_line_and_the_run_resumes(tiny, tmp_path, stic, monkeypatch):
+    """Before: a 40-line traceback."""
+    from stic_plugin.generation.engine import VisionLanguageGenerator
+
+    stream = VisionLanguageGenerator.generate_stream
+
+    def interrupted(self, *args, **kwargs):
+        for index, result in enumerate(stream(self, *args, **kwargs)):
+            if index == 2:  # both generations of one image are out: one pair written
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(VisionLanguageGenerator, "generate_stream", interrupted)
+    data = tmp_path / "data"
+    result = stic(*pref_args(tiny, tiny["images"], data, batch_size=1))
+    assert result.returncode == 130
+    lines = [line for line in result.stderr.splitlines() if "interrupted" in line or "Traceback" in line]
+    assert lines == ["stic-cli pref: interrupted: 1 written; run the same command to resume"]
+    monkeypatch.setattr(VisionLanguageGenerator, "generate_stream", stream)
+    again = stic(*pref_args(tiny, tiny["images"], data, batch_size=1))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "1 already done, 7 to do" in again.stderr  # and the lock was released: no take-over
+    assert "taking over" not in again.stderr
