@@ -229,6 +229,40 @@ def repair_tail(path: Path) -> None:
         handle.truncate(data.rfind(b"\n") + 1)
 
 
+def repair_part(path: Path, garbled_path: Path) -> None:
+    """Make a JSON Lines file loadable again: a torn last line is cut off, and whole lines that are not JSON
+    records (a garbled disk block, an edit) are moved to ``garbled_path``, each reported with its file and
+    line; the file keeps every good line, in order."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    torn, lines = lines[-1], lines[:-1]  # after the last newline: b"" for a whole file
+    good, bad = [], []
+    for number, line in enumerate(lines, 1):
+        try:
+            if isinstance(json.loads(line), dict):
+                good.append(line)
+                continue
+            problem = "not a JSON object"
+        except ValueError as err:
+            problem = f"not valid JSON: {err}"
+        bad.append((number, line, problem))
+    if not bad:
+        repair_tail(path)
+        return
+    for number, _, problem in bad[:5]:
+        logger.warning("%s, line %d: %s; moved to %s", path, number, problem, garbled_path)
+    if len(bad) > 5:
+        logger.warning("%s: %d more lines like these moved to %s", path, len(bad) - 5, garbled_path)
+    garbled_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(garbled_path, "ab") as handle:
+        handle.write(b"".join(f"# {path}, line {number}\n".encode() + line + b"\n" for number, line, _ in bad))
+    atomic_write_bytes(path, b"".join(line + b"\n" for line in good))
+    if torn:
+        logger.warning("%s: cut off a torn last line (a process ended while writing it)", path)
+
+
 def read_jsonl(path: Path):
     """Whole, valid lines only: a torn or garbled line is passed over."""
     if not path.exists():
@@ -331,11 +365,17 @@ class ShardedOutput:
                 f"{self.data_dir} holds files this tool did not write (no {self.config_path}). "
                 f"Use another `{name_key}`, or overwrite=true to replace them."
             )
+        # This process's own files, under its lock: torn or garbled lines out, so that they load again.
+        self.repair(self.records_path)
+        self.repair(self.skipped_path)
         if self.rank == 0:
             atomic_write_text(self.config_path, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
             for path in self.part_files():  # parts of an earlier run with another world size: nobody else repairs them
                 if not path.name.endswith(f"-of-{self.world_size:05d}.jsonl"):
-                    repair_tail(path)
+                    self.repair(path)
+
+    def repair(self, path: Path) -> None:
+        repair_part(path, self.meta_dir / f"garbled-{path.name}.txt")
 
     def _clear_own_files(self) -> None:
         """Each process removes its own files; process 0 also those of other world sizes, and the summary."""

@@ -440,3 +440,20 @@ def test_ctrl_c_ends_with_one_line_and_the_run_resumes(tiny, tmp_path, stic, mon
     assert again.returncode == 0, again.stderr[-2000:]
     assert "1 already done, 7 to do" in again.stderr  # and the lock was released: no take-over
     assert "taking over" not in again.stderr
+
+
+def test_a_garbled_line_is_reported_and_the_output_loads_again(tiny, tmp_path, stic):
+    from datasets import load_dataset
+
+    data = tmp_path / "data"
+    assert stic(*pref_args(tiny, tiny["images"], data, max_samples=3)).returncode == 0
+    part = data / "stic_pref" / "part-00000-of-00001.jsonl"
+    lines = part.read_bytes().splitlines(keepends=True)
+    part.write_bytes(lines[0] + b'{"messages": [\xff\xfe broken\n' + b"".join(lines[1:]))
+    with pytest.raises(Exception):  # noqa: B017 - whatever datasets raises for it
+        load_dataset("json", data_files=[str(part)], split="train")
+    again = stic(*pref_args(tiny, tiny["images"], data, max_samples=3))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{part}, line 2: not valid JSON" in again.stderr
+    assert len(load_dataset("json", data_files=[str(part)], split="train")) == len(lines)
+    assert b"broken" in (data / "stic_pref.stic" / f"garbled-{part.name}.txt").read_bytes()

@@ -122,3 +122,18 @@ def test_temporary_copies_left_by_a_killed_writer_are_removed(tmp_path, caplog):
     merge_dataset_info(tmp_path, "out", {"file_name": "out"})
     assert not stale.exists() and "left by a process killed while writing" in caplog.text
     assert json.loads((tmp_path / "dataset_info.json").read_text()) == {"out": {"file_name": "out"}}
+
+
+def test_garbled_lines_are_reported_with_file_and_line_and_moved_out(tmp_path, caplog):
+    from stic_plugin.data.output import repair_part
+
+    part = tmp_path / "part-00000-of-00001.jsonl"
+    part.write_bytes(b'{"a": 1}\n{"a": \x00\x00garbage\n{"a": 3}\n[1, 2]\n{"a": 5}\n{"a": 6, "tor')
+    caplog.set_level(logging.WARNING, logger="stic_plugin")
+    repair_part(part, tmp_path / "garbled.txt")
+    assert part.read_text() == '{"a": 1}\n{"a": 3}\n{"a": 5}\n'
+    assert f"{part}, line 2: not valid JSON" in caplog.text and f"{part}, line 4: not a JSON object" in caplog.text
+    kept = (tmp_path / "garbled.txt").read_bytes()
+    assert b'{"a": \x00\x00garbage\n' in kept and b"[1, 2]\n" in kept  # nothing lost
+    repair_part(part, tmp_path / "garbled.txt")  # a clean file stays as it is
+    assert part.read_text() == '{"a": 1}\n{"a": 3}\n{"a": 5}\n'
