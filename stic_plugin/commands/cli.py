@@ -10,7 +10,6 @@ stic-cli COMMAND --help                       every key, its default and what it
 """
 
 import argparse
-import logging
 import sys
 
 from .config import (
@@ -54,7 +53,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s|%(name)s] %(message)s")
     config_cls, module_name, function_name = COMMANDS[args.command]
     config_path = args.args[0] if args.args and "=" not in args.args[0] else None
     overrides = args.args[1:] if config_path else args.args
@@ -66,7 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(config_cls, config_path, overrides)
         import importlib
 
-        return getattr(importlib.import_module(module_name), function_name)(config)
+        from .console import console
+
+        command_line = "stic-cli " + " ".join(sys.argv[1:] if argv is None else argv)
+        with console(config, command_line) as log:
+            code = getattr(importlib.import_module(module_name), function_name)(config)
+        if log is not None and not getattr(config, "verbose", True):
+            print(f"  full log:         {log}", flush=True)
+        return code
     except (ValueError, OSError, CacheTooLarge) as err:  # configuration, data, model loading, memory: a message
         print(f"stic-cli {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -197,6 +197,11 @@ class GeneratorConfig:
         help="Compile the continuous engine's decoding step (CUDA graphs): true from the first step, "
         "auto on a GPU after 1000 steps (a short run never waits for the compilation), false never.",
     )
+    verbose: bool = option(
+        False,
+        help="Show every library's messages on the console; by default it shows the progress bar, the warnings "
+        "that matter and the summary, and the rest goes to the log file in the output folder (NAME.stic/log-*.txt).",
+    )
 
     def __post_init__(self):
         for name in ("batch_size", "max_new_tokens", "image_max_pixels", "max_image_pixels"):
@@ -214,7 +219,7 @@ class GeneratorConfig:
         adapter retrained in place is a changed configuration, not something to resume.
         """
         # The engine changes how samples are drawn and how fast, not from which distribution.
-        skip = {"overwrite", "batch_size", "dataset_dir", "engine", "compile_decoding"}
+        skip = {"overwrite", "batch_size", "dataset_dir", "engine", "compile_decoding", "verbose"}
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         values["model_files"] = files_signature(self.model_name_or_path)
         values["adapter_files"] = [

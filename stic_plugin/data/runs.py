@@ -100,6 +100,7 @@ def my_todo(output: ShardedOutput, units: Sequence[T], key_of: Callable[[T], str
         output.world_size,
         len(mine) - len(todo),
         len(todo),
+        extra={"console": True},  # shown at the default verbosity too: what a resumed run picks up
     )
     return todo
 
