@@ -1,5 +1,6 @@
 """Every shipped recipe parses with the real parsers, explains itself, and never truncates an image."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -376,3 +377,45 @@ def test_the_pad_option_reaches_llamafactorys_plugin(tiny, tmp_path):
     reference = clip(_expand2square(image, tuple(int(x * 255) for x in clip.image_mean)), return_tensors="pt")
     assert torch.equal(inputs["pixel_values"], reference["pixel_values"])
     assert not torch.equal(inputs["pixel_values"], clip(image, return_tensors="pt")["pixel_values"])  # no crop
+
+
+def _readme_rows() -> dict[str, list[tuple[str, str]]]:
+    """`| `key` | default | meaning |` rows of the README, by key (a key may have a row in several tables)."""
+    import re
+
+    rows: dict[str, list[tuple[str, str]]] = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        match = re.match(r"\| `([a-z_0-9]+)` \| (.*?) \| (.*) \|$", line)
+        if match:
+            rows.setdefault(match.group(1), []).append((match.group(2), match.group(3)))
+    return rows
+
+
+def _shown(value) -> str:
+    """A default as the README writes it."""
+    if value is dataclasses.MISSING:
+        return "required"
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, dict):
+        return "`" + ", ".join(f"{key}: {item}" for key, item in value.items()) + "`"
+    if isinstance(value, list):
+        return "`[" + ", ".join(str(item) for item in value) + "]`"
+    if isinstance(value, str) and value.startswith(str(REPO)):
+        return f"`{Path(value).relative_to(REPO).as_posix()}`"
+    return f"`{value}`"
+
+
+def test_readme_rows_say_what_the_help_says():
+    """Each key's README row has its default and the help text of ``stic-cli COMMAND --help``, word for word."""
+    from stic_plugin.commands.config import BenchConfig, Pref2SftConfig
+
+    rows = _readme_rows()
+    for cls in (PrefConfig, InfuseConfig, DarConfig, Pref2SftConfig, BenchConfig):
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            wanted = (_shown(default), f.metadata["help"].replace("`", ""))
+            found = [(d, meaning.replace("`", "")) for d, meaning in rows.get(f.name, [])]
+            assert wanted in found, f"{cls.__name__}.{f.name}: README rows {found}, help {wanted}"
