@@ -34,17 +34,57 @@ COMMANDS = {
 }
 
 
+# What each command needs besides its defaults, and example command lines (checked by tests/commands/test_cli.py).
+NEEDS = {
+    "pref": "Needs model_name_or_path, template, and one of image_dir (a folder, searched recursively) or "
+    "image_list (a file of image paths).",
+    "infuse": "Needs model_name_or_path, template (with adapter_name_or_path: the stage-1 adapter), and one of "
+    "dataset (a name in source_dataset_dir/dataset_info.json) or llava_file (a LLaVA JSON file).",
+    "dar": "Needs model_name_or_path, template, and one of dataset (a name in source_dataset_dir/dataset_info.json) "
+    "or llava_file (a LLaVA JSON file of questions).",
+    "pref2sft": "Needs a pref output in dataset_dir (pref_dataset names it).",
+    "demo": "Needs nothing: it builds its own tiny model and images.",
+    "bench": "Needs a GPU for the 7B architectures; architecture=tiny runs on a CPU.",
+}
+EXAMPLES = {
+    "pref": [
+        "stic-cli pref recipes/pref.yaml image_dir=/data/coco/train2014",
+        "stic-cli pref model_name_or_path=llava-hf/llava-1.5-7b-hf template=llava image_dir=images max_samples=100",
+        "torchrun --nproc-per-node 8 $(which stic-cli) pref recipes/pref.yaml",
+    ],
+    "infuse": [
+        "stic-cli infuse recipes/infuse.yaml llava_file=/data/llava_v1_5_mix665k.json image_folder=/data",
+        "stic-cli infuse recipes/infuse.yaml num_samples=1000 keep_text_only=true",
+    ],
+    "dar": [
+        "stic-cli dar recipes/dar.yaml dataset=my_benchmark metric=choice",
+        "stic-cli dar recipes/dar.yaml dataset=my_benchmark metric=choice dar=false predictions_name=direct",
+    ],
+    "pref2sft": ["stic-cli pref2sft dataset_dir=data pref_dataset=stic_pref"],
+    "demo": ["stic-cli demo", "stic-cli demo output_dir=/tmp/stic-demo images=16"],
+    "bench": ["stic-cli bench", "stic-cli bench architecture=tiny batch_sizes=[1,4] engines=[continuous]"],
+}
+
+
+def plain(text: str) -> str:
+    """Help text without the docstrings' RST markup (``literal`` and `name`)."""
+    return text.replace("``", "").replace("`", "")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="stic-cli", description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="stic-cli", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (config_cls, _, _) in COMMANDS.items():
+        summary = plain(" ".join((config_cls.__doc__ or "").split()))
+        examples = "\n".join(f"  {line}" for line in EXAMPLES[name])
+        keys = plain(describe_keys(config_cls))
         sub = commands.add_parser(
             name,
-            help=(config_cls.__doc__ or "").split(":", 1)[-1].strip(),
-            description=config_cls.__doc__,
-            epilog="keys (in the YAML file, or as key=value):\n" + describe_keys(config_cls),
+            help=summary.split(":", 1)[-1].strip(),
+            description=f"{summary}\n\n{NEEDS[name]}",
+            epilog=f"examples:\n{examples}\n\nkeys (in the YAML file, or as key=value):\n{keys}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("args", nargs="*", metavar="CONFIG.yaml|key=value", help="a YAML file, then overrides")

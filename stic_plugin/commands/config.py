@@ -128,13 +128,26 @@ def load_config(cls, config_path: str | None = None, overrides: list[str] = ()):
     return cls(**{key: _coerce(key, value, hints[key]) for key, value in values.items()})
 
 
+def _as_yaml(value) -> str:
+    """A default as it is written in a YAML file or as key=value."""
+    import json
+
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value).replace('"', "")
+    return str(value)
+
+
 def describe_keys(cls) -> str:
     lines = []
     for f in dataclasses.fields(cls):
         if f.default is not MISSING:
-            default = f"default: {f.default!r}"
+            default = f"default: {_as_yaml(f.default)}"
         elif f.default_factory is not MISSING:
-            default = f"default: {f.default_factory()!r}"
+            default = f"default: {_as_yaml(f.default_factory())}"
         else:
             default = "required"
         lines.append(f"  {f.name}  ({default})\n      {f.metadata.get('help', '')}")

@@ -53,3 +53,34 @@ def test_verbose_leaves_the_libraries_console_output_alone(tiny, tmp_path):
         config = load_config(PrefConfig, None, [*keys, f"dataset_dir={tmp_path}", f"verbose={verbose}"])
         with console(config, "stic-cli pref"):
             assert logging.getLogger("transformers").propagate is propagate  # quiet: into the log file
+
+
+def test_help_is_plain_text_with_what_each_command_needs_and_examples_that_parse(capsys, monkeypatch):
+    """Before: RST backticks, no example, nothing saying that pref needs image_dir or image_list."""
+    import shlex
+
+    import pytest
+
+    from stic_plugin.commands import cli
+    from stic_plugin.commands.config import load_config
+
+    from helpers import REPO
+
+    monkeypatch.chdir(REPO)  # the examples name the shipped recipes
+    for name, (config_cls, _, _) in cli.COMMANDS.items():
+        with pytest.raises(SystemExit) as done:
+            cli.main([name, "--help"])
+        assert done.value.code == 0
+        text = capsys.readouterr().out
+        assert "`" not in text and "None" not in text, name
+        assert "examples:\n  " in text and cli.NEEDS[name] in " ".join(text.split())
+        for example in cli.EXAMPLES[name]:
+            assert example in text
+            words = shlex.split(example.replace("$(which stic-cli)", "stic-cli"))
+            words = words[words.index("stic-cli") + 2 :]  # after "stic-cli NAME"
+            config_path = words[0] if words and "=" not in words[0] else None
+            load_config(config_cls, config_path, words[1:] if config_path else words)  # keys and values valid
+    with pytest.raises(SystemExit):
+        cli.main(["pref", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "one of image_dir (a folder, searched recursively) or image_list (a file of image paths)" in text
