@@ -9,7 +9,8 @@ One output record (sharegpt)::
         {"role": "user", "content": "<image>\\nImage description:\\nA red bus ...\\n\\nWhat color is the bus?"},
         {"role": "assistant", "content": "Red."}],
      "images": ["../coco/train2017/000000033471.jpg"],
-     "stic": {"sample": 1234, "descriptions": "[\\"A red bus ...\\"]", "description_prompts": "[...]"}}
+     "stic": {"sample": 1234, "descriptions": ["A red bus ..."],
+              "description_prompts": ["Explain what is depicted in the photograph."]}}
 """
 
 import json
@@ -49,11 +50,12 @@ def sft_record(sample: Sample, messages: list[dict], dataset_dir, descriptions: 
     return {
         "messages": system + messages,
         "images": relative_images(sample.images, dataset_dir),
-        # Text fields only (JSON inside strings): one schema for every record, text-only samples included.
+        # One description (and its prompt) per image, as the images: empty lists for a text-only sample, as its
+        # images; the same keys in every record, so that the JSON reader finds one schema.
         "stic": {
             "sample": sample.index,
-            "descriptions": json.dumps([d["description"] for d in descriptions], ensure_ascii=False),
-            "description_prompts": json.dumps([d["prompt"] for d in descriptions], ensure_ascii=False),
+            "descriptions": [d["description"] for d in descriptions],
+            "description_prompts": [d["prompt"] for d in descriptions],
         },
     }
 

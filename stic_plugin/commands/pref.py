@@ -8,7 +8,9 @@ or under ``torchrun --nproc-per-node 8 $(which stic-cli) pref ...`` on several G
      "rejected": {"role": "assistant", "content": "..."},
      "images": ["../coco/COCO_train2014_000000000009.jpg"],
      "stic": {"image": "COCO_train2014_000000000009.jpg", "negative": "corruption", "bad_prompt": "",
-              "corruption": "color_jitter", "corruption_params": "{...}", ...}}
+              "corruption": "color_jitter",
+              "corruption_params": {"shorter_side": 0, "brightness": 1.21, "hue": -0.07, "order": "hue,brightness"},
+              ...}}
 """
 
 import io
@@ -23,6 +25,7 @@ from pathlib import Path
 from ..assets import dataset_entry, read_prompts
 from ..data.output import ShardedOutput, atomic_write_bytes, atomic_write_text
 from ..data.runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
+from ..generation.corruption import corruption_record
 from ..generation.engine import user_turn
 from ..generation.images import (
     BadImage,
@@ -128,7 +131,7 @@ def build_record(inputs: PairInputs, chosen, rejected, dataset_dir: Path) -> dic
             "preferred_prompt": plan.preferred_prompt,
             "bad_prompt": plan.bad_prompt or "",
             "corruption": plan.corruption or "",
-            "corruption_params": json.dumps(plan.corruption_params, sort_keys=True),
+            "corruption_params": corruption_record(plan.corruption_params),
             "chosen_tokens": chosen.tokens,
             "rejected_tokens": rejected.tokens,
             "chosen_truncated": chosen.truncated,

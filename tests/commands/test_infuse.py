@@ -95,7 +95,7 @@ def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
             {"role": "user" if t["from"] == "human" else "assistant", "content": t["value"]}
             for t in source[index]["conversations"]
         ]
-        descriptions = json.loads(record["stic"]["descriptions"])
+        descriptions = record["stic"]["descriptions"]  # a list, not JSON in a string
         assert record["messages"] == infuse_messages(conversation, descriptions, FORMAT, "<image>")
         assert record["messages"][1:] == conversation[1:]  # every other turn byte-identical (no image in them)
         assert len(record["images"]) == len(descriptions)

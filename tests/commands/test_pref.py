@@ -41,6 +41,12 @@ def test_pref_output_loads_and_trains_with_stic_dpo(tiny, pref_output, tmp_path)
 
     records, skipped = read_output(data)
     assert len(records) + len(skipped) == 8 and len(records) >= 4
+    # one schema for the JSON reader with every kind of pair in one file (trained on below)
+    assert {r["stic"]["corruption"] or r["stic"]["negative"] for r in records} == {
+        "hallucination",
+        "low_resolution",
+        "color_jitter",
+    }
     for record in records:
         assert record["messages"][0]["content"].count("<image>") == 1
         assert "<image>" not in record["chosen"]["content"] + record["rejected"]["content"]
@@ -75,6 +81,7 @@ def test_pref_output_loads_and_trains_with_stic_dpo(tiny, pref_output, tmp_path)
 
 def test_choices_do_not_depend_on_batch_size(tiny, tmp_path, stic):
     from stic_plugin.assets import default_prompt_file, read_prompts
+    from stic_plugin.generation.corruption import corruption_record
     from stic_plugin.generation.planning import plan_pair
 
     images = tmp_path / "images"
@@ -106,7 +113,7 @@ def test_choices_do_not_depend_on_batch_size(tiny, tmp_path, stic):
         plan = plan_pair(42, key, *prompt_sets, 0.5, {"low_resolution": 0.5, "color_jitter": 0.5})
         assert plans[1][key][0][0]["content"] == "<image>\n" + plan.training_prompt
         assert plans[1][key][1:4] == (plan.negative, plan.bad_prompt or "", plan.corruption or "")
-        assert json.loads(plans[1][key][4]) == plan.corruption_params
+        assert plans[1][key][4] == corruption_record(plan.corruption_params)  # an object, not JSON in a string
     assert {plans[1][key][1] for key in common} == {"hallucination", "corruption"}
     # The continuous engine draws each generation from (seed, image, side): the sampled texts agree too.
     assert {key: texts[1][key] for key in common} == {key: texts[3][key] for key in common}
