@@ -295,10 +295,9 @@ def _mean(values: list[int]) -> float:
     return round(sum(values) / len(values), 2) if values else 0.0
 
 
-def plot_lengths(by_negative: dict, path: Path) -> None:
-    """Histograms of response lengths, chosen against rejected, one panel per negative type."""
-    if not by_negative:
-        return
+def lengths_figure(by_negative: dict):
+    """Response lengths, chosen against rejected, one panel per negative type: the two side by side in each
+    bin (overlaid bars would hide one behind the other)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -306,12 +305,27 @@ def plot_lengths(by_negative: dict, path: Path) -> None:
 
     figure, axes = plt.subplots(1, len(by_negative), figsize=(5 * len(by_negative), 3.5), squeeze=False)
     for axis, (negative, entry) in zip(axes[0], sorted(by_negative.items())):
-        axis.hist(entry["chosen_tokens"], bins=30, alpha=0.6, label="chosen")
-        axis.hist(entry["rejected_tokens"], bins=30, alpha=0.6, label="rejected")
+        axis.hist(
+            [entry["chosen_tokens"], entry["rejected_tokens"]],
+            bins=30,
+            label=["chosen", "rejected"],
+            color=["tab:blue", "tab:orange"],
+        )
         axis.set_title(f"negative: {negative} ({entry['pairs']} pairs)")
         axis.set_xlabel("response length (tokens)")
+        axis.set_ylabel("pairs")
         axis.legend()
     figure.tight_layout()
+    return figure
+
+
+def plot_lengths(by_negative: dict, path: Path) -> None:
+    """``NAME.lengths.png``: see ``lengths_figure``."""
+    if not by_negative:
+        return
+    import matplotlib.pyplot as plt
+
+    figure = lengths_figure(by_negative)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)

@@ -71,11 +71,11 @@ def run_stic_dpo(
     from llamafactory.data import PairwiseDataCollatorWithPadding, get_dataset, get_template_and_fix_tokenizer
     from llamafactory.extras.constants import IGNORE_INDEX
     from llamafactory.extras.misc import calculate_tps
-    from llamafactory.extras.ploting import plot_loss
     from llamafactory.model import load_model, load_tokenizer
     from llamafactory.train.trainer_utils import create_modelcard_and_push, create_ref_model
 
     from .callbacks import with_stic_log_callback
+    from .plots import plot_curves
     from .trainer import SticDPOTrainer
 
     check_preference_datasets(data_args)
@@ -121,7 +121,7 @@ def run_stic_dpo(
             keys = ["loss", "stic/nll", "rewards/accuracies"]
             eval_dataset = dataset_module.get("eval_dataset")
             keys += [f"eval_{name}_loss" for name in eval_dataset] if isinstance(eval_dataset, dict) else ["eval_loss"]
-            plot_loss(training_args.output_dir, keys=keys)
+            plot_curves(training_args.output_dir, keys)  # titled with the run's folder name, not its absolute path
 
     if training_args.do_eval:
         metrics = trainer.evaluate(metric_key_prefix="eval")

@@ -464,3 +464,20 @@ def test_a_garbled_line_is_reported_and_the_output_loads_again(tiny, tmp_path, s
     assert f"{part}, line 2: not valid JSON" in again.stderr
     assert len(load_dataset("json", data_files=[str(part)], split="train")) == len(lines)
     assert b"broken" in (data / "stic_pref.stic" / f"garbled-{part.name}.txt").read_bytes()
+
+
+def test_the_lengths_plot_shows_chosen_and_rejected_side_by_side():
+    """Before: the rejected bars were drawn over the chosen ones and hid them."""
+    from stic_plugin.commands.pref import lengths_figure
+
+    by_negative = {
+        "hallucination": {"pairs": 3, "chosen_tokens": [100, 120, 300], "rejected_tokens": [100, 125, 310]},
+        "corruption": {"pairs": 2, "chosen_tokens": [50, 80], "rejected_tokens": [55, 80]},
+    }
+    figure = lengths_figure(by_negative)
+    for axis in figure.axes:
+        chosen, rejected = axis.containers  # one bar per bin and side
+        assert len(chosen) == len(rejected)
+        for left, right in zip(chosen, rejected):
+            assert left.get_x() + left.get_width() <= right.get_x() + 1e-9  # next to it, not on top
+        assert "/" not in axis.get_title()
