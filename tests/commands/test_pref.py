@@ -18,7 +18,7 @@ from PIL import Image
 
 from stic_plugin.fixtures import make_images
 
-from helpers import BIN, pref_args, run_cli, subprocess_env
+from helpers import BIN, llamafactory_dataset, pref_args, run_cli, subprocess_env
 
 
 def read_output(dataset_dir: Path, name: str = "stic_pref"):
@@ -268,27 +268,10 @@ def test_pref_with_tiny_qwen2vl_loads_through_llamafactory(tiny, tmp_path, stic)
     records, _ = read_output(data)
     assert records
 
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
-
-    model_args, data_args, training_args, _, _ = get_train_args(
-        dict(
-            model_name_or_path=tiny["tiny-qwen2vl"],
-            template="qwen2_vl",
-            stage="stic_dpo",
-            do_train=True,
-            dataset="stic_pref",
-            dataset_dir=str(data),
-            output_dir=str(tmp_path / "out"),
-            cutoff_len=256,
-            report_to="none",
-            use_cpu=True,
-        )
+    module, tokenizer_module = llamafactory_dataset(
+        tiny["tiny-qwen2vl"], "qwen2_vl", "stic_pref", data, tmp_path / "out", stage="stic_dpo"
     )
-    tokenizer_module = load_tokenizer(model_args)
-    template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
-    train = get_dataset(template, model_args, data_args, training_args, stage="rm", **tokenizer_module)["train_dataset"]
+    train = module["train_dataset"]
     assert len(train) == len(records)
     prompt = tokenizer_module["tokenizer"].decode(train[0]["chosen_input_ids"])
     assert prompt.count("<|image_pad|>") == 4 and "<|vision_start|>" in prompt  # the tiny Qwen2-VL's image tokens

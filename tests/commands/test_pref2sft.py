@@ -2,7 +2,7 @@
 
 import json
 
-from helpers import pref_args, read_records
+from helpers import llamafactory_dataset, pref_args, read_records
 
 
 def _pair(key: str, chosen: str = "A red square on blue.") -> dict:
@@ -48,27 +48,7 @@ def test_pref_output_becomes_sft_data_that_llamafactory_loads(tiny, tmp_path, st
     assert stats["samples"] == len(records) == stats["pairs_in_source"]
     assert f"{len(records)} samples" in result.stdout
 
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
-
-    model_args, data_args, training_args, _, _ = get_train_args(
-        dict(
-            model_name_or_path=tiny["tiny-llava"],
-            template="llava",
-            stage="sft",
-            do_train=True,
-            dataset="stic_pref_sft",
-            dataset_dir=str(data),
-            output_dir=str(tmp_path / "out"),
-            cutoff_len=256,
-            report_to="none",
-            use_cpu=True,
-        )
-    )
-    tokenizer_module = load_tokenizer(model_args)
-    template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
-    train = get_dataset(template, model_args, data_args, training_args, stage="sft", **tokenizer_module)
+    train, tokenizer_module = llamafactory_dataset(tiny["tiny-llava"], "llava", "stic_pref_sft", data, tmp_path / "out")
     assert len(train["train_dataset"]) == len(records)
     first = train["train_dataset"][0]
     labelled = [token for token, label in zip(first["input_ids"], first["labels"]) if label != -100]

@@ -126,11 +126,12 @@ def test_exif_orientation_is_left_as_training_leaves_it(tmp_path):
 def test_generator_tensor_equals_the_training_loaders_for_an_exif_rotated_photo(tiny, tmp_path):
     """The tensor the generator feeds the model and the one LLaMA-Factory's SFT collator builds for training."""
     import torch
-    from llamafactory.data import SFTDataCollatorWith4DAttentionMask, get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
+    from llamafactory.data import SFTDataCollatorWith4DAttentionMask, get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
 
     from stic_plugin.generation.engine import Request, VisionLanguageGenerator, user_turn
+
+    from helpers import llamafactory_dataset
 
     path = _exif_rotated(tmp_path / "rotated.jpg")
     data = tmp_path / "data"
@@ -157,23 +158,8 @@ def test_generator_tensor_equals_the_training_loaders_for_an_exif_rotated_photo(
             }
         )
     )
-    model_args, data_args, training_args, _, _ = get_train_args(
-        dict(
-            model_name_or_path=tiny["tiny-llava"],
-            template="llava",
-            stage="sft",
-            do_train=True,
-            dataset="one",
-            dataset_dir=str(data),
-            output_dir=str(tmp_path / "out"),
-            cutoff_len=256,
-            report_to="none",
-            use_cpu=True,
-        )
-    )
-    tokenizer_module = load_tokenizer(model_args)
-    template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
-    train = get_dataset(template, model_args, data_args, training_args, stage="sft", **tokenizer_module)
+    train, tokenizer_module = llamafactory_dataset(tiny["tiny-llava"], "llava", "one", data, tmp_path / "out")
+    template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], DataArguments(template="llava"))
     collator = SFTDataCollatorWith4DAttentionMask(template=template, model=None, **tokenizer_module)
     trained = collator([train["train_dataset"][0]])["pixel_values"]
 
