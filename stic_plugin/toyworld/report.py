@@ -79,25 +79,31 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
 
 
-def training_curves(runs: dict[str, Path], path: Path) -> None:
-    """Loss and reward accuracy over steps for each stage-1 training (one line per seed)."""
+def training_curves(runs: dict[str, list[Path]], path: Path) -> None:
+    """Loss, NLL of the preferred side and reward accuracy over steps of each stage-1 training:
+    one colour per training, one line per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-    for label, folder in runs.items():
-        log = folder / "trainer_log.jsonl"
-        if not log.is_file():
-            continue
-        steps = [json.loads(line) for line in log.read_text().splitlines()]
-        steps = [s for s in steps if "loss" in s]
-        x = [s["current_steps"] for s in steps]
-        for axis, key in zip(axes, ("loss", "stic/nll", "rewards/accuracies")):
-            values = [s.get(key) for s in steps]
-            if any(v is not None for v in values):
-                axis.plot(x, values, label=label, alpha=0.8)
+    # LLaMA-Factory logs DPO's reward accuracy as "accuracy"
+    keys = ("loss", "stic/nll", ("accuracy", "rewards/accuracies"))
+    for index, (label, folders) in enumerate(runs.items()):
+        colour = f"C{index % 10}"
+        for seed_index, folder in enumerate(folders):
+            log = folder / "trainer_log.jsonl"
+            if not log.is_file():
+                continue
+            steps = [json.loads(line) for line in log.read_text().splitlines()]
+            steps = [s for s in steps if "loss" in s]
+            x = [s["current_steps"] for s in steps]
+            for axis, key in zip(axes, keys):
+                names = key if isinstance(key, tuple) else (key,)
+                values = [next((s[n] for n in names if n in s), None) for s in steps]
+                if any(v is not None for v in values):
+                    axis.plot(x, values, color=colour, alpha=0.7, label=label if seed_index == 0 else None)
     for axis, title in zip(axes, ("loss (DPO + alpha NLL)", "NLL of the preferred description", "reward accuracy")):
         axis.set_title(title)
         axis.set_xlabel("step")
@@ -135,11 +141,10 @@ def write(root: Path, result: dict, experiment) -> None:
     summaries = {name: row for name, row in result["rows"].items()}
     bars(summaries, root / "report.png")
     curves = {}
-    for seed in result["seeds"]:
-        for name in ("stic", "alpha0", "bad_prompt_only", "corruption_only", "defect_no_image", "defect_no_corruption"):
-            folder = experiment.root / f"seed{seed}" / name
-            if folder.is_dir():
-                curves[f"{name} seed {seed}"] = folder
+    for name in ("stic", "alpha0", "bad_prompt_only", "corruption_only", "defect_no_image", "defect_no_corruption"):
+        folders = [experiment.root / f"seed{seed}" / name for seed in result["seeds"]]
+        if any(folder.is_dir() for folder in folders):
+            curves[name] = folders
     training_curves(curves, root / "training_curves.png")
     lines = [
         "# STIC in the toy world",
