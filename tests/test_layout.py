@@ -2,6 +2,7 @@
 
 commands -> data -> generation -> shared (constants, assets, fixtures)
 train -> shared, data.formats          seam (stic_plugin, _autoload, patches) -> train, data.formats, shared
+webui -> commands, train, data, generation, shared (nothing imports it)
 """
 
 import ast
@@ -20,6 +21,7 @@ ALLOWED = {
     "data": {"data", "generation", "shared"},
     "train": {"train", "shared", "data.formats"},
     "commands": {"commands", "data", "generation", "train", "shared"},
+    "webui": {"webui", "commands", "data", "generation", "train", "shared"},
     "seam": {"seam", "train", "data.formats", "shared"},
 }
 
@@ -103,6 +105,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_imports_flow_one_way():
     graph = import_graph()
     assert graph["commands.pref"] >= {"commands.config", "data.runs", "generation.engine", "assets"}  # it reads them
+    assert graph["webui.command_line"] >= {"commands.config", "commands.cli"}
     assert violations(graph) == []
 
 
@@ -115,6 +118,9 @@ def test_the_checks_see_what_they_look_for():
     assert violations(graph) == ["generation.engine (generation) imports data.runs (data)"]
     assert cycles(graph) == [["data.runs", "generation.engine", "data.runs"]]
     assert violations({"data.formats": {"patches"}}) == ["data.formats (data) imports patches (seam)"]
+    assert violations({"commands.config": {"webui.command_line"}}) == [
+        "commands.config (commands) imports webui.command_line (webui)"
+    ]
 
 
 @pytest.mark.parametrize("name", ["", "_autoload", "constants", "patches"], ids=lambda name: name or PACKAGE)
