@@ -156,7 +156,7 @@ def overrides(action: str, model: dict, fields: dict, advanced: str) -> list[str
     box, which wins over both (a key it sets is left out of the others)."""
     extra = parse_advanced(advanced)
     extra_keys = {key for key, _ in extra}
-    pairs = [(key, value) for key, value in model.items() if key in MODEL_KEYS and not _is_empty(value)]
+    pairs = [(key, model[key]) for key in MODEL_KEYS if not _is_empty(model.get(key))]
     pairs += field_overrides(action, fields)
     out = [f"{key}={format_value(value)}" for key, value in pairs if key not in extra_keys]
     return out + [f"{key}={value}" for key, value in extra]

@@ -210,7 +210,12 @@ class DataTab:
             yield {box: message("refused", lang, error=err)}
             return
         folder, name = command_line.output_location(config)
-        self.run.start(action, args, (folder, name), log_path(folder, name))
+        try:
+            self.run.start(action, args, (folder, name), log_path(folder, name))
+        except OSError as err:  # the log's folder cannot be made, or stic-cli cannot be run
+            gr.Warning(message("refused", lang, error=err))
+            yield {box: message("refused", lang, error=err)}
+            return
         yield {
             box: message("starting", lang),
             self.elems["stic_summary"]: gr.JSON(visible=False),
