@@ -51,6 +51,47 @@ def pref_args(tiny, image_dir, dataset_dir, model="tiny-llava", template="llava"
     return ["stic-cli", "pref", *key_values(**values)]
 
 
+def dar_args(tiny, questions: Path, predictions_dir: Path, **keys) -> list[str]:
+    """``stic-cli dar`` on the tiny LLaVA for a LLaVA file of questions about the tiny images; ``keys`` override."""
+    values = dict(
+        model_name_or_path=tiny["tiny-llava"],
+        template="llava",
+        llava_file=str(questions),
+        image_folder=str(tiny["images"]),
+        dataset_dir=str(predictions_dir),
+    )
+    values.update(keys)
+    return ["stic-cli", "dar", *key_values(**values)]
+
+
+def llamafactory_dataset(model: str, template: str, dataset: str, dataset_dir: Path, output_dir: Path, **keys):
+    """A dataset as LLaMA-Factory's training prepares it (its argument parser, tokenizer, template, loader):
+    (the dataset module, the tokenizer module). ``stage`` (default sft): stic_dpo prepares pairs."""
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    values = dict(
+        model_name_or_path=model,
+        template=template,
+        stage="sft",
+        do_train=True,
+        dataset=dataset,
+        dataset_dir=str(dataset_dir),
+        output_dir=str(output_dir),
+        cutoff_len=256,
+        report_to="none",
+        use_cpu=True,
+    )
+    values.update(keys)
+    model_args, data_args, training_args, _, _ = get_train_args(values)
+    tokenizer_module = load_tokenizer(model_args)
+    chat_template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
+    stage = "rm" if values["stage"] in ("stic_dpo", "dpo", "rm") else "sft"  # rm: LLaMA-Factory's pairwise
+    module = get_dataset(chat_template, model_args, data_args, training_args, stage=stage, **tokenizer_module)
+    return module, tokenizer_module
+
+
 def read_records(folder: Path) -> list[dict]:
     """Every record of a generated dataset folder (all part files), in part order."""
     return [json.loads(line) for part in sorted(folder.glob("*.jsonl")) for line in part.read_text().splitlines()]

@@ -1,5 +1,6 @@
 """Every shipped recipe parses with the real parsers, explains itself, and never truncates an image."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from stic_plugin.commands.config import DarConfig, InfuseConfig, PrefConfig, loa
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIRS = sorted(p for p in (REPO / "recipes").iterdir() if p.is_dir() and p.name != "deepspeed")
-RECIPES = sorted(p for d in MODEL_DIRS for p in d.glob("*.yaml"))
+MAIN_MODEL = "llava-v1.6-mistral-7b"  # the paper's main model: its recipes also sit at the top of recipes/
+MAIN_RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+RECIPES = sorted(p for d in MODEL_DIRS for p in d.glob("*.yaml")) + MAIN_RECIPES
 GENERATORS = {"pref.yaml": PrefConfig, "infuse.yaml": InfuseConfig, "dar.yaml": DarConfig}
 ANSWER_BUDGET = 1024  # stage 2: question and answer tokens the recipes leave room for
 
@@ -31,6 +34,43 @@ def test_the_three_model_families_have_full_sets():
             "stage1.yaml",
             "stage2.yaml",
         ]
+
+
+def test_the_main_models_recipes_sit_at_the_top_with_the_same_values():
+    assert [p.name for p in MAIN_RECIPES] == ["dar.yaml", "infuse.yaml", "pref.yaml", "stage1.yaml", "stage2.yaml"]
+    for recipe in MAIN_RECIPES:
+        assert _load(recipe) == _load(REPO / "recipes" / MAIN_MODEL / recipe.name), recipe.name
+
+
+@pytest.mark.parametrize("name", ["stage1", "stage2"])
+def test_the_cards_command_runs_on_a_tiny_model(name, tiny, tmp_path, monkeypatch):
+    """``llamafactory-cli train recipes/stage1.yaml`` with key=value overrides for a tiny model: LLaMA-Factory's
+    own reading of the command line and its full argument checks accept every key of the recipe."""
+    from llamafactory.hparams import get_train_args
+    from llamafactory.hparams.parser import read_args
+
+    overrides = [
+        f"model_name_or_path={tiny['tiny-llava-next']}",
+        f"output_dir={tmp_path / 'out'}",
+        f"dataset_dir={tmp_path}",
+        "bf16=false",  # needs a GPU
+        "use_cpu=true",
+    ]
+    if name == "stage2":
+        overrides.append("adapter_name_or_path=null")  # no stage-1 adapter here
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr("sys.argv", ["llamafactory-cli", f"recipes/{name}.yaml", *overrides])
+    values = read_args()
+    recipe = _load(REPO / "recipes" / f"{name}.yaml")
+    overridden = {override.split("=", 1)[0] for override in overrides}
+    assert {key: value for key, value in values.items() if key not in overridden} == {
+        key: value for key, value in recipe.items() if key not in overridden
+    }
+    model_args, data_args, training_args, finetuning_args, _ = get_train_args(values)
+    assert finetuning_args.stage == {"stage1": "stic_dpo", "stage2": "sft"}[name]
+    assert data_args.template == "llava_next_mistral" and training_args.learning_rate == recipe["learning_rate"]
+    if name == "stage1":
+        assert finetuning_args.stic_alpha == 1 / 1024
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -82,6 +122,7 @@ def test_recipes_of_a_model_fit_together(folder):
     assert stage1["dataset"] == pref["dataset_name"] and stage2["dataset"] == infuse["dataset_name"]
     assert infuse["adapter_name_or_path"] == stage1["output_dir"] == stage2["adapter_name_or_path"]
     assert dar["adapter_name_or_path"] == stage2["output_dir"]
+    assert dar["max_new_tokens"] == dar["description_max_new_tokens"] == 1024  # the authors' evaluation
 
 
 def _processor_and_plugin(model: str):
@@ -203,12 +244,178 @@ def test_example_records_load_with_their_dataset_entry(name, tmp_path):
 def test_readme_documents_every_key():
     import dataclasses
 
-    from stic_plugin.commands.config import BenchConfig, DemoConfig
+    from stic_plugin.commands.config import BenchConfig, DemoConfig, Pref2SftConfig
     from stic_plugin.train.options import stic_option_names
 
     readme = (REPO / "README.md").read_text()
-    for cls in (PrefConfig, InfuseConfig, DarConfig, DemoConfig, BenchConfig):
+    for cls in (PrefConfig, InfuseConfig, DarConfig, Pref2SftConfig, DemoConfig, BenchConfig):
         for f in dataclasses.fields(cls):
             assert f"| `{f.name}` |" in readme, f"{cls.__name__}.{f.name} is not in the README"
     for name in stic_option_names():
         assert f"| `{name}` |" in readme
+
+
+TINY_OF = {  # the tiny model of each recipe's family (stic_plugin.fixtures), and its template
+    "llava-1.5-7b": ("tiny-llava", "llava"),
+    "llava-v1.6-mistral-7b": ("tiny-llava-next", "llava_next_mistral"),
+    "qwen2-vl-7b": ("tiny-qwen2vl", "qwen2_vl"),
+}
+
+
+def _header_override(recipe: Path, marker: str) -> dict:
+    """The key=value overrides of the header's command line that holds ``marker``."""
+    (line,) = [line for line in recipe.read_text().splitlines() if line.startswith("#") and marker in line]
+    pairs = line.split(recipe.relative_to(REPO).as_posix(), 1)[1].split()
+    return {key: yaml.safe_load(value) for key, value in (pair.split("=", 1) for pair in pairs)}
+
+
+@pytest.mark.parametrize("folder", MODEL_DIRS, ids=lambda p: p.name)
+def test_the_trained_projector_variant_trains_the_projector(folder, tiny, tmp_path):
+    """The stage-1 header's projector override, on the tiny model of the family, through LLaMA-Factory's loader:
+    the recipe as written trains no projector weight, the override trains all of them (full rank)."""
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_model, load_tokenizer
+
+    override = _header_override(folder / "stage1.yaml", "freeze_multi_modal_projector=false")
+    assert override["freeze_multi_modal_projector"] is False and override["additional_target"]
+    model_name, template = TINY_OF[folder.name]
+    recipe = _load(folder / "stage1.yaml")
+    trainable = {}
+    for name, extra in (("as written", {}), ("override", override)):
+        values = {
+            key: recipe[key]
+            for key in ("finetuning_type", "lora_rank", "lora_alpha", "lora_target", "freeze_vision_tower")
+        }
+        values.update({"freeze_multi_modal_projector": recipe["freeze_multi_modal_projector"], **extra})
+        values.update(
+            model_name_or_path=tiny[model_name],
+            template=template,
+            stage="sft",
+            do_train=True,
+            dataset="unused",
+            output_dir=str(tmp_path / name),
+            report_to="none",
+            use_cpu=True,
+        )
+        model_args, _, _, finetuning_args, _ = get_train_args(values)
+        model = load_model(load_tokenizer(model_args)["tokenizer"], model_args, finetuning_args, is_trainable=True)
+        projector = override["additional_target"]
+        trainable[name] = [n for n, p in model.named_parameters() if projector in n and p.requires_grad]
+        total = [n for n, p in model.named_parameters() if projector in n and "modules_to_save" not in n]
+    assert trainable["as written"] == []
+    assert len(trainable["override"]) == len(total) > 0
+
+
+def _expand2square(image, background):
+    """LLaVA's ``expand2square`` (``image_aspect_ratio: pad``), written out: the image centred on a square."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    square = Image.new(image.mode, (side, side), background)
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square
+
+
+def _noise(width: int, height: int, seed: int):
+    import numpy as np
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def test_llava_image_processor_with_do_pad_is_llavas_pad_preprocessing():
+    """With LLaVA-1.5-7B's real settings, transformers' LlavaImageProcessor(do_pad=True) gives exactly LLaVA's
+    expand-to-square (mean-colour background) followed by the CLIP processor, where CLIP alone centre-crops."""
+    import numpy as np
+    from transformers import CLIPImageProcessor, LlavaImageProcessor
+
+    settings = json.loads((model_configs_dir() / "llava-1.5-7b" / "preprocessor_config.json").read_text())
+    for key in ("image_processor_type", "patch_size", "num_additional_image_tokens", "vision_feature_select_strategy"):
+        settings.pop(key)
+    clip, padded = CLIPImageProcessor(**settings), LlavaImageProcessor(**settings, do_pad=True)
+    background = tuple(int(x * 255) for x in clip.image_mean)
+    for index, size in enumerate([(500, 300), (301, 640), (336, 336)]):
+        image = _noise(*size, seed=index)
+        reference = clip(_expand2square(image, background), return_tensors="np")["pixel_values"]
+        assert np.array_equal(padded(image, return_tensors="np")["pixel_values"], reference)
+        if size[0] != size[1]:
+            assert not np.array_equal(clip(image, return_tensors="np")["pixel_values"], reference)  # centre crop
+
+
+def test_the_pad_option_reaches_llamafactorys_plugin(tiny, tmp_path):
+    """The recipe option: a model folder whose preprocessor_config.json names LlavaImageProcessor with do_pad.
+    LLaMA-Factory's own loading and multimodal plugin then pad (the tiny LLaVA stands in for LLaVA-1.5)."""
+    import shutil
+
+    import torch
+    from llamafactory.data.mm_plugin import get_mm_plugin
+    from llamafactory.hparams import get_infer_args
+    from llamafactory.model import load_tokenizer
+    from transformers import CLIPImageProcessor
+
+    model = tmp_path / "tiny-llava-pad"
+    shutil.copytree(tiny["tiny-llava"], model)
+    # transformers 5 saves the image processor's settings inside processor_config.json (the hub's llava-hf
+    # checkpoints have them in preprocessor_config.json): the same two keys either way
+    config_path = model / "processor_config.json"
+    config = json.loads(config_path.read_text())
+    settings = config["image_processor"]
+    config["image_processor"] = dict(settings, image_processor_type="LlavaImageProcessor", do_pad=True)
+    config_path.write_text(json.dumps(config))
+    model_args, _, _, _ = get_infer_args(dict(model_name_or_path=str(model), template="llava"))
+    processor = load_tokenizer(model_args)["processor"]
+    assert type(processor.image_processor).__name__.startswith("LlavaImageProcessor")
+    plugin = get_mm_plugin("llava", image_token="<image>")
+    image = _noise(60, 30, seed=7)
+    inputs = plugin.get_mm_inputs([image], [], [], [1], [0], [0], [[0]], processor)
+
+    clip_settings = {
+        key: value for key, value in settings.items() if key not in ("image_processor_type", "processor_class")
+    }
+    clip = CLIPImageProcessor(**clip_settings)
+    reference = clip(_expand2square(image, tuple(int(x * 255) for x in clip.image_mean)), return_tensors="pt")
+    assert torch.equal(inputs["pixel_values"], reference["pixel_values"])
+    assert not torch.equal(inputs["pixel_values"], clip(image, return_tensors="pt")["pixel_values"])  # no crop
+
+
+def _readme_rows() -> dict[str, list[tuple[str, str]]]:
+    """`| `key` | default | meaning |` rows of the README, by key (a key may have a row in several tables)."""
+    import re
+
+    rows: dict[str, list[tuple[str, str]]] = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        match = re.match(r"\| `([a-z_0-9]+)` \| (.*?) \| (.*) \|$", line)
+        if match:
+            rows.setdefault(match.group(1), []).append((match.group(2), match.group(3)))
+    return rows
+
+
+def _shown(value) -> str:
+    """A default as the README writes it."""
+    if value is dataclasses.MISSING:
+        return "required"
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, dict):
+        return "`" + ", ".join(f"{key}: {item}" for key, item in value.items()) + "`"
+    if isinstance(value, list):
+        return "`[" + ", ".join(str(item) for item in value) + "]`"
+    if isinstance(value, str) and value.startswith(str(REPO)):
+        return f"`{Path(value).relative_to(REPO).as_posix()}`"
+    return f"`{value}`"
+
+
+def test_readme_rows_say_what_the_help_says():
+    """Each key's README row has its default and the help text of ``stic-cli COMMAND --help``, word for word."""
+    from stic_plugin.commands.config import BenchConfig, Pref2SftConfig
+
+    rows = _readme_rows()
+    for cls in (PrefConfig, InfuseConfig, DarConfig, Pref2SftConfig, BenchConfig):
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            wanted = (_shown(default), f.metadata["help"].replace("`", ""))
+            found = [(d, meaning.replace("`", "")) for d, meaning in rows.get(f.name, [])]
+            assert wanted in found, f"{cls.__name__}.{f.name}: README rows {found}, help {wanted}"

@@ -3,38 +3,88 @@
 stic-cli pref CONFIG.yaml [key=value ...]     stage-1 preference pairs from unlabeled images
 stic-cli infuse CONFIG.yaml [key=value ...]   stage-2 description-infused instruction data
 stic-cli dar CONFIG.yaml [key=value ...]      describe-and-respond answers, scored when answers are known
-stic-cli demo [output_dir=demo_output]        the whole pipeline on a tiny model, on CPU, nothing downloaded
+stic-cli pref2sft [key=value ...]             SFT data from a pref output's preferred descriptions (Table 3 ablation)
+stic-cli demo [full=true]                     STIC in a toy world where a tiny model sees: base against STIC, on CPU
 stic-cli bench [architecture=llava-1.5-7b]    speed of generation and training on this machine
 stic-cli COMMAND --help                       every key, its default and what it does
 """
 
 import argparse
-import logging
 import sys
 
-from .config import BenchConfig, DarConfig, DemoConfig, InfuseConfig, PrefConfig, describe_keys, load_config
+from .config import (
+    BenchConfig,
+    DarConfig,
+    DemoConfig,
+    InfuseConfig,
+    Pref2SftConfig,
+    PrefConfig,
+    describe_keys,
+    load_config,
+)
 
 # name: (configuration, module that runs it, its function); the module is imported only when its command runs
 COMMANDS = {
     "pref": (PrefConfig, "stic_plugin.commands.pref", "run_pref"),
     "infuse": (InfuseConfig, "stic_plugin.commands.infuse", "run_infuse"),
     "dar": (DarConfig, "stic_plugin.commands.dar", "run_dar"),
+    "pref2sft": (Pref2SftConfig, "stic_plugin.commands.pref2sft", "run_pref2sft"),
     "demo": (DemoConfig, "stic_plugin.commands.demo", "run_demo"),
     "bench": (BenchConfig, "stic_plugin.commands.bench", "run_bench"),
 }
 
 
+# What each command needs besides its defaults, and example command lines (checked by tests/commands/test_cli.py).
+NEEDS = {
+    "pref": "Needs model_name_or_path, template, and one of image_dir (a folder, searched recursively) or "
+    "image_list (a file of image paths).",
+    "infuse": "Needs model_name_or_path, template (with adapter_name_or_path: the stage-1 adapter), and one of "
+    "dataset (a name in source_dataset_dir/dataset_info.json) or llava_file (a LLaVA JSON file).",
+    "dar": "Needs model_name_or_path, template, and one of dataset (a name in source_dataset_dir/dataset_info.json) "
+    "or llava_file (a LLaVA JSON file of questions).",
+    "pref2sft": "Needs a pref output in dataset_dir (pref_dataset names it).",
+    "demo": "Needs nothing: it draws its own world and trains its own base model, on the CPU.",
+    "bench": "Needs a GPU for the 7B architectures; architecture=tiny runs on a CPU.",
+}
+EXAMPLES = {
+    "pref": [
+        "stic-cli pref recipes/pref.yaml image_dir=/data/coco/train2014",
+        "stic-cli pref model_name_or_path=llava-hf/llava-1.5-7b-hf template=llava image_dir=images max_samples=100",
+        "torchrun --nproc-per-node 8 $(which stic-cli) pref recipes/pref.yaml",
+    ],
+    "infuse": [
+        "stic-cli infuse recipes/infuse.yaml llava_file=/data/llava_v1_5_mix665k.json image_folder=/data",
+        "stic-cli infuse recipes/infuse.yaml num_samples=1000 keep_text_only=true",
+    ],
+    "dar": [
+        "stic-cli dar recipes/dar.yaml dataset=my_benchmark metric=choice",
+        "stic-cli dar recipes/dar.yaml dataset=my_benchmark metric=choice dar=false predictions_name=direct",
+    ],
+    "pref2sft": ["stic-cli pref2sft dataset_dir=data pref_dataset=stic_pref"],
+    "demo": ["stic-cli demo", "stic-cli demo full=true output_dir=toyworld_full"],
+    "bench": ["stic-cli bench", "stic-cli bench architecture=tiny batch_sizes=[1,4] engines=[continuous]"],
+}
+
+
+def plain(text: str) -> str:
+    """Help text without the docstrings' RST markup (``literal`` and `name`)."""
+    return text.replace("``", "").replace("`", "")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="stic-cli", description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="stic-cli", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (config_cls, _, _) in COMMANDS.items():
+        summary = plain(" ".join((config_cls.__doc__ or "").split()))
+        examples = "\n".join(f"  {line}" for line in EXAMPLES[name])
+        keys = plain(describe_keys(config_cls))
         sub = commands.add_parser(
             name,
-            help=(config_cls.__doc__ or "").split(":", 1)[-1].strip(),
-            description=config_cls.__doc__,
-            epilog="keys (in the YAML file, or as key=value):\n" + describe_keys(config_cls),
+            help=summary.split(":", 1)[-1].strip(),
+            description=f"{summary}\n\n{NEEDS[name]}",
+            epilog=f"examples:\n{examples}\n\nkeys (in the YAML file, or as key=value):\n{keys}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("args", nargs="*", metavar="CONFIG.yaml|key=value", help="a YAML file, then overrides")
@@ -43,20 +93,34 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s|%(name)s] %(message)s")
     config_cls, module_name, function_name = COMMANDS[args.command]
     config_path = args.args[0] if args.args and "=" not in args.args[0] else None
     overrides = args.args[1:] if config_path else args.args
+    from ..data.output import release_locks
+    from ..data.runs import ACTIVE_OUTPUTS, interrupted_message
     from ..generation.continuous import CacheTooLarge
 
     try:
         config = load_config(config_cls, config_path, overrides)
         import importlib
 
-        return getattr(importlib.import_module(module_name), function_name)(config)
+        from .console import console
+
+        command_line = "stic-cli " + " ".join(sys.argv[1:] if argv is None else argv)
+        with console(config, command_line) as log:
+            code = getattr(importlib.import_module(module_name), function_name)(config)
+        if log is not None and not getattr(config, "verbose", True):
+            print(f"  full log:         {log}", flush=True)
+        return code
     except (ValueError, OSError, CacheTooLarge) as err:  # configuration, data, model loading, memory: a message
         print(f"stic-cli {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: whole records are on disk, and a rerun resumes from them
+        print(f"\nstic-cli {args.command}: {interrupted_message()}", file=sys.stderr)
+        return 130
+    finally:
+        ACTIVE_OUTPUTS.clear()
+        release_locks()
 
 
 if __name__ == "__main__":

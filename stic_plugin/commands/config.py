@@ -1,8 +1,8 @@
 """Configuration of every ``stic-cli`` command: YAML keys, overridable as ``key=value`` on the command line.
 
 Each command's keys are one dataclass with a help text per key (``PrefConfig``, ``InfuseConfig``,
-``DarConfig``, ``DemoConfig``, ``BenchConfig``), read by ``load_config`` (which rejects unknown keys,
-naming the closest known one) and checked in ``__post_init__``.
+``DarConfig``, ``Pref2SftConfig``, ``DemoConfig``, ``BenchConfig``), read by ``load_config`` (which rejects
+unknown keys, naming the closest known one) and checked in ``__post_init__``.
 """
 
 import dataclasses
@@ -128,13 +128,26 @@ def load_config(cls, config_path: str | None = None, overrides: list[str] = ()):
     return cls(**{key: _coerce(key, value, hints[key]) for key, value in values.items()})
 
 
+def _as_yaml(value) -> str:
+    """A default as it is written in a YAML file or as key=value."""
+    import json
+
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value).replace('"', "")
+    return str(value)
+
+
 def describe_keys(cls) -> str:
     lines = []
     for f in dataclasses.fields(cls):
         if f.default is not MISSING:
-            default = f"default: {f.default!r}"
+            default = f"default: {_as_yaml(f.default)}"
         elif f.default_factory is not MISSING:
-            default = f"default: {f.default_factory()!r}"
+            default = f"default: {_as_yaml(f.default_factory())}"
         else:
             default = "required"
         lines.append(f"  {f.name}  ({default})\n      {f.metadata.get('help', '')}")
@@ -197,6 +210,11 @@ class GeneratorConfig:
         help="Compile the continuous engine's decoding step (CUDA graphs): true from the first step, "
         "auto on a GPU after 1000 steps (a short run never waits for the compilation), false never.",
     )
+    verbose: bool = option(
+        False,
+        help="Show every library's messages on the console; by default it shows the progress bar, the warnings "
+        "that matter and the summary, and the rest goes to the log file in the output folder (NAME.stic/log-*.txt).",
+    )
 
     def __post_init__(self):
         for name in ("batch_size", "max_new_tokens", "image_max_pixels", "max_image_pixels"):
@@ -214,7 +232,7 @@ class GeneratorConfig:
         adapter retrained in place is a changed configuration, not something to resume.
         """
         # The engine changes how samples are drawn and how fast, not from which distribution.
-        skip = {"overwrite", "batch_size", "dataset_dir", "engine", "compile_decoding"}
+        skip = {"overwrite", "batch_size", "dataset_dir", "engine", "compile_decoding", "verbose"}
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         values["model_files"] = files_signature(self.model_name_or_path)
         values["adapter_files"] = [
@@ -310,7 +328,15 @@ class SourceConfig(GeneratorConfig):
     image_folder: str | None = option(
         None, help="Folder that `llava_file`'s image paths start from (default: the file's folder)."
     )
-    num_samples: int | None = option(5000, help="Samples drawn from the input with `seed`; null takes all.")
+    num_samples: int | None = option(
+        5000, help="Samples with images drawn from the input with `seed` (the paper: 5k); null takes all."
+    )
+    image_placement: typing.Literal["front", "keep"] = option(
+        "front",
+        help="Where a user turn's image placeholders go: front (first, in their order, as LLaVA's training "
+        "puts them, so the image comes before its description and the question) or keep (where the input has "
+        "them; a `formatting: llava` dataset is always read with them first).",
+    )
     infusion_format_file: str = option(
         default_infusion_format_file(),
         help="Format of the infused first user "
@@ -339,7 +365,11 @@ class InfuseConfig(SourceConfig):
         default_prompt_file("captioning"),
         help="Prompts for the image descriptions, one per line; one is drawn per image.",
     )
-    keep_text_only: bool = option(True, help="Keep samples without an image, unchanged (false: leave them out).")
+    keep_text_only: bool = option(
+        False,
+        help="Add samples without an image, unchanged, on top of the `num_samples` image samples, in their "
+        "input's proportion (false: leave them out, as the authors' generator does).",
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -380,18 +410,51 @@ class DarConfig(SourceConfig):
 
 
 @dataclass
+class Pref2SftConfig:
+    """``stic-cli pref2sft``: SFT data from the preferred descriptions of a `pref` output (the paper's Table 3
+    ablation, "SFT on positives")."""
+
+    command = "pref2sft"
+
+    dataset_dir: str = option(
+        "data", help="Folder of the `pref` output; the SFT dataset and its dataset_info.json entry go here too."
+    )
+    pref_dataset: str = option("stic_pref", help="Name of the `pref` output to convert (its `dataset_name`).")
+    dataset_name: str = option(
+        "stic_pref_sft", help="Name of the SFT dataset (folder in dataset_dir and dataset_info entry)."
+    )
+    overwrite: bool = option(False, help="Replace an existing output converted from other pairs.")
+
+    def __post_init__(self):
+        check_plain_name("pref_dataset", self.pref_dataset)
+        check_plain_name("dataset_name", self.dataset_name)
+        if self.dataset_name == self.pref_dataset:
+            raise ValueError("`dataset_name` must differ from `pref_dataset`: the pairs are never overwritten")
+
+
+@dataclass
 class DemoConfig:
-    """``stic-cli demo``: the whole STIC pipeline on a tiny model, on CPU, nothing downloaded."""
+    """``stic-cli demo``: STIC in a toy world where a model really sees: base model against STIC, on the CPU."""
 
     command = "demo"
 
-    output_dir: str = option("demo_output", help="Everything the demo writes goes here.")
-    images: int = option(8, help="How many sample images to make.")
-    max_new_tokens: int = option(24, help="Longest generated description or answer, in tokens.")
+    output_dir: str = option("demo_output", help="Everything the demo writes goes here; finished steps are reused.")
+    full: bool = option(
+        False,
+        help="The whole comparison: learning rates chosen on the validation split, every ablation, each seed of "
+        "`seeds`; writes report.md, report.json and the plots (about an hour on 2 CPU cores).",
+    )
+    seeds: list = option([0, 1, 2], help="Training seeds of the full comparison; the demo alone uses the first.")
+    scale: typing.Literal["demo", "smoke"] = option(
+        "demo", help="demo: the world and training the README quotes; smoke: a few pictures and steps (the plumbing)."
+    )
+    fresh: bool = option(False, help="Run every step again, the world and the base model included.")
 
     def __post_init__(self):
-        if self.images < 2 or self.max_new_tokens < 1:
-            raise ValueError("`images` must be at least 2 and `max_new_tokens` at least 1")
+        if not self.seeds or any(not isinstance(seed, int) or isinstance(seed, bool) for seed in self.seeds):
+            raise ValueError(f"`seeds` must be a list of whole numbers; got {self.seeds!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"`seeds` must not repeat a seed; got {self.seeds!r}")
 
 
 @dataclass

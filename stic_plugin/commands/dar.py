@@ -5,7 +5,7 @@ directly, to compare both on the same model). Pass 1 describes each image (the i
 answers with the description infused into the question exactly as in stage 2. One prediction::
 
     {"id": 17, "question": "<image>\\nWhich animal is shown?\\nA. cat\\nB. dog", "description": "A small dog ...",
-     "prediction": "B", "reference": "B"}
+     "prediction": "B", "reference": "B", "truncated": false, "description_truncated": false}
 """
 
 import json
@@ -87,8 +87,10 @@ def run_dar(cfg: DarConfig) -> int:
                     continue
                 messages, reference = question_and_reference(sample)
                 descriptions = [describer.descriptions[p]["description"] for p in sample.images] if cfg.dar else []
-                if descriptions:
-                    messages = infuse_messages(messages, descriptions, infusion_format, IMAGE_PLACEHOLDER)
+                # As in stage 2 (and LLaVA's evaluation): the image first, then the description, then the question.
+                messages = infuse_messages(
+                    messages, descriptions, infusion_format, IMAGE_PLACEHOLDER, cfg.image_placement
+                )
                 requests.append(
                     Request(
                         messages, [images[p] for p in sample.images], sample.system or None, key=f"answer:{sample.key}"
@@ -108,6 +110,11 @@ def run_dar(cfg: DarConfig) -> int:
                         "description": "\n\n".join(descriptions),
                         "prediction": answer.text,
                         "reference": reference,
+                        # Cut at max_new_tokens (an open-ended answer scored short) / description_max_new_tokens.
+                        "truncated": answer.truncated,
+                        "description_truncated": any(describer.descriptions[p]["truncated"] for p in sample.images)
+                        if cfg.dar
+                        else False,
                     }
                 )
                 run["answered"] += 1
@@ -122,6 +129,8 @@ def write_summary(cfg: DarConfig, output, run: Counter, seconds: float) -> None:
     stats = {
         "predictions": len(records),
         "mode": "describe-and-respond" if cfg.dar else "direct",
+        "truncated_answers": sum(bool(r.get("truncated")) for r in records),
+        "truncated_descriptions": sum(bool(r.get("description_truncated")) for r in records),
         "skipped": dict(Counter(entry["reason"] for entry in output.skipped())),
         "last_process": {
             "rank": output.rank,
@@ -147,6 +156,12 @@ def write_summary(cfg: DarConfig, output, run: Counter, seconds: float) -> None:
             lines.append(f"  accuracy ({cfg.metric}): no prediction has a reference answer it can score")
         if unscorable:
             lines.append(f"  not scored: {unscorable} reference(s) that `{cfg.metric}` cannot read (e.g. no letter)")
+    if stats["truncated_answers"] or stats["truncated_descriptions"]:
+        lines.append(
+            f"  truncated: {stats['truncated_answers']} answer(s) at max_new_tokens={cfg.max_new_tokens}, "
+            f"{stats['truncated_descriptions']} description(s) at description_max_new_tokens="
+            f"{cfg.description_max_new_tokens} (flagged in the predictions)"
+        )
     if stats["skipped"]:
         lines.append(f"  skipped questions (not answered, not counted): {stats['skipped']}")
     atomic_write_text(output.stats_path, json.dumps(stats, indent=2) + "\n")

@@ -9,7 +9,8 @@ One output record (sharegpt)::
         {"role": "user", "content": "<image>\\nImage description:\\nA red bus ...\\n\\nWhat color is the bus?"},
         {"role": "assistant", "content": "Red."}],
      "images": ["../coco/train2017/000000033471.jpg"],
-     "stic": {"sample": 1234, "descriptions": "[\\"A red bus ...\\"]", "description_prompts": "[...]"}}
+     "stic": {"sample": 1234, "descriptions": ["A red bus ..."],
+              "description_prompts": ["Explain what is depicted in the photograph."]}}
 """
 
 import json
@@ -49,13 +50,32 @@ def sft_record(sample: Sample, messages: list[dict], dataset_dir, descriptions: 
     return {
         "messages": system + messages,
         "images": relative_images(sample.images, dataset_dir),
-        # Text fields only (JSON inside strings): one schema for every record, text-only samples included.
+        # One description (and its prompt) per image, as the images: empty lists for a text-only sample, as its
+        # images; the same keys in every record, so that the JSON reader finds one schema.
         "stic": {
             "sample": sample.index,
-            "descriptions": json.dumps([d["description"] for d in descriptions], ensure_ascii=False),
-            "description_prompts": json.dumps([d["prompt"] for d in descriptions], ensure_ascii=False),
+            "descriptions": [d["description"] for d in descriptions],
+            "description_prompts": [d["prompt"] for d in descriptions],
         },
     }
+
+
+def draw_samples(samples: list[Sample], num_samples: int | None, keep_text_only: bool, seed: int) -> list[Sample]:
+    """``num_samples`` samples with images (Algorithm 2 describes an image for each, as the authors' generator
+    does), drawn with ``seed``; with ``keep_text_only``, text-only samples on top, in their input's proportion
+    to the image samples (all of them when every image sample is taken). In input order."""
+    with_images = [sample for sample in samples if sample.images]
+    text_only = [sample for sample in samples if not sample.images]
+    if not with_images:
+        hint = f" ({len(text_only)} text-only sample(s) only: there is nothing to describe)" if text_only else ""
+        raise ValueError(f"the input holds no sample with an image{hint}")
+    drawn = sample_reproducibly(with_images, num_samples, seed, "infuse")
+    if keep_text_only and text_only:
+        share = len(text_only)
+        if num_samples is not None and num_samples < len(with_images):
+            share = round(num_samples * len(text_only) / len(with_images))
+        drawn += sample_reproducibly(text_only, share, seed, "infuse:text-only")
+    return sorted(drawn, key=lambda sample: sample.index)
 
 
 def run_infuse(cfg: InfuseConfig) -> int:
@@ -63,9 +83,7 @@ def run_infuse(cfg: InfuseConfig) -> int:
 
     infusion_format = read_infusion_format(cfg.infusion_format_file)
     prompts = read_prompts(cfg.description_prompts_file, "description")
-    samples = sample_reproducibly(load_samples(cfg), cfg.num_samples, cfg.seed, "infuse")
-    if not samples:
-        raise ValueError("the input holds no sample")
+    samples = draw_samples(load_samples(cfg), cfg.num_samples, cfg.keep_text_only, cfg.seed)
     fingerprint = {
         **cfg.generation_fingerprint(),
         "prompts": prompts,
@@ -101,13 +119,9 @@ def run_infuse(cfg: InfuseConfig) -> int:
         for batch, images in batches:
             describer.describe(images)
             for sample in batch:
-                if not sample.images:
-                    if cfg.keep_text_only:
-                        records.write(sft_record(sample, sample.messages, output.dataset_dir, []))
-                        run["text-only kept"] += 1
-                    else:
-                        skipped_log.write(dict(key=sample.key, path="", kind="dropped", reason="text-only", detail=""))
-                        run["dropped: text-only"] += 1
+                if not sample.images:  # drawn only with keep_text_only: kept unchanged
+                    records.write(sft_record(sample, sample.messages, output.dataset_dir, []))
+                    run["text-only kept"] += 1
                     continue
                 skipped = bad_image_entry(sample, images)
                 if skipped is not None:
@@ -116,7 +130,9 @@ def run_infuse(cfg: InfuseConfig) -> int:
                     continue
                 descriptions = [describer.descriptions[path] for path in sample.images]
                 texts = [d["description"] for d in descriptions]
-                messages = infuse_messages(sample.messages, texts, infusion_format, IMAGE_PLACEHOLDER)
+                messages = infuse_messages(
+                    sample.messages, texts, infusion_format, IMAGE_PLACEHOLDER, cfg.image_placement
+                )
                 records.write(sft_record(sample, messages, output.dataset_dir, descriptions))
                 run["infused"] += 1
     describer.close()
@@ -128,13 +144,18 @@ def run_infuse(cfg: InfuseConfig) -> int:
 
 
 def write_summary(output, name: str, run: Counter, seconds: float) -> None:
-    written = sum(1 for _ in output.records())
+    written = text_only = 0
+    for record in output.records():
+        written += 1
+        text_only += not record["images"]
     skipped, dropped = Counter(), Counter()
     for entry in output.skipped():
         (dropped if entry["kind"] == "dropped" else skipped)[entry["reason"]] += 1
     stats = {
         "dataset": name,
         "samples": written,
+        "samples_with_images": written - text_only,
+        "text_only": text_only,
         "skipped": dict(sorted(skipped.items())),
         "dropped": dict(sorted(dropped.items())),
         "last_process": {
@@ -151,7 +172,8 @@ def write_summary(output, name: str, run: Counter, seconds: float) -> None:
     atomic_write_text(output.stats_path, json.dumps(stats, indent=2) + "\n")
     last = stats["last_process"]
     print(
-        f"stic-cli infuse: {written} samples in {output.data_dir}\n"
+        f"stic-cli infuse: {written} samples in {output.data_dir}: {written - text_only} with images (described), "
+        f"{text_only} text-only (keep_text_only)\n"
         f"  this process:   {last['infused']} infused, {last['text_only_kept']} text-only kept, "
         f"{last['images_described']} images described, {last['output_tokens']} output tokens in "
         f"{last['seconds']:.1f} s ({last['output_tokens_per_second']:.1f} tokens/s)\n"

@@ -8,7 +8,9 @@ or under ``torchrun --nproc-per-node 8 $(which stic-cli) pref ...`` on several G
      "rejected": {"role": "assistant", "content": "..."},
      "images": ["../coco/COCO_train2014_000000000009.jpg"],
      "stic": {"image": "COCO_train2014_000000000009.jpg", "negative": "corruption", "bad_prompt": "",
-              "corruption": "color_jitter", "corruption_params": "{...}", ...}}
+              "corruption": "color_jitter",
+              "corruption_params": {"shorter_side": 0, "brightness": 1.21, "hue": -0.07, "order": "hue,brightness"},
+              ...}}
 """
 
 import io
@@ -23,8 +25,18 @@ from pathlib import Path
 from ..assets import dataset_entry, read_prompts
 from ..data.output import ShardedOutput, atomic_write_bytes, atomic_write_text
 from ..data.runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
+from ..generation.corruption import corruption_record
 from ..generation.engine import user_turn
-from ..generation.images import BadImage, ImageItem, images_in_folder, images_in_list, load_image
+from ..generation.images import (
+    BadImage,
+    FolderScan,
+    ImageItem,
+    as_training_rgb,
+    images_in_list,
+    load_image,
+    lossy_training_conversion,
+    scan_folder,
+)
 from ..generation.planning import NEGATIVE_CORRUPTION, PairPlan, plan_pair
 from .config import PrefConfig
 
@@ -39,10 +51,16 @@ def select_images(items: list[ImageItem], max_samples: int | None, seed: int) ->
     return sample_reproducibly(sorted(items, key=lambda item: item.key), max_samples, seed, "images")
 
 
-def list_source_images(cfg) -> list[ImageItem]:
+def list_source_images(cfg) -> FolderScan:
+    """The images to describe; from a folder, with the links left out of the listing (for the summary)."""
     if cfg.image_dir is not None:
-        return images_in_folder(cfg.image_dir)
-    return images_in_list(cfg.image_list, cfg.image_root, cfg.image_column)
+        scan = scan_folder(cfg.image_dir)
+        for link in scan.folder_links:
+            logger.info("not followed: %s leads to a folder already listed", link)
+        for link, kept in scan.file_links:
+            logger.info("counted once: %s is the same file as %s", link, kept)
+        return scan
+    return FolderScan(images_in_list(cfg.image_list, cfg.image_root, cfg.image_column))
 
 
 @dataclass
@@ -61,15 +79,21 @@ def read_and_corrupt(items: list[ImageItem], cfg: PrefConfig, prompts: dict) -> 
 
     ready, skipped = [], []
     for item in items:
+        if item.unusable:  # not read: its path cannot even be written down as text
+            skipped.append(dict(key=item.key, path=item.path, kind=SKIPPED, reason=item.unusable, detail=""))
+            continue
         plan = plan_for(item.key, cfg, prompts)
         try:
             image = load_image(item.path, cfg.max_image_pixels)
         except BadImage as bad:
             skipped.append(dict(key=item.key, path=item.path, kind=SKIPPED, reason=bad.reason, detail=bad.detail))
             continue
+        loss = lossy_training_conversion(image)
+        if loss:
+            logger.warning("%s: %s", item.key, loss)
         rejected_image = image
         if plan.negative == NEGATIVE_CORRUPTION:
-            rejected_image = apply_corruption(image, plan.corruption, plan.corruption_params)
+            rejected_image = apply_corruption(as_training_rgb(image), plan.corruption, plan.corruption_params)
         ready.append(PairInputs(item, plan, image, rejected_image))
     return ready, skipped
 
@@ -107,7 +131,7 @@ def build_record(inputs: PairInputs, chosen, rejected, dataset_dir: Path) -> dic
             "preferred_prompt": plan.preferred_prompt,
             "bad_prompt": plan.bad_prompt or "",
             "corruption": plan.corruption or "",
-            "corruption_params": json.dumps(plan.corruption_params, sort_keys=True),
+            "corruption_params": corruption_record(plan.corruption_params),
             "chosen_tokens": chosen.tokens,
             "rejected_tokens": rejected.tokens,
             "chosen_truncated": chosen.truncated,
@@ -135,7 +159,8 @@ def run_pref(cfg: PrefConfig) -> int:
         "captioning": read_prompts(cfg.captioning_prompts_file, "captioning"),
         "hallucination": read_prompts(cfg.hallucination_prompts_file, "hallucination"),
     }
-    items = select_images(list_source_images(cfg), cfg.max_samples, cfg.seed)
+    listing = list_source_images(cfg)
+    items = select_images(listing.items, cfg.max_samples, cfg.seed)
     if not items:
         raise ValueError(f"no image files found in {cfg.image_dir or cfg.image_list}")
     fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts}
@@ -212,12 +237,14 @@ def run_pref(cfg: PrefConfig) -> int:
         progress.close()
         seconds = time.time() - started
 
-    stats = write_stats(output, cfg.dataset_name, rank, world, run, seconds)
+    stats = write_stats(output, cfg.dataset_name, rank, world, run, seconds, listing)
     print_summary(stats, output)
     return finish_run(output, run["pairs written"], bool(todo), entry)
 
 
-def write_stats(output: ShardedOutput, name: str, rank: int, world: int, run: Counter, seconds: float) -> dict:
+def write_stats(
+    output: ShardedOutput, name: str, rank: int, world: int, run: Counter, seconds: float, listing: FolderScan
+) -> dict:
     """Statistics of everything in the output (all processes so far), plus this process's speed."""
     by_negative: dict[str, dict] = {}
     truncated = 0
@@ -244,6 +271,12 @@ def write_stats(output: ShardedOutput, name: str, rank: int, world: int, run: Co
         "chosen_truncated": truncated,
         "skipped": dict(sorted(skipped.items())),
         "dropped": dict(sorted(dropped.items())),
+        # left out of the listing of image_dir: links to a folder or an image already listed
+        "links_not_followed": {
+            "folders": len(listing.folder_links),
+            "images": len(listing.file_links),
+            "examples": listing.folder_links[:3] + [f"{link} = {kept}" for link, kept in listing.file_links[:3]],
+        },
         "last_process": {
             "rank": rank,
             "world_size": world,
@@ -262,10 +295,9 @@ def _mean(values: list[int]) -> float:
     return round(sum(values) / len(values), 2) if values else 0.0
 
 
-def plot_lengths(by_negative: dict, path: Path) -> None:
-    """Histograms of response lengths, chosen against rejected, one panel per negative type."""
-    if not by_negative:
-        return
+def lengths_figure(by_negative: dict):
+    """Response lengths, chosen against rejected, one panel per negative type: the two side by side in each
+    bin (overlaid bars would hide one behind the other)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -273,12 +305,27 @@ def plot_lengths(by_negative: dict, path: Path) -> None:
 
     figure, axes = plt.subplots(1, len(by_negative), figsize=(5 * len(by_negative), 3.5), squeeze=False)
     for axis, (negative, entry) in zip(axes[0], sorted(by_negative.items())):
-        axis.hist(entry["chosen_tokens"], bins=30, alpha=0.6, label="chosen")
-        axis.hist(entry["rejected_tokens"], bins=30, alpha=0.6, label="rejected")
+        axis.hist(
+            [entry["chosen_tokens"], entry["rejected_tokens"]],
+            bins=30,
+            label=["chosen", "rejected"],
+            color=["tab:blue", "tab:orange"],
+        )
         axis.set_title(f"negative: {negative} ({entry['pairs']} pairs)")
         axis.set_xlabel("response length (tokens)")
+        axis.set_ylabel("pairs")
         axis.legend()
     figure.tight_layout()
+    return figure
+
+
+def plot_lengths(by_negative: dict, path: Path) -> None:
+    """``NAME.lengths.png``: see ``lengths_figure``."""
+    if not by_negative:
+        return
+    import matplotlib.pyplot as plt
+
+    figure = lengths_figure(by_negative)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
@@ -297,6 +344,14 @@ def print_summary(stats: dict, output: ShardedOutput) -> None:
         f"  skipped images:   {stats['skipped'] or 'none'}",
         f"  dropped pairs:    {stats['dropped'] or 'none'}",
         f"  chosen truncated: {stats['chosen_truncated']}",
+    ]
+    links = stats["links_not_followed"]
+    if links["folders"] or links["images"]:
+        lines.append(
+            f"  links:            {links['folders']} link(s) to a folder already listed not followed, "
+            f"{links['images']} link(s) to an image already listed counted once (e.g. {'; '.join(links['examples'])})"
+        )
+    lines += [
         f"  this process:     {last['pairs_written']} pairs, {last['output_tokens']} output tokens in "
         f"{last['seconds']:.1f} s ({last['output_tokens_per_second']:.1f} tokens/s)",
         f"  statistics:       {output.stats_path}",

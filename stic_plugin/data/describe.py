@@ -5,7 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..generation.engine import Request, user_turn
-from ..generation.images import BadImage, load_image
+from ..generation.images import BadImage, load_image, lossy_training_conversion
 from ..generation.planning import image_rng
 from .output import JsonlAppender, read_jsonl
 
@@ -20,6 +20,10 @@ def load_images(paths: list[str], max_image_pixels: int) -> dict[str, object]:
             loaded[path] = load_image(path, max_image_pixels)
         except BadImage as bad:
             loaded[path] = bad
+            continue
+        loss = lossy_training_conversion(loaded[path])
+        if loss:
+            logger.warning("%s: %s", path, loss)
     return loaded
 
 

@@ -1,6 +1,8 @@
 """Dataset formatters registered into LLaMA-Factory: ``formatting: llava`` and ``formatting: stic``.
 
-``llava``: LLaVA's instruction data, used as it is (text-only samples too)::
+``llava``: LLaVA's instruction data (text-only samples too), read as LLaVA's training reads it: a turn's
+image placeholders go first (``preprocess_multimodal``), so ``"What are the colors of the bus?\\n<image>"``
+becomes ``"<image>\\nWhat are the colors of the bus?"``::
 
     {"id": "000000033471", "image": "coco/train2017/000000033471.jpg",
      "conversations": [{"from": "human", "value": "<image>\\nWhat are the colors of the bus?"},
@@ -28,6 +30,7 @@ on its first call; importing this module imports nothing of LLaMA-Factory. ``sti
 registers what ``converter_classes()`` returns when LLaMA-Factory's converter module is imported.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 LLAVA_IMAGE_TOKEN = "<image>"  # what LLaVA's data writes, whatever IMAGE_PLACEHOLDER is set to here
@@ -53,6 +56,31 @@ def _image_list(value: Any, example: dict[str, Any]) -> list[str]:
     if isinstance(value, list) and all(isinstance(item, str) and item for item in value):
         return list(value)
     raise MalformedRecordError(f"{_record_name(example)}: `image` must be a path or a list of paths, got {value!r}.")
+
+
+IMAGE_PLACEMENTS = ("front", "keep")
+
+
+def images_first(content: str, placeholder: str) -> str:
+    """A turn with its image placeholders moved to its start, in their order, as LLaVA's training
+    preprocessing (``preprocess_multimodal``) does: placeholders removed, the text stripped, then
+    ``"<image>\\n"`` in front (one placeholder per image)."""
+    count = content.count(placeholder)
+    if not count:
+        return content
+    return (placeholder * count + "\n" + content.replace(placeholder, "").strip()).strip()
+
+
+def place_images(messages: list[dict], placeholder: str, placement: str = "front") -> list[dict]:
+    """A copy of the conversation; with ``front``, each user turn's placeholders first (``keep``: as written)."""
+    if placement not in IMAGE_PLACEMENTS:
+        raise ValueError(f"image placement must be one of {', '.join(IMAGE_PLACEMENTS)}; got {placement!r}")
+    out = [dict(message) for message in messages]
+    if placement == "front":
+        for message in out:
+            if message["role"] == USER:
+                message["content"] = images_first(message["content"], placeholder)
+    return out
 
 
 def _with_placeholders(prompt: list[dict[str, str]], images: list[str], example: dict[str, Any]) -> None:
@@ -83,8 +111,11 @@ def _aligned(converter, prompt, response, system: str, images: list[str]) -> dic
     }
 
 
-def convert_llava(converter, example: dict[str, Any]) -> dict[str, Any]:
-    """LLaVA instruction data: ``conversations`` of human/gpt turns, optional ``image`` (a path or a list)."""
+def convert_llava(converter, example: dict[str, Any], image_placement: str = "front") -> dict[str, Any]:
+    """LLaVA instruction data: ``conversations`` of human/gpt turns, optional ``image`` (a path or a list).
+
+    ``image_placement``: ``front`` (LLaMA-Factory's training, always) puts each turn's placeholders first as
+    LLaVA's training does; ``keep`` leaves them where the record has them (``stic-cli``'s key)."""
     from llamafactory.extras.constants import IMAGE_PLACEHOLDER
 
     attr = converter.dataset_attr
@@ -92,6 +123,8 @@ def convert_llava(converter, example: dict[str, Any]) -> dict[str, Any]:
         raise MalformedRecordError(
             f"dataset `{attr}`: `formatting: llava` is instruction (SFT) data; remove `ranking: true`."
         )
+    if not isinstance(example, Mapping):  # datasets hands over rows as mappings, not dicts
+        raise MalformedRecordError(f"a record must be a JSON object, got {type(example).__name__} {example!r:.200}")
     turns = example.get(attr.messages or "conversations")
     if not isinstance(turns, list) or not turns:
         raise MalformedRecordError(f"{_record_name(example)}: `conversations` must be a non-empty list of turns.")
@@ -120,7 +153,7 @@ def convert_llava(converter, example: dict[str, Any]) -> dict[str, Any]:
     images = _image_list(example.get(attr.images or "image"), example)
     if any(IMAGE_PLACEHOLDER in message["content"] for message in messages[1::2]):
         raise MalformedRecordError(f"{_record_name(example)}: an image placeholder in an assistant turn.")
-    prompt, response = messages[:-1], messages[-1:]
+    prompt, response = place_images(messages[:-1], IMAGE_PLACEHOLDER, image_placement), messages[-1:]
     _with_placeholders(prompt, images, example)
     return _aligned(converter, prompt, response, system, images)
 

@@ -2,15 +2,19 @@
 
 With the default format (``data_templates/infusion_format.txt``, the authors' released format)::
 
-    "<image>\\nWhat is the man holding?"
+    "<image>\\nWhat is the man holding?"   or   "What is the man holding?\\n<image>"
     ->  "<image>\\nImage description:\\n{description}\\n\\nWhat is the man holding?"
 
-A turn that does not start with its image placeholder(s) gets the description in front, the
-placeholders staying where they are; several images get one description each, labelled in order.
+The image comes first whatever the input's placement (``image_placement: front``), as LLaVA's training
+preprocessing puts it, so the model sees the image before its description and the question. With
+``keep`` a turn that does not start with its placeholder(s) gets the description in front, the
+placeholders staying where they are. Several images get one description each, labelled in order.
 """
 
 import re
 from pathlib import Path
+
+from .formats import place_images
 
 MULTI_IMAGE_LABEL = "Image {index}: {description}"
 
@@ -31,10 +35,15 @@ def read_infusion_format(path: str) -> str:
     return text
 
 
-def infuse_turn(content: str, descriptions: list[str], infusion_format: str, placeholder: str = "<image>") -> str:
+def infuse_turn(
+    content: str, descriptions: list[str], infusion_format: str, placeholder: str = "<image>", placement: str = "front"
+) -> str:
     """The first user turn with the image description(s) infused."""
     if not descriptions:
         return content
+    if placement == "front":
+        (moved,) = place_images([{"role": "user", "content": content}], placeholder, placement)
+        content = moved["content"]
     # The placeholders that open the turn, with the white space between and after them ("<image>\n<image>\n").
     opening = re.match(rf"(?:{re.escape(placeholder)}\s*)+", content)
     leading = opening.group(0).count(placeholder) if opening else 0
@@ -52,16 +61,17 @@ def infuse_turn(content: str, descriptions: list[str], infusion_format: str, pla
 
 
 def infuse_messages(
-    messages: list[dict], descriptions: list[str], infusion_format: str, placeholder: str
+    messages: list[dict], descriptions: list[str], infusion_format: str, placeholder: str, placement: str = "front"
 ) -> list[dict]:
-    """A copy of the conversation with the first user turn infused; every other turn untouched."""
-    out = [dict(message) for message in messages]
+    """A copy of the conversation with the first user turn infused; with ``front`` every user turn's
+    placeholders go first (as LLaVA trains), otherwise every other turn is untouched."""
+    out = place_images(messages, placeholder, placement)
     placed = sum(message["content"].count(placeholder) for message in out)
     for message in out:
         if message["role"] == "user":
             content = message["content"]
             if descriptions and placed == 0:  # images without placeholders: LLaMA-Factory puts them first
                 content = placeholder * len(descriptions) + content
-            message["content"] = infuse_turn(content, descriptions, infusion_format, placeholder)
+            message["content"] = infuse_turn(content, descriptions, infusion_format, placeholder, placement)
             break
     return out

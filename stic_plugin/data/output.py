@@ -5,19 +5,106 @@ Layout in ``dataset_dir`` for a dataset named NAME::
     NAME/part-00000-of-00002.jsonl   records; one file per process, the dataset entry loads the folder
     NAME.stic/config.json            the configuration that wrote NAME/ (resume only with the same one)
     NAME.stic/skipped-*.jsonl        images skipped (bad files) or pairs dropped, with the reason
+    NAME.stic/part-*.lock            held by the process writing that part (its PID and host inside)
     NAME.stats.json, NAME.*.png      summary of everything in NAME/, rewritten at the end of each process
     dataset_info.json                NAME's entry merged in; other entries kept
 
 A record is written with one ``os.write`` of a whole line to a file opened for appending, so a killed
 process leaves whole lines; a torn last line (a crash of the machine) is cut off when the run resumes.
+
+Each process holds an exclusive lock on its part for the whole run, so a second run on the same output
+stops at once instead of writing every record a second time; the processes of one torchrun job each
+lock their own part.
 """
 
 import fcntl
 import json
+import logging
 import os
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
+
+logger = logging.getLogger("stic_plugin")
+
+
+class OutputBusy(ValueError):
+    """Another process is writing the same output."""
+
+
+class PartLock:
+    """An exclusive, non-blocking lock on one output part, held until ``release`` (or the process ends).
+
+    The file names its holder (PID, host); a holder that died leaves its name behind without the lock,
+    and the next run takes the lock over, saying so."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    @staticmethod
+    def _holder(text: str) -> str:
+        try:
+            holder = json.loads(text)
+            return f"process {holder['pid']} on host {holder['host']} (since {holder['started']})"
+        except (ValueError, KeyError, TypeError):
+            return "an unknown process"
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+            os.close(fd)
+            raise OutputBusy(
+                f"{holder} is writing this output (lock {self.path}); a second run would write every record "
+                "twice. Wait for it to finish or stop it, then run the same command again to resume."
+            ) from None
+        left = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        if left:  # the lock is free, so its holder ended without releasing it (killed, or its machine went down)
+            logger.warning("%s: taking over the lock of %s, which has ended", self.path, self._holder(left))
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        self._fd = fd
+        _HELD.append(self)
+
+    def busy(self) -> str | None:
+        """Who holds this lock now, or None (a probe: the lock is not kept)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self._holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        finally:
+            os.close(fd)  # closing drops a probe's shared lock
+        return None
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        os.ftruncate(self._fd, 0)  # an empty lock file: its holder ended normally
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+        if self in _HELD:
+            _HELD.remove(self)
+
+
+_HELD: list[PartLock] = []
+
+
+def release_locks() -> None:
+    """Release every part lock this process holds (the end of a command, however it ends)."""
+    for lock in list(_HELD):
+        lock.release()
 
 
 def _file_mode(path: Path) -> int:
@@ -83,10 +170,45 @@ def read_dataset_info(dataset_dir: Path, name: str, entry: dict) -> dict:
     return info
 
 
+def _remove_stale_temporaries(dataset_dir: Path) -> None:
+    """Temporary copies of dataset_info.json left by a process killed while writing it (called under its lock,
+    so no other process is writing one now)."""
+    for path in dataset_dir.glob(".dataset_info.json.*.tmp"):
+        try:
+            path.unlink()
+            logger.info("removed %s, left by a process killed while writing dataset_info.json", path)
+        except OSError:
+            pass
+
+
+def check_dataset_info_writable(dataset_dir: Path) -> None:
+    """Stop now, not after hours of generation, if dataset_info.json could not be rewritten at the end.
+
+    Rewriting it atomically needs a new file in ``dataset_dir`` and, where it exists, write access to the file
+    (a file made immutable refuses both). Nothing is written to it here."""
+    info_path = dataset_dir / "dataset_info.json"
+    try:
+        dataset_dir.mkdir(parents=True, exist_ok=True)
+        with file_lock(dataset_dir / ".dataset_info.json.lock"):
+            _remove_stale_temporaries(dataset_dir)
+            if info_path.exists():
+                with open(info_path, "a"):  # appends nothing: asks for write access only
+                    pass
+            fd, probe = tempfile.mkstemp(prefix=".dataset_info.json.", suffix=".tmp", dir=dataset_dir)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise ValueError(
+            f"{info_path} cannot be written ({err.strerror or err}); the dataset's entry goes there once its "
+            "records are written: make it (and its folder) writable, or choose another dataset_dir"
+        ) from err
+
+
 def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> None:
     """Add NAME to dataset_info.json, keeping every other entry; written atomically."""
     info_path = dataset_dir / "dataset_info.json"
     with file_lock(dataset_dir / ".dataset_info.json.lock"):
+        _remove_stale_temporaries(dataset_dir)
         info = read_dataset_info(dataset_dir, name, entry)
         if info.get(name) == entry:
             return
@@ -105,6 +227,40 @@ def repair_tail(path: Path) -> None:
         handle.seek(0)
         data = handle.read()
         handle.truncate(data.rfind(b"\n") + 1)
+
+
+def repair_part(path: Path, garbled_path: Path) -> None:
+    """Make a JSON Lines file loadable again: a torn last line is cut off, and whole lines that are not JSON
+    records (a garbled disk block, an edit) are moved to ``garbled_path``, each reported with its file and
+    line; the file keeps every good line, in order."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    torn, lines = lines[-1], lines[:-1]  # after the last newline: b"" for a whole file
+    good, bad = [], []
+    for number, line in enumerate(lines, 1):
+        try:
+            if isinstance(json.loads(line), dict):
+                good.append(line)
+                continue
+            problem = "not a JSON object"
+        except ValueError as err:
+            problem = f"not valid JSON: {err}"
+        bad.append((number, line, problem))
+    if not bad:
+        repair_tail(path)
+        return
+    for number, _, problem in bad[:5]:
+        logger.warning("%s, line %d: %s; moved to %s", path, number, problem, garbled_path)
+    if len(bad) > 5:
+        logger.warning("%s: %d more lines like these moved to %s", path, len(bad) - 5, garbled_path)
+    garbled_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(garbled_path, "ab") as handle:
+        handle.write(b"".join(f"# {path}, line {number}\n".encode() + line + b"\n" for number, line, _ in bad))
+    atomic_write_bytes(path, b"".join(line + b"\n" for line in good))
+    if torn:
+        logger.warning("%s: cut off a torn last line (a process ended while writing it)", path)
 
 
 def read_jsonl(path: Path):
@@ -128,6 +284,7 @@ class JsonlAppender:
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_tail(path)
         self.path = path
+        self.count = 0  # records written through this appender
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: dict) -> None:
@@ -135,6 +292,7 @@ class JsonlAppender:
         written = os.write(self._fd, data)
         while written < len(data):  # only on a full disk or a signal; finish the line
             written += os.write(self._fd, data[written:])
+        self.count += 1
 
     def close(self) -> None:
         if self._fd is not None:
@@ -163,6 +321,24 @@ class ShardedOutput:
         part = f"part-{rank:05d}-of-{world_size:05d}.jsonl"
         self.records_path = self.data_dir / part
         self.skipped_path = self.meta_dir / f"skipped-{part}"
+        self._lock = PartLock(self.meta_dir / f"part-{rank:05d}-of-{world_size:05d}.lock")
+
+    def lock(self) -> None:
+        """Hold this process's part for the run; stop if another run writes this output (any part of another
+        world size, or this very part)."""
+        self._lock.acquire()
+        ours = f"-of-{self.world_size:05d}.lock"
+        for path in sorted(self.meta_dir.glob("part-*.lock")):
+            holder = None if path.name.endswith(ours) else PartLock(path).busy()
+            if holder:
+                self._lock.release()
+                raise OutputBusy(
+                    f"{holder} is writing this output with another number of processes (lock {path}); a second "
+                    "run would write records twice. Wait for it to finish or stop it, then run again to resume."
+                )
+
+    def unlock(self) -> None:
+        self._lock.release()
 
     def exists(self) -> bool:
         return self.data_dir.exists() and any(self.data_dir.iterdir())
@@ -189,11 +365,17 @@ class ShardedOutput:
                 f"{self.data_dir} holds files this tool did not write (no {self.config_path}). "
                 f"Use another `{name_key}`, or overwrite=true to replace them."
             )
+        # This process's own files, under its lock: torn or garbled lines out, so that they load again.
+        self.repair(self.records_path)
+        self.repair(self.skipped_path)
         if self.rank == 0:
             atomic_write_text(self.config_path, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
             for path in self.part_files():  # parts of an earlier run with another world size: nobody else repairs them
                 if not path.name.endswith(f"-of-{self.world_size:05d}.jsonl"):
-                    repair_tail(path)
+                    self.repair(path)
+
+    def repair(self, path: Path) -> None:
+        repair_part(path, self.meta_dir / f"garbled-{path.name}.txt")
 
     def _clear_own_files(self) -> None:
         """Each process removes its own files; process 0 also those of other world sizes, and the summary."""
@@ -231,4 +413,11 @@ class ShardedOutput:
         return done
 
     def open_writers(self) -> tuple[JsonlAppender, JsonlAppender]:
-        return JsonlAppender(self.records_path), JsonlAppender(self.skipped_path)
+        self._records_writer = JsonlAppender(self.records_path)
+        return self._records_writer, JsonlAppender(self.skipped_path)
+
+    @property
+    def written_this_run(self) -> int:
+        """Records this process has written to its part since ``open_writers``."""
+        writer = getattr(self, "_records_writer", None)
+        return writer.count if writer is not None else 0

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from .output import ShardedOutput, merge_dataset_info, read_dataset_info
+from .output import ShardedOutput, check_dataset_info_writable, merge_dataset_info, read_dataset_info
 
 T = TypeVar("T")
 logger = logging.getLogger("stic_plugin")
@@ -52,8 +52,21 @@ def start_run(
     output = ShardedOutput(cfg.dataset_dir, name, rank, world)
     if dataset_entry is not None:
         read_dataset_info(output.dataset_dir, name, dataset_entry)
+        check_dataset_info_writable(output.dataset_dir)
+    output.lock()  # held until finish_run, or the end of the command
     output.check_configuration(fingerprint, cfg.overwrite, name_key)
+    ACTIVE_OUTPUTS.append(output)
     return output
+
+
+ACTIVE_OUTPUTS: list[ShardedOutput] = []  # the outputs of the command running in this process
+
+
+def interrupted_message() -> str:
+    """The one line a command stopped by Ctrl-C ends with; forgets the outputs."""
+    written = sum(output.written_this_run for output in ACTIVE_OUTPUTS)
+    ACTIVE_OUTPUTS.clear()
+    return f"interrupted: {written} written; run the same command to resume"
 
 
 def finish_run(output: ShardedOutput, records_written: int, had_work: bool, dataset_entry: dict | None = None) -> int:
@@ -65,6 +78,7 @@ def finish_run(output: ShardedOutput, records_written: int, had_work: bool, data
     total = sum(1 for _ in output.records())
     if total and dataset_entry is not None:
         merge_dataset_info(output.dataset_dir, output.name, dataset_entry)
+    output.unlock()
     if had_work and records_written == 0:
         if output.world_size == 1 and total == 0:
             logger.error("nothing could be produced; see the reasons above")
@@ -86,6 +100,7 @@ def my_todo(output: ShardedOutput, units: Sequence[T], key_of: Callable[[T], str
         output.world_size,
         len(mine) - len(todo),
         len(todo),
+        extra={"console": True},  # shown at the default verbosity too: what a resumed run picks up
     )
     return todo
 

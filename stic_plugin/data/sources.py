@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .formats import MalformedRecordError, converter_classes
+from .formats import MalformedRecordError, convert_llava, converter_classes
 
 logger = logging.getLogger("stic_plugin")
 
@@ -40,7 +40,9 @@ def _report_unreadable(what: str, unreadable: list[str]) -> None:
         )
 
 
-def load_llava_file(path: str, image_folder: str | None, unanswered_ok: bool = False) -> list[Sample]:
+def load_llava_file(
+    path: str, image_folder: str | None, unanswered_ok: bool = False, image_placement: str = "front"
+) -> list[Sample]:
     from llamafactory.data.parser import DatasetAttr
     from llamafactory.hparams import DataArguments
 
@@ -66,11 +68,11 @@ def load_llava_file(path: str, image_folder: str | None, unanswered_ok: bool = F
         if unanswered_ok and isinstance(turns, list) and len(turns) % 2 == 1:
             row = {**row, "conversations": turns + [{"from": "gpt", "value": ""}]}  # a question without its answer
         try:
-            sample = _to_sample(index, converter(row))
+            sample = _to_sample(index, convert_llava(converter, row, image_placement))
             sample.source_id = str(row["id"]) if isinstance(row, dict) and row.get("id") is not None else None
             samples.append(sample)
         except MalformedRecordError as err:  # one bad record among thousands: leave it out, say so
-            unreadable.append(str(err))
+            unreadable.append(f"record {index}: {err}" if not isinstance(row, dict) else str(err))
     _report_unreadable(path, unreadable)
     return samples
 
@@ -180,4 +182,4 @@ def load_samples(cfg, unanswered_ok: bool = False) -> list[Sample]:
         raise ValueError("Set exactly one of `dataset` (a name in dataset_info.json) and `llava_file`.")
     if cfg.dataset is not None:
         return load_named_dataset(cfg.dataset, cfg.source_dataset_dir, cfg.media_dir)
-    return load_llava_file(cfg.llava_file, cfg.image_folder, unanswered_ok)
+    return load_llava_file(cfg.llava_file, cfg.image_folder, unanswered_ok, cfg.image_placement)

@@ -47,3 +47,16 @@ def apply_corruption(image, name: str, params: dict):
                 image = F.adjust_hue(image, params["hue"])
         return image
     raise ValueError(f"unknown corruption {name!r}; known: {', '.join(CORRUPTIONS)}")
+
+
+def corruption_record(params: dict) -> dict:
+    """The parameters of a corruption as a pair's record keeps them: the same keys and types for every pair,
+    neutral where a key does not apply (no corruption: all neutral), because a JSON reader takes the types of
+    the first block of records for the whole file (an empty object there, or a missing key, fails to load the
+    records after it)."""
+    return {
+        "shorter_side": int(params.get("shorter_side", 0)),  # low_resolution; 0: not resized
+        "brightness": float(params.get("brightness", 1.0)),  # color_jitter; 1.0: unchanged
+        "hue": float(params.get("hue", 0.0)),  # color_jitter; 0.0: unchanged
+        "order": ",".join(params.get("order", [])),  # color_jitter: the order of the two adjustments
+    }

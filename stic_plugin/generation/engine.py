@@ -199,6 +199,9 @@ class VisionLanguageGenerator:
         chat_template = get_template_and_fix_tokenizer(tokenizer, data_args)
         if chat_template.mm_plugin.image_token is None:
             raise ValueError(f"template `{template}` has no image support; use the template of your VLM")
+        from llamafactory.model import load_config
+
+        check_template_fits(chat_template, processor, load_config(model_args), template, model_name_or_path)
         # With adapters and is_trainable=False, LLaMA-Factory merges them into the weights.
         model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
         return cls(model, tokenizer, processor, chat_template, engine, compile_decoding, attention)
@@ -441,6 +444,48 @@ class VisionLanguageGenerator:
         ):
             text = text.replace(placeholder, "")  # never store a placeholder inside a response
         return Generation(text=text.strip(), tokens=len(kept), truncated=truncated)
+
+
+# The image plugin (LLaMA-Factory's template -> mm_plugin) that each model type needs; other model types are
+# checked by the trial run alone.
+PLUGIN_OF_MODEL_TYPE = {
+    "llava": "LlavaPlugin",
+    "llava_next": "LlavaNextPlugin",
+    "qwen2_vl": "Qwen2VLPlugin",
+    "qwen2_5_vl": "Qwen2VLPlugin",
+}
+TEMPLATE_HINT = (
+    "Use the template of your checkpoint, the same in stic-cli and in training: llava for llava-1.5-*-hf, "
+    "llava_next_mistral for llava-v1.6-mistral-7b-hf, qwen2_vl for Qwen2-VL and Qwen2.5-VL."
+)
+
+
+def check_template_fits(chat_template, processor, config, template: str, model_name_or_path: str) -> None:
+    """Stop with a message when the template's image plugin cannot drive the model's processor, before the
+    weights are loaded (a wrong template otherwise fails deep inside the plugin, or writes nonsense)."""
+    from PIL import Image
+
+    plugin = chat_template.mm_plugin
+    model_type = getattr(config, "model_type", "?")
+    image_processor = getattr(processor, "image_processor", None)
+    model = f"{type(processor).__name__} with {type(image_processor).__name__}, model type {model_type}"
+    expected = PLUGIN_OF_MODEL_TYPE.get(model_type)
+    problem = None
+    if expected is not None and type(plugin).__name__ != expected:
+        problem = f"its image plugin is {type(plugin).__name__}, and this model needs {expected}"
+    else:
+        from llamafactory.extras.constants import IMAGE_PLACEHOLDER
+
+        image = Image.new("RGB", (64, 48))
+        try:
+            plugin.process_messages([{"role": "user", "content": IMAGE_PLACEHOLDER}], [image], [], [], processor)
+            plugin.get_mm_inputs([image], [], [], [1], [0], [0], [[0]], processor)
+        except Exception as err:  # whatever the plugin trips over: a message instead of its traceback
+            problem = f"its image plugin {type(plugin).__name__} fails on this processor ({type(err).__name__}: {err})"
+    if problem:
+        raise ValueError(
+            f"template `{template}` does not fit {model_name_or_path} ({model}): {problem}. {TEMPLATE_HINT}"
+        )
 
 
 def _same_image_groups(requests):

@@ -1,4 +1,5 @@
-"""Finding and reading images: every bad file becomes a reason to skip, never a crash.
+"""Finding and reading images: every bad file becomes a reason to skip, never a crash; the pixels are the
+ones training reads.
 
 An image is known by its *key*, its path relative to the image root in POSIX form; random choices
 and resume bookkeeping use the key, so moving the whole folder changes nothing.
@@ -6,19 +7,20 @@ and resume bookkeeping use the key, so moving the whole folder changes nothing.
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".ppm", ".pgm"}
 
 # Skip reasons, as counted in the summary.
-EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, MISSING = (
+EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, MISSING, BAD_NAME = (
     "empty file",
     "not an image",
     "unreadable",
     "truncated",
     "too many pixels",
     "missing file",
+    "file name is not valid UTF-8",
 )
 
 
@@ -31,8 +33,18 @@ class BadImage(Exception):
 
 @dataclass(frozen=True)
 class ImageItem:
-    key: str  # relative to the image root, POSIX separators
+    key: str  # relative to the image root, POSIX separators; always valid UTF-8
     path: str  # absolute
+    unusable: str = ""  # a reason to skip it without reading it (a name that is not UTF-8)
+
+
+@dataclass
+class FolderScan:
+    """The images of a folder tree, and what was left out of the listing (for the summary)."""
+
+    items: list[ImageItem]
+    folder_links: list[str] = field(default_factory=list)  # links to a folder already listed (a loop, an alias)
+    file_links: list[tuple[str, str]] = field(default_factory=list)  # (left out, the key of the same file kept)
 
 
 def _key(path: Path, root: Path) -> str:
@@ -42,18 +54,70 @@ def _key(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def images_in_folder(image_dir: str) -> list[ImageItem]:
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of what a path leads to, links followed; None for a broken link."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _escaped(text: str) -> str:
+    """A file system name as valid UTF-8 text: bytes that are not UTF-8 written as \\xNN."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def scan_folder(image_dir: str) -> FolderScan:
+    """Every image file under ``image_dir``, links followed, each folder and each file once.
+
+    Folders are known by (device, inode): a link to a folder already listed (``loop -> .``, an alias of a
+    sibling) is not followed again, and the folders really under the root win over links to them; a file
+    reached twice (a link to an image already listed) counts once, the real file first. A name that is not
+    valid UTF-8 becomes an item to skip with that reason, named with its bytes escaped."""
     root = Path(image_dir).absolute()
     if not root.is_dir():
         raise ValueError(f"image_dir {image_dir} is not a folder")
-    items = []
+    claimed = set()  # folders listed or to be listed: first the real ones, then the linked ones as found
+    for folder, dirs, _ in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        claimed.add(_identity(folder))
+    scan = FolderScan([])
+    candidates = []  # (identity, is a link, key, path)
     for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        kept = []
+        for name in sorted(d for d in dirs if not d.startswith(".")):
+            full = os.path.join(folder, name)
+            if os.path.islink(full):
+                identity = _identity(full)
+                if identity is None or identity in claimed:
+                    scan.folder_links.append(_escaped(_key(Path(full), root)))
+                    continue
+                claimed.add(identity)
+            kept.append(name)
+        dirs[:] = kept
         for name in files:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                path = Path(folder, name)
-                items.append(ImageItem(_key(path, root), str(path)))
-    return sorted(items, key=lambda item: item.key)
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            path = os.path.join(folder, name)
+            key = _key(Path(path), root)
+            if _escaped(key) != key:  # surrogates: bytes that are not UTF-8 in the name or a folder's
+                scan.items.append(ImageItem(_escaped(key), _escaped(path), BAD_NAME))
+                continue
+            candidates.append((_identity(path) or ("missing", key), os.path.islink(path), key, path))
+    kept_keys: dict = {}
+    for identity, _, key, path in sorted(candidates, key=lambda c: (c[1], c[2])):  # real files first, by key
+        if identity in kept_keys:
+            scan.file_links.append((key, kept_keys[identity]))
+            continue
+        kept_keys[identity] = key
+        scan.items.append(ImageItem(key, path))
+    scan.items.sort(key=lambda item: item.key)
+    return scan
+
+
+def images_in_folder(image_dir: str) -> list[ImageItem]:
+    return scan_folder(image_dir).items
 
 
 def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:
@@ -96,8 +160,14 @@ def images_in_list(image_list: str, image_root: str | None = None, image_column:
 
 
 def load_image(path: str, max_image_pixels: int):
-    """An RGB PIL image: EXIF orientation applied, odd modes converted. Raises BadImage with the reason."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """A PIL image with the pixels LLaMA-Factory's training loader reads from the same file.
+
+    Training opens the file with ``Image.open`` and its multimodal plugin scales it to ``image_max_pixels``
+    and converts it to RGB; the generator hands the model's plugin this image, unconverted, so that the
+    description is of exactly the pixels trained on. EXIF orientation is therefore not applied (training
+    does not apply it, nor did the authors' LLaVA code), and odd modes are converted as training converts
+    them. Raises BadImage with the reason."""
+    from PIL import Image, UnidentifiedImageError
 
     if not os.path.exists(path):
         raise BadImage(MISSING, path)
@@ -111,8 +181,7 @@ def load_image(path: str, max_image_pixels: int):
             if width * height > max_image_pixels:  # checked on the header, before decoding anything
                 raise BadImage(TOO_MANY_PIXELS, f"{width}x{height} > max_image_pixels={max_image_pixels}")
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            return image
     except BadImage:
         raise
     except UnidentifiedImageError as err:
@@ -126,19 +195,16 @@ def load_image(path: str, max_image_pixels: int):
         raise BadImage(UNREADABLE, str(err)) from err
 
 
-def to_rgb(image):
-    """Grayscale, 16-bit, CMYK, palette and transparent images as 8-bit RGB (transparency over white)."""
-    import numpy as np
-    from PIL import Image
+def as_training_rgb(image):
+    """The RGB image LLaMA-Factory's plugin makes of ``image`` (Pillow's ``convert("RGB")``), for the
+    corruptions, which work on RGB."""
+    return image if image.mode == "RGB" else image.convert("RGB")
 
+
+def lossy_training_conversion(image) -> str | None:
+    """What LLaMA-Factory's RGB conversion loses from this image, if anything (to warn about)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
-        image = Image.fromarray(np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8))
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "RGB" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB") if image.mode != "RGB" else image
+        return f"{image.mode} pixels: training converts them to 8-bit RGB by clipping at 255; save the image as 8-bit"
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        return "transparent pixels: training drops the transparency and shows the colour stored under it"
+    return None

@@ -17,6 +17,18 @@ from ..constants import STAGE
 NLL_REDUCTIONS = ("sum", "mean")
 
 
+class SticConfigError(SystemExit):
+    """A mistake in a training configuration: ``llamafactory-cli train`` ends with this one message and exit
+    status 1, not with a traceback (what SystemExit does), in every process of a torchrun job alike."""
+
+    def __init__(self, message: str):
+        super().__init__(f"stic_plugin: error: {message}")
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass
 class SticArguments:
     r"""STIC stage-1 loss (paper eq. 4.1): DPO + ``stic_alpha`` * NLL of the preferred response."""
@@ -42,11 +54,11 @@ class SticArguments:
 
     def check_stic_arguments(self) -> None:
         if isinstance(self.stic_alpha, bool) or not isinstance(self.stic_alpha, (int, float)):
-            raise ValueError(f"`stic_alpha` must be a number, got {self.stic_alpha!r}.")
+            raise SticConfigError(f"`stic_alpha` must be a number, got {self.stic_alpha!r}.")
         if not math.isfinite(self.stic_alpha) or self.stic_alpha < 0:
-            raise ValueError(f"`stic_alpha` must be a finite number >= 0, got {self.stic_alpha!r}.")
+            raise SticConfigError(f"`stic_alpha` must be a finite number >= 0, got {self.stic_alpha!r}.")
         if self.stic_nll_reduction not in NLL_REDUCTIONS:
-            raise ValueError(
+            raise SticConfigError(
                 f"`stic_nll_reduction` must be one of {', '.join(NLL_REDUCTIONS)}, got {self.stic_nll_reduction!r}."
             )
 
@@ -71,7 +83,7 @@ def check_stic_keys(args) -> None:
         if key.startswith("stic_") and key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean `{close[0]}`?" if close else ""
-            raise ValueError(f"Unknown STIC option `{key}`.{hint} Known options: {', '.join(known)}.")
+            raise SticConfigError(f"Unknown STIC option `{key}`.{hint} Known options: {', '.join(known)}.")
 
 
 def check_stage_arguments(args) -> None:
@@ -79,19 +91,19 @@ def check_stage_arguments(args) -> None:
     if args.stage != STAGE:
         return
     if args.pref_loss != "sigmoid":
-        raise ValueError(
+        raise SticConfigError(
             f"`pref_loss: {args.pref_loss}` is not supported by `stage: {STAGE}`: STIC's loss is the sigmoid "
             "DPO loss plus the NLL term. Set `pref_loss: sigmoid` (the default)."
         )
     if args.pref_ftx > 0:
-        raise ValueError(
+        raise SticConfigError(
             f"`pref_ftx` is not used by `stage: {STAGE}`; its NLL term is weighted by `stic_alpha` "
             f"(got pref_ftx={args.pref_ftx}). Remove `pref_ftx` and set `stic_alpha` instead."
         )
     if args.pref_bco_weight > 0:
-        raise ValueError(f"`pref_bco_weight` is not supported by `stage: {STAGE}` (got {args.pref_bco_weight}).")
+        raise SticConfigError(f"`pref_bco_weight` is not supported by `stage: {STAGE}` (got {args.pref_bco_weight}).")
     if args.pissa_init:
-        raise ValueError(f"`pissa_init` cannot be used with `stage: {STAGE}`, which needs a reference model.")
+        raise SticConfigError(f"`pissa_init` cannot be used with `stage: {STAGE}`, which needs a reference model.")
 
 
 _CLASS_CACHE: dict[type, type] = {}

@@ -13,16 +13,49 @@ if TYPE_CHECKING:
 
 
 def check_preference_datasets(data_args: "DataArguments") -> None:
-    """Every dataset of a stic_dpo run must be preference pairs: say which one is not, and where to fix it."""
+    """Every dataset of a stic_dpo run must be in dataset_info.json and be preference pairs: say which one is
+    not, in which folder it was looked for, and the closest name there."""
+    import difflib
+    import json
+    from pathlib import Path
+
     from llamafactory.data.parser import get_dataset_list
 
+    from .options import SticConfigError
+
+    folder = data_args.dataset_dir
+    info = None
+    if isinstance(folder, str) and folder != "ONLINE":
+        path = Path(folder).absolute() / "dataset_info.json"
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise SticConfigError(
+                f"`stage: {STAGE}` reads its datasets from {path}, which cannot be read ({err.strerror}); "
+                "set `dataset_dir` to the folder that `stic-cli pref` wrote"
+            ) from None
+        except ValueError as err:
+            raise SticConfigError(f"{path} is not valid JSON: {err}") from None
     for key in ("dataset", "eval_dataset"):
         names = getattr(data_args, key)
         if not names:
             continue
+        if isinstance(info, dict):
+            for name in names:
+                if name not in info:
+                    ranked = [
+                        entry for entry, value in info.items() if isinstance(value, dict) and value.get("ranking")
+                    ]
+                    close = difflib.get_close_matches(name, ranked, n=1) or difflib.get_close_matches(name, info, n=1)
+                    hint = f" Did you mean `{close[0]}`?" if close else ""
+                    listed = ", ".join(f"`{entry}`" for entry in ranked) or "none"
+                    raise SticConfigError(
+                        f"{key} `{name}` is not in {path} (the folder `dataset_dir` names).{hint} "
+                        f"Preference datasets there: {listed}."
+                    )
         for name, attr in zip(names, get_dataset_list(names, data_args.dataset_dir)):
             if not attr.ranking:
-                raise ValueError(
+                raise SticConfigError(
                     f"`stage: {STAGE}` trains on preference pairs, but {key} `{name}` is not one: its entry in "
                     f'{data_args.dataset_dir}/dataset_info.json needs `"ranking": true` and chosen/rejected columns.'
                 )
@@ -38,11 +71,11 @@ def run_stic_dpo(
     from llamafactory.data import PairwiseDataCollatorWithPadding, get_dataset, get_template_and_fix_tokenizer
     from llamafactory.extras.constants import IGNORE_INDEX
     from llamafactory.extras.misc import calculate_tps
-    from llamafactory.extras.ploting import plot_loss
     from llamafactory.model import load_model, load_tokenizer
     from llamafactory.train.trainer_utils import create_modelcard_and_push, create_ref_model
 
     from .callbacks import with_stic_log_callback
+    from .plots import plot_curves
     from .trainer import SticDPOTrainer
 
     check_preference_datasets(data_args)
@@ -88,7 +121,7 @@ def run_stic_dpo(
             keys = ["loss", "stic/nll", "rewards/accuracies"]
             eval_dataset = dataset_module.get("eval_dataset")
             keys += [f"eval_{name}_loss" for name in eval_dataset] if isinstance(eval_dataset, dict) else ["eval_loss"]
-            plot_loss(training_args.output_dir, keys=keys)
+            plot_curves(training_args.output_dir, keys)  # titled with the run's folder name, not its absolute path
 
     if training_args.do_eval:
         metrics = trainer.evaluate(metric_key_prefix="eval")

@@ -3,7 +3,7 @@ questions without answers, scoring again without generating again."""
 
 import json
 
-from helpers import read_records
+from helpers import dar_args, read_records
 
 
 def test_dar_accuracy_matches_a_hand_count(tiny, tmp_path, stic):
@@ -19,18 +19,9 @@ def test_dar_accuracy_matches_a_hand_count(tiny, tmp_path, stic):
         for i, letter in enumerate(["e", "a", "zzzz", "t", "s", "q"])
     ]
     (tmp_path / "q.json").write_text(json.dumps(questions))
-    base = [
-        "stic-cli",
-        "dar",
-        f"model_name_or_path={tiny['tiny-llava']}",
-        "template=llava",
-        f"llava_file={tmp_path / 'q.json'}",
-        f"image_folder={tiny['images']}",
-        f"dataset_dir={tmp_path / 'pred'}",
-        "max_new_tokens=16",
-        "description_max_new_tokens=8",
-        "metric=contains",
-    ]
+    base = dar_args(
+        tiny, tmp_path / "q.json", tmp_path / "pred", max_new_tokens=16, description_max_new_tokens=8, metric="contains"
+    )
     for mode in ("true", "false"):
         result = stic(*base + [f"dar={mode}", f"predictions_name=dar_{mode}"])
         assert result.returncode == 0, result.stderr[-3000:]
@@ -57,17 +48,7 @@ def test_dar_unanswered_questions_and_rescoring_without_regenerating(tiny, tmp_p
         },
     ]
     (tmp_path / "q.json").write_text(json.dumps(questions))
-    base = [
-        "stic-cli",
-        "dar",
-        f"model_name_or_path={tiny['tiny-llava']}",
-        "template=llava",
-        f"llava_file={tmp_path / 'q.json'}",
-        f"image_folder={tiny['images']}",
-        f"dataset_dir={tmp_path / 'pred'}",
-        "max_new_tokens=8",
-        "description_max_new_tokens=8",
-    ]
+    base = dar_args(tiny, tmp_path / "q.json", tmp_path / "pred", max_new_tokens=8, description_max_new_tokens=8)
     first = stic(*base)
     assert first.returncode == 0, first.stderr[-2000:]
     predictions = {p["id"]: p for p in read_records(tmp_path / "pred" / "dar")}
@@ -77,3 +58,60 @@ def test_dar_unanswered_questions_and_rescoring_without_regenerating(tiny, tmp_p
     assert "2 already done, 0 to do" in rescored.stderr
     correct = int("e" in predictions[1]["prediction"].lower())
     assert f"accuracy (contains): {correct:.4f} ({correct}/1)" in rescored.stdout
+
+
+def test_the_second_pass_shows_the_image_first_as_llava_does(tiny, tmp_path, stic, monkeypatch):
+    from stic_plugin.generation.engine import VisionLanguageGenerator
+
+    questions = [
+        {
+            "id": "1",
+            "image": "image_000.png",
+            "conversations": [{"from": "human", "value": "Which color?\n<image>"}, {"from": "gpt", "value": "e"}],
+        }
+    ]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    asked = []
+    generate = VisionLanguageGenerator.generate
+
+    def recording(self, requests, *args, **kwargs):
+        asked.extend(request.messages[0]["content"] for request in requests)
+        return generate(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(VisionLanguageGenerator, "generate", recording)
+    base = dar_args(tiny, tmp_path / "q.json", tmp_path / "pred", max_new_tokens=4, description_max_new_tokens=6)
+    for extra in ([], ["dar=false", "predictions_name=direct"], ["image_placement=keep", "predictions_name=kept"]):
+        assert stic(*base, *extra).returncode == 0
+    described = read_records(tmp_path / "pred" / "dar")[0]["description"]
+    assert asked == [
+        f"<image>\nImage description:\n{described}\n\nWhich color?",
+        "<image>\nWhich color?",
+        f"Image description:\n{described}\n\nWhich color?\n<image>",
+    ]
+
+
+def test_answers_cut_at_max_new_tokens_are_flagged(tiny, tmp_path, stic):
+    questions = [
+        {
+            "id": str(i),
+            "image": f"image_00{i}.png",
+            "conversations": [
+                {"from": "human", "value": "<image>\nDescribe it at length."},
+                {"from": "gpt", "value": "x"},
+            ],
+        }
+        for i in range(3)
+    ]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    result = stic(
+        *dar_args(tiny, tmp_path / "q.json", tmp_path / "pred", max_new_tokens=2, description_max_new_tokens=3)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    predictions = read_records(tmp_path / "pred" / "dar")
+    assert all(isinstance(p["truncated"], bool) and isinstance(p["description_truncated"], bool) for p in predictions)
+    cut = sum(p["truncated"] for p in predictions)
+    assert cut >= 1  # two tokens: a random model rarely stops that soon
+    stats = json.loads((tmp_path / "pred" / "dar.stats.json").read_text())
+    assert stats["truncated_answers"] == cut
+    assert stats["truncated_descriptions"] == sum(p["description_truncated"] for p in predictions)
+    assert f"truncated: {cut} answer(s) at max_new_tokens=2" in result.stdout

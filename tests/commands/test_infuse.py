@@ -81,7 +81,7 @@ def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
     llava_file = tmp_path / "mix.json"
     llava_file.write_text(json.dumps(llava_records()))
     data = tmp_path / "data"
-    result = run_cli(infuse_args(tiny, llava_file, images, data), cwd=tmp_path)
+    result = run_cli(infuse_args(tiny, llava_file, images, data, keep_text_only="true"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
     records = {record["stic"]["sample"]: record for record in read_records(data / "stic_sft")}
@@ -95,13 +95,14 @@ def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
             {"role": "user" if t["from"] == "human" else "assistant", "content": t["value"]}
             for t in source[index]["conversations"]
         ]
-        descriptions = json.loads(record["stic"]["descriptions"])
+        descriptions = record["stic"]["descriptions"]  # a list, not JSON in a string
         assert record["messages"] == infuse_messages(conversation, descriptions, FORMAT, "<image>")
-        assert record["messages"][1:] == conversation[1:]  # every other turn byte-identical
+        assert record["messages"][1:] == conversation[1:]  # every other turn byte-identical (no image in them)
         assert len(record["images"]) == len(descriptions)
     assert records[0]["messages"][0]["content"].startswith("<image>\nImage description:\n")
-    assert records[1]["messages"][0]["content"].startswith("Image description:\n")
-    assert records[1]["messages"][0]["content"].endswith("\n\nDescribe briefly.\n<image>")
+    # the placeholder after the question goes first, as LLaVA trains: the image before its description
+    assert records[1]["messages"][0]["content"].startswith("<image>\nImage description:\n")
+    assert records[1]["messages"][0]["content"].endswith("\n\nDescribe briefly.")
     assert records[2]["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     assert "Image 1: " in records[4]["messages"][0]["content"] and "Image 2: " in records[4]["messages"][0]["content"]
     assert records[0]["stic"]["descriptions"] == records[3]["stic"]["descriptions"]  # one image, one description
@@ -133,7 +134,7 @@ def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
     result = run_cli(["llamafactory-cli", "train", str(tmp_path / "stage2.yaml")], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    again = run_cli(infuse_args(tiny, llava_file, images, data), cwd=tmp_path)  # resume: nothing left to do
+    again = run_cli(infuse_args(tiny, llava_file, images, data, keep_text_only="true"), cwd=tmp_path)  # resume
     assert again.returncode == 0 and len(read_records(data / "stic_sft")) == 5
     assert "6 already done, 0 to do" in again.stderr  # 5 written, 1 skipped: none redone
 
@@ -193,3 +194,69 @@ def test_infuse_overwrite_describes_again(tiny, tmp_path, stic):
     stats = json.loads((tmp_path / "data" / "stic_sft.stats.json").read_text())
     assert stats["last_process"]["images_described"] == 2  # nothing reused from the replaced run
     assert len(read_records(tmp_path / "data" / "stic_sft")) == 2
+
+
+def test_image_placement_front_by_default_keep_on_request(tiny, tmp_path, stic):
+    """mix665k's first record puts the placeholder after the question; the authors' model saw the image first."""
+    record = {
+        "id": "000000033471",
+        "image": "image_000.png",
+        "conversations": [
+            {"from": "human", "value": "What are the colors of the bus in the image?\n<image>"},
+            {"from": "gpt", "value": "White and red."},
+        ],
+    }
+    (tmp_path / "mix.json").write_text(json.dumps([record]))
+    args = infuse_args(tiny, tmp_path / "mix.json", tiny["images"], tmp_path / "data", temperature=0)
+    assert stic(*args).returncode == 0
+    assert stic(*args, "image_placement=keep", "dataset_name=kept").returncode == 0
+    (front,) = read_records(tmp_path / "data" / "stic_sft")
+    (kept,) = read_records(tmp_path / "data" / "kept")
+    description = front["messages"][0]["content"].split("\n")[2]
+    assert front["messages"][0]["content"] == (
+        f"<image>\nImage description:\n{description}\n\nWhat are the colors of the bus in the image?"
+    )
+    assert kept["messages"][0]["content"] == (
+        f"Image description:\n{description}\n\nWhat are the colors of the bus in the image?\n<image>"
+    )
+
+
+def test_num_samples_counts_image_samples_and_text_only_ones_come_on_top(tiny, tmp_path, stic):
+    """Algorithm 2 describes an image for each sample: the 5k of the paper are image samples."""
+    rows = [
+        {
+            "id": f"img-{i}",
+            "image": f"image_00{i % 8}.png",
+            "conversations": [{"from": "human", "value": f"<image>\nQ{i}"}, {"from": "gpt", "value": f"A{i}"}],
+        }
+        for i in range(10)
+    ] + [
+        {"id": f"txt-{i}", "conversations": [{"from": "human", "value": f"T{i}"}, {"from": "gpt", "value": "ok"}]}
+        for i in range(20)
+    ]
+    (tmp_path / "mix.json").write_text(json.dumps(rows))
+    args = infuse_args(tiny, tmp_path / "mix.json", tiny["images"], tmp_path / "data", num_samples=4, max_new_tokens=4)
+    result = stic(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_records(tmp_path / "data" / "stic_sft")
+    assert len(records) == 4 and all(record["images"] for record in records)
+
+    result = stic(*args, "keep_text_only=true", "dataset_name=with_text")
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_records(tmp_path / "data" / "with_text")
+    with_images = [r for r in records if r["images"]]
+    text_only = [r for r in records if not r["images"]]
+    assert len(with_images) == 4 and len(text_only) == 8  # on top, in the input's proportion (20 to 10)
+    assert {r["stic"]["sample"] for r in with_images} == {
+        r["stic"]["sample"] for r in read_records(tmp_path / "data" / "stic_sft")
+    }
+    stats = json.loads((tmp_path / "data" / "with_text.stats.json").read_text())
+    assert (stats["samples"], stats["samples_with_images"], stats["text_only"]) == (12, 4, 8)
+    assert "4 with images (described), 8 text-only" in result.stdout
+
+
+def test_an_input_without_images_is_an_error(tiny, tmp_path, stic):
+    rows = [{"id": "t", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}]
+    (tmp_path / "mix.json").write_text(json.dumps(rows))
+    result = stic(*infuse_args(tiny, tmp_path / "mix.json", tiny["images"], tmp_path / "data"))
+    assert result.returncode == 2 and "no sample with an image (1 text-only sample(s) only" in result.stderr

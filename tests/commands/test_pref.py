@@ -18,7 +18,7 @@ from PIL import Image
 
 from stic_plugin.fixtures import make_images
 
-from helpers import BIN, pref_args, run_cli, subprocess_env
+from helpers import BIN, llamafactory_dataset, pref_args, run_cli, subprocess_env
 
 
 def read_output(dataset_dir: Path, name: str = "stic_pref"):
@@ -41,6 +41,12 @@ def test_pref_output_loads_and_trains_with_stic_dpo(tiny, pref_output, tmp_path)
 
     records, skipped = read_output(data)
     assert len(records) + len(skipped) == 8 and len(records) >= 4
+    # one schema for the JSON reader with every kind of pair in one file (trained on below)
+    assert {r["stic"]["corruption"] or r["stic"]["negative"] for r in records} == {
+        "hallucination",
+        "low_resolution",
+        "color_jitter",
+    }
     for record in records:
         assert record["messages"][0]["content"].count("<image>") == 1
         assert "<image>" not in record["chosen"]["content"] + record["rejected"]["content"]
@@ -75,6 +81,7 @@ def test_pref_output_loads_and_trains_with_stic_dpo(tiny, pref_output, tmp_path)
 
 def test_choices_do_not_depend_on_batch_size(tiny, tmp_path, stic):
     from stic_plugin.assets import default_prompt_file, read_prompts
+    from stic_plugin.generation.corruption import corruption_record
     from stic_plugin.generation.planning import plan_pair
 
     images = tmp_path / "images"
@@ -106,7 +113,7 @@ def test_choices_do_not_depend_on_batch_size(tiny, tmp_path, stic):
         plan = plan_pair(42, key, *prompt_sets, 0.5, {"low_resolution": 0.5, "color_jitter": 0.5})
         assert plans[1][key][0][0]["content"] == "<image>\n" + plan.training_prompt
         assert plans[1][key][1:4] == (plan.negative, plan.bad_prompt or "", plan.corruption or "")
-        assert json.loads(plans[1][key][4]) == plan.corruption_params
+        assert plans[1][key][4] == corruption_record(plan.corruption_params)  # an object, not JSON in a string
     assert {plans[1][key][1] for key in common} == {"hallucination", "corruption"}
     # The continuous engine draws each generation from (seed, image, side): the sampled texts agree too.
     assert {key: texts[1][key] for key in common} == {key: texts[3][key] for key in common}
@@ -261,27 +268,10 @@ def test_pref_with_tiny_qwen2vl_loads_through_llamafactory(tiny, tmp_path, stic)
     records, _ = read_output(data)
     assert records
 
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
-
-    model_args, data_args, training_args, _, _ = get_train_args(
-        dict(
-            model_name_or_path=tiny["tiny-qwen2vl"],
-            template="qwen2_vl",
-            stage="stic_dpo",
-            do_train=True,
-            dataset="stic_pref",
-            dataset_dir=str(data),
-            output_dir=str(tmp_path / "out"),
-            cutoff_len=256,
-            report_to="none",
-            use_cpu=True,
-        )
+    module, tokenizer_module = llamafactory_dataset(
+        tiny["tiny-qwen2vl"], "qwen2_vl", "stic_pref", data, tmp_path / "out", stage="stic_dpo"
     )
-    tokenizer_module = load_tokenizer(model_args)
-    template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
-    train = get_dataset(template, model_args, data_args, training_args, stage="rm", **tokenizer_module)["train_dataset"]
+    train = module["train_dataset"]
     assert len(train) == len(records)
     prompt = tokenizer_module["tokenizer"].decode(train[0]["chosen_input_ids"])
     assert prompt.count("<|image_pad|>") == 4 and "<|vision_start|>" in prompt  # the tiny Qwen2-VL's image tokens
@@ -323,3 +313,154 @@ def test_an_existing_entry_of_the_same_name_is_never_replaced(tiny, tmp_path, st
     assert result.returncode == 2 and "already has an entry `stic_pref` for other data" in result.stderr
     assert json.loads((data / "dataset_info.json").read_text()) == mine
     assert not (data / "stic_pref").exists()  # stopped before generating anything
+
+
+def test_a_second_run_on_the_same_output_stops_at_once(tiny, tmp_path, stic):
+    """While one run writes the output, another stops before loading anything, naming the first."""
+    import socket
+    import sys
+
+    data = tmp_path / "data"
+    lock = data / "stic_pref.stic" / "part-00000-of-00001.lock"
+    hold = (
+        "import sys, time\nfrom pathlib import Path\nfrom stic_plugin.data.output import PartLock\n"
+        "PartLock(Path(sys.argv[1])).acquire()\nprint('held', flush=True)\ntime.sleep(120)\n"
+    )
+    first = subprocess.Popen([sys.executable, "-c", hold, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "held"
+        second = stic(*pref_args(tiny, tiny["images"], data))
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2
+    assert f"process {first.pid} on host {socket.gethostname()} (since" in second.stderr
+    assert not (data / "stic_pref").exists()  # nothing written, nothing cleared
+    # the first run died holding it: the next run takes the lock over, says so, and writes
+    again = stic(*pref_args(tiny, tiny["images"], data, max_samples=2))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"taking over the lock of process {first.pid}" in again.stderr
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_write_every_pair_once(tiny, tmp_path):
+    """Two `stic-cli pref` on one output: one writes, the other stops at once naming it (before: both exited 0
+    and every pair was written twice)."""
+    data = tmp_path / "data"
+    args = pref_args(tiny, tiny["images"], data)
+    processes = [
+        subprocess.Popen(args, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    results = [(process.wait(timeout=600), process.stderr.read().decode()) for process in processes]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    writer = processes[[code for code, _ in results].index(0)]
+    refused = next(stderr for code, stderr in results if code == 2)
+    assert f"process {writer.pid} on host" in refused
+    records, skipped = read_output(data)
+    keys = [r["stic"]["image"] for r in records] + [s["key"] for s in skipped]
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == 8
+    assert json.loads((data / "stic_pref.stats.json").read_text())["pairs"] == len(records)
+
+
+def test_odd_file_trees_a_link_loop_and_a_name_that_is_not_utf8(tiny, tmp_path, stic):
+    """Before: `loop -> .` made 82 images of 2, and a name that is not UTF-8 stopped every run."""
+    import os
+
+    images = tmp_path / "images"
+    make_images(images, count=2, seed=4)
+    (images / "loop").symlink_to(".")
+    (images / "again.png").symlink_to("image_000.png")
+    bad = os.path.join(os.fsencode(images), b"photo_\xff\xfe.png")
+    Image.new("RGB", (16, 16), "red").save(bad.decode("utf-8", "surrogateescape"))
+    data = tmp_path / "data"
+    for _ in range(2):  # the second run resumes: nothing left to do, the same summary
+        result = stic(*pref_args(tiny, images, data))
+        assert result.returncode == 0, result.stderr[-3000:]
+        records, skipped = read_output(data)
+        done = [r["stic"]["image"] for r in records] + [s["key"] for s in skipped if s["kind"] == "dropped"]
+        assert sorted(done) == ["image_000.png", "image_001.png"]
+        assert [(s["key"], s["reason"]) for s in skipped if s["kind"] == "skipped"] == [
+            ("photo_\\xff\\xfe.png", "file name is not valid UTF-8")
+        ]
+        assert "1 link(s) to a folder already listed not followed, 1 link(s) to an image" in result.stdout
+    stats = json.loads((data / "stic_pref.stats.json").read_text())
+    assert stats["links_not_followed"]["folders"] == 1 and stats["links_not_followed"]["images"] == 1
+    assert stats["skipped"] == {"file name is not valid UTF-8": 1}
+
+
+def test_a_dataset_info_that_cannot_be_written_stops_before_generating(tiny, tmp_path, stic):
+    """Before: a locked dataset_info.json was found only after every pair was made."""
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    info = data / "dataset_info.json"
+    info.write_text("{}")
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(info)]).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        result = stic(*pref_args(tiny, tiny["images"], data))
+    finally:
+        subprocess.run(["chattr", "-i", str(info)], check=True)
+    assert result.returncode == 2 and "dataset_info.json cannot be written" in result.stderr
+    assert not (data / "stic_pref").exists()
+
+
+def test_ctrl_c_ends_with_one_line_and_the_run_resumes(tiny, tmp_path, stic, monkeypatch):
+    """Before: a 40-line traceback."""
+    from stic_plugin.generation.engine import VisionLanguageGenerator
+
+    stream = VisionLanguageGenerator.generate_stream
+
+    def interrupted(self, *args, **kwargs):
+        for index, result in enumerate(stream(self, *args, **kwargs)):
+            if index == 2:  # both generations of one image are out: one pair written
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(VisionLanguageGenerator, "generate_stream", interrupted)
+    data = tmp_path / "data"
+    result = stic(*pref_args(tiny, tiny["images"], data, batch_size=1))
+    assert result.returncode == 130
+    lines = [line for line in result.stderr.splitlines() if "interrupted" in line or "Traceback" in line]
+    assert lines == ["stic-cli pref: interrupted: 1 written; run the same command to resume"]
+    monkeypatch.setattr(VisionLanguageGenerator, "generate_stream", stream)
+    again = stic(*pref_args(tiny, tiny["images"], data, batch_size=1))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "1 already done, 7 to do" in again.stderr  # and the lock was released: no take-over
+    assert "taking over" not in again.stderr
+
+
+def test_a_garbled_line_is_reported_and_the_output_loads_again(tiny, tmp_path, stic):
+    from datasets import load_dataset
+
+    data = tmp_path / "data"
+    assert stic(*pref_args(tiny, tiny["images"], data, max_samples=3)).returncode == 0
+    part = data / "stic_pref" / "part-00000-of-00001.jsonl"
+    lines = part.read_bytes().splitlines(keepends=True)
+    part.write_bytes(lines[0] + b'{"messages": [\xff\xfe broken\n' + b"".join(lines[1:]))
+    with pytest.raises(Exception):  # noqa: B017 - whatever datasets raises for it
+        load_dataset("json", data_files=[str(part)], split="train")
+    again = stic(*pref_args(tiny, tiny["images"], data, max_samples=3))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{part}, line 2: not valid JSON" in again.stderr
+    assert len(load_dataset("json", data_files=[str(part)], split="train")) == len(lines)
+    assert b"broken" in (data / "stic_pref.stic" / f"garbled-{part.name}.txt").read_bytes()
+
+
+def test_the_lengths_plot_shows_chosen_and_rejected_side_by_side():
+    """Before: the rejected bars were drawn over the chosen ones and hid them."""
+    from stic_plugin.commands.pref import lengths_figure
+
+    by_negative = {
+        "hallucination": {"pairs": 3, "chosen_tokens": [100, 120, 300], "rejected_tokens": [100, 125, 310]},
+        "corruption": {"pairs": 2, "chosen_tokens": [50, 80], "rejected_tokens": [55, 80]},
+    }
+    figure = lengths_figure(by_negative)
+    for axis in figure.axes:
+        chosen, rejected = axis.containers  # one bar per bin and side
+        assert len(chosen) == len(rejected)
+        for left, right in zip(chosen, rejected):
+            assert left.get_x() + left.get_width() <= right.get_x() + 1e-9  # next to it, not on top
+        assert "/" not in axis.get_title()

@@ -48,6 +48,34 @@ def test_llava_multiturn_with_image(media):
     }
 
 
+def test_llava_placeholders_go_first_as_llava_trains(media):
+    """mix665k's first record: the placeholder after the question; LLaVA's preprocess_multimodal moves it."""
+    from stic_plugin.data.formats import convert_llava
+
+    record = {
+        "id": "000000033471",
+        "image": "a.jpg",
+        "conversations": [
+            {"from": "human", "value": "What are the colors of the bus in the image?\n<image>"},
+            {"from": "gpt", "value": "The bus in the image is white and red."},
+        ],
+    }
+    converter = _converter("llava", media)
+    assert converter(record)["_prompt"] == [
+        {"role": "user", "content": "<image>\nWhat are the colors of the bus in the image?"}
+    ]
+    kept = convert_llava(converter, record, "keep")["_prompt"]
+    assert kept == [{"role": "user", "content": "What are the colors of the bus in the image?\n<image>"}]
+    two = {
+        "id": "two",
+        "image": ["a.jpg", "b.jpg"],
+        "conversations": [{"from": "human", "value": "Is <image> like <image>?"}, {"from": "gpt", "value": "No."}],
+    }
+    out = converter(two)
+    assert out["_prompt"] == [{"role": "user", "content": "<image><image>\nIs  like ?"}]
+    assert out["_images"] == [str(media / "a.jpg"), str(media / "b.jpg")]  # the images keep their order
+
+
 def test_llava_text_only_and_missing_placeholder(media):
     text_only = {
         "id": "t1",
@@ -195,9 +223,7 @@ def test_llava_file_loads_through_llamafactory_pipeline(tiny, tmp_path):
     """A LLaVA JSON file with a text-only sample, read by LLaMA-Factory's get_dataset for SFT."""
     from pathlib import Path
 
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
+    from helpers import llamafactory_dataset
 
     image = sorted(Path(tiny["images"]).glob("*.png"))[0]
     records = [
@@ -212,25 +238,8 @@ def test_llava_file_loads_through_llamafactory_pipeline(tiny, tmp_path):
     (tmp_path / "dataset_info.json").write_text(
         json.dumps({"mix": {"file_name": "llava_mix.json", "formatting": "llava"}})
     )
-    model_args, data_args, training_args, _, _ = get_train_args(
-        dict(
-            model_name_or_path=tiny["tiny-llava"],
-            template="llava",
-            stage="sft",
-            do_train=True,
-            dataset="mix",
-            dataset_dir=str(tmp_path),
-            output_dir=str(tmp_path / "out"),
-            cutoff_len=128,
-            report_to="none",
-            use_cpu=True,
-        )
-    )
-    tokenizer_module = load_tokenizer(model_args)
-    template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
-    train = get_dataset(template, model_args, data_args, training_args, stage="sft", **tokenizer_module)[
-        "train_dataset"
-    ]
+    module, tokenizer_module = llamafactory_dataset(tiny["tiny-llava"], "llava", "mix", tmp_path, tmp_path / "out")
+    train = module["train_dataset"]
     assert len(train) == 2
     decoded = [tokenizer_module["tokenizer"].decode(row["input_ids"]) for row in train]
     assert decoded[0].count("<image>") == 16  # the tiny LLaVA's image tokens, expanded by the mm plugin

@@ -19,10 +19,26 @@ def test_placeholder_first_gets_the_description_right_after_it():
     assert infuse_turn("<image>What?", ["D."], FORMAT) == "<image>\nImage description:\nD.\n\nWhat?"
 
 
-def test_placeholder_elsewhere_gets_the_description_in_front():
+def test_the_image_comes_first_whatever_the_inputs_placement():
+    """mix665k's first record has its placeholder after the question; LLaVA trains with it first."""
+    question = "What are the colors of the bus in the image?\n<image>"
+    expected = "<image>\nImage description:\nA red bus.\n\nWhat are the colors of the bus in the image?"
+    assert infuse_turn(question, ["A red bus."], FORMAT) == expected
+    assert infuse_turn("What is <image> showing?", ["D."], FORMAT) == (
+        "<image>\nImage description:\nD.\n\nWhat is  showing?"  # LLaVA: the placeholder removed, the text stripped
+    )
+    assert infuse_turn("Is <image> like <image>?", ["x", "y"], FORMAT) == (
+        "<image><image>\nImage description:\nImage 1: x\n\nImage 2: y\n\nIs  like ?"  # order kept, placeholders first
+    )
+
+
+def test_keep_puts_the_description_in_front_and_the_placeholder_where_it_was():
     assert (
-        infuse_turn("Describe briefly.\n<image>", ["D."], FORMAT)
+        infuse_turn("Describe briefly.\n<image>", ["D."], FORMAT, placement="keep")
         == "Image description:\nD.\n\nDescribe briefly.\n<image>"
+    )
+    assert infuse_turn("Is <image> like <image>?", ["x", "y"], FORMAT, placement="keep") == (
+        "Image description:\nImage 1: x\n\nImage 2: y\n\nIs <image> like <image>?"
     )
 
 
@@ -32,9 +48,6 @@ def test_several_images_are_labelled_in_order():
     )
     assert infuse_turn("<image>\n<image>\nCompare.", ["First.", "Second."], FORMAT) == (
         "<image><image>\nImage description:\nImage 1: First.\n\nImage 2: Second.\n\nCompare."
-    )
-    assert infuse_turn("Is <image> like <image>?", ["x", "y"], FORMAT) == (
-        "Image description:\nImage 1: x\n\nImage 2: y\n\nIs <image> like <image>?"
     )
 
 
@@ -54,6 +67,15 @@ def test_only_the_first_user_turn_changes():
     assert infuse_messages(no_placeholder, ["D"], FORMAT, "<image>")[0]["content"] == (
         "<image>\nImage description:\nD\n\nWhat color?"  # an image without a placeholder gets one, first
     )
+    later = [
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "Q2 <image>"},
+        {"role": "assistant", "content": "A2"},
+    ]
+    # front: the later turn's placeholder goes first in that turn, as LLaVA's preprocessing does; keep: as written
+    assert infuse_messages(later, ["D"], FORMAT, "<image>")[2]["content"] == "<image>\nQ2"
+    assert infuse_messages(later, ["D"], FORMAT, "<image>", "keep")[2]["content"] == "Q2 <image>"
 
 
 def test_custom_format_and_bad_formats(tmp_path):

@@ -53,3 +53,18 @@ def test_preference_data_and_missing_files_are_errors(tmp_path):
         load_named_dataset("pairs", str(tmp_path), None)
     with pytest.raises(ValueError, match="gone.json not found"):
         load_named_dataset("gone", str(tmp_path), None)
+
+
+def test_a_llava_file_record_that_is_not_an_object_is_left_out_with_a_warning(tmp_path, caplog):
+    """Before: AttributeError: 'str' object has no attribute 'get', with a traceback."""
+    import logging
+
+    from stic_plugin.data.sources import load_llava_file
+
+    good = {"id": "g", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}
+    (tmp_path / "mix.json").write_text(json.dumps(["just a string", 5, None, [good], good]))
+    caplog.set_level(logging.WARNING, logger="stic_plugin")
+    samples = load_llava_file(str(tmp_path / "mix.json"), None)
+    assert [s.source_id for s in samples] == ["g"] and samples[0].index == 4
+    assert "4 unreadable record(s) left out" in caplog.text
+    assert "record 0: a record must be a JSON object, got str 'just a string'" in caplog.text

@@ -1,6 +1,7 @@
 """The corruptions do what their names say, deterministically, against naive float64 pixel arithmetic."""
 
 import colorsys
+import json
 import random
 
 import numpy as np
@@ -74,3 +75,28 @@ def test_sample_corruption_ranges_and_weights():
     assert 0.45 < names.count("low_resolution") / len(names) < 0.55
     only_jitter = {sample_corruption(rng, {"low_resolution": 0, "color_jitter": 1})[0] for _ in range(50)}
     assert only_jitter == {"color_jitter"}
+
+
+def test_records_of_every_kind_of_pair_share_one_schema(tmp_path):
+    """The corruption parameters as records keep them: an object with the same keys and types for every pair,
+    so that the JSON reader, which takes the first block's types for all, loads any mix of parts."""
+    from datasets import load_dataset
+
+    from stic_plugin.generation.corruption import corruption_record
+
+    rng = random.Random(0)
+    jitter = sample_corruption(rng, {"color_jitter": 1.0})[1]
+    low = sample_corruption(rng, {"low_resolution": 1.0})[1]
+    assert corruption_record(low) == {"shorter_side": 20, "brightness": 1.0, "hue": 0.0, "order": ""}
+    assert corruption_record(jitter)["order"] in ("brightness,hue", "hue,brightness")
+    kinds = [corruption_record({}), corruption_record(low), corruption_record(jitter)]
+    # the worst order: a part of hallucination pairs only (all neutral) first, then the corrupted ones
+    for index, params in enumerate(kinds):
+        (tmp_path / f"part-{index}.jsonl").write_text(json.dumps({"stic": {"corruption_params": params}}) + "\n")
+    loaded = load_dataset(
+        "json",
+        data_files=sorted(str(p) for p in tmp_path.glob("*.jsonl")),
+        split="train",
+        cache_dir=str(tmp_path / "c"),
+    )
+    assert [row["stic"]["corruption_params"] for row in loaded] == kinds

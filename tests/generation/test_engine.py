@@ -3,6 +3,7 @@ on one image share, and the tokens never written (generators: tests/generation/c
 
 import math
 
+import pytest
 import torch
 from PIL import Image
 
@@ -52,3 +53,24 @@ def test_the_image_token_and_ids_past_the_tokenizer_are_never_written(generators
     assert bias[image_id] == -math.inf
     assert bool((bias[len(continuous.tokenizer) :] == -math.inf).all())
     assert int((bias == -math.inf).sum()) == 1 + bias.shape[0] - len(continuous.tokenizer)
+
+
+@pytest.mark.parametrize(
+    "model,template,plugin",
+    [
+        ("tiny-llava", "qwen2_vl", "Qwen2VLPlugin"),  # before: 'CLIPImageProcessor' object has no attribute ...
+        ("tiny-qwen2vl", "llava", "LlavaPlugin"),
+        ("tiny-llava-next", "llava", "LlavaPlugin"),
+        ("tiny-llava", "llava_next_mistral", "LlavaNextPlugin"),
+    ],
+)
+def test_a_template_that_does_not_fit_the_model_is_a_message(tiny, model, template, plugin):
+    from stic_plugin.generation.engine import VisionLanguageGenerator
+
+    with pytest.raises(ValueError) as caught:
+        VisionLanguageGenerator.load(tiny[model], template, infer_dtype="float32")
+    message = str(caught.value)
+    assert f"template `{template}` does not fit" in message and plugin in message
+    processor = {"tiny-llava": "CLIPImageProcessor", "tiny-qwen2vl": "Qwen2VLImageProcessor"}.get(model)
+    assert processor is None or processor in message
+    assert "llava_next_mistral for llava-v1.6-mistral-7b-hf" in message

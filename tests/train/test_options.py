@@ -63,15 +63,19 @@ def test_other_stages_unchanged():
     ],
 )
 def test_bad_configuration_names_the_key(extra, message):
-    with pytest.raises(ValueError, match=message):
+    from stic_plugin.train.options import SticConfigError
+
+    with pytest.raises(SticConfigError, match=message):  # a SystemExit: the message alone, no traceback
         _parse(_base(**extra))
 
 
 def test_unknown_stic_key_is_an_error_even_when_extra_args_allowed(monkeypatch):
     monkeypatch.setenv("ALLOW_EXTRA_ARGS", "1")
-    with pytest.raises(ValueError, match="Unknown STIC option `stic_beta`"):
+    from stic_plugin.train.options import SticConfigError
+
+    with pytest.raises(SticConfigError, match="Unknown STIC option `stic_beta`"):
         _parse(_base(stic_beta=0.1))
-    with pytest.raises(ValueError, match="Unknown STIC option `stic_reduction`"):
+    with pytest.raises(SticConfigError, match="Unknown STIC option `stic_reduction`"):
         _parse(["--model_name_or_path", "m", "--output_dir", "o", "--stic-reduction", "sum"])
 
 

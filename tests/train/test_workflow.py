@@ -106,10 +106,36 @@ def test_dataset_without_ranking_is_a_clear_error(tiny, pref_dataset_dir, tmp_pa
     recipe = _recipe(tmp_path, tiny["tiny-llava"], "llava", data, "plain")
     from llamafactory.train.tuner import run_exp  # what llamafactory-cli train runs with the recipe
 
-    with pytest.raises(ValueError) as failed:
+    with pytest.raises(SystemExit) as failed:  # the message alone, without a traceback
         run_exp(yaml.safe_load(recipe.read_text()))
     assert "`stage: stic_dpo` trains on preference pairs, but dataset `plain` is not one" in str(failed.value)
     assert '"ranking": true' in str(failed.value)
+
+
+def test_a_dataset_name_not_in_dataset_info_names_the_folder_and_the_closest_name(tiny, pref_dataset_dir, tmp_path):
+    """Before: a 25-line traceback ending with `Undefined dataset stic_prefs in dataset_info.json.`"""
+    from llamafactory.train.tuner import run_exp
+
+    recipe = _recipe(tmp_path, tiny["tiny-llava"], "llava", pref_dataset_dir, "stic_prefs")
+    with pytest.raises(SystemExit) as failed:
+        run_exp(yaml.safe_load(recipe.read_text()))
+    message = str(failed.value)
+    assert f"dataset `stic_prefs` is not in {pref_dataset_dir.absolute() / 'dataset_info.json'}" in message
+    assert "Did you mean `stic_pref`?" in message and "Preference datasets there: `stic_pref`." in message
+    assert failed.value.code == f"stic_plugin: error: {message}"
+
+
+@pytest.mark.slow
+def test_configuration_mistakes_end_with_one_message_not_a_traceback(tiny, pref_dataset_dir, tmp_path):
+    """As users see them, through llamafactory-cli: a dataset name not in dataset_info.json, a misspelled key."""
+    recipe = _recipe(tmp_path, tiny["tiny-llava"], "llava", pref_dataset_dir, "stic_prefs")
+    for overrides, message in (
+        ([], "dataset `stic_prefs` is not in"),
+        (["dataset=stic_pref", "stic_alpah=0.1"], "Unknown STIC option `stic_alpah`. Did you mean `stic_alpha`?"),
+    ):
+        result = run_cli(["llamafactory-cli", "train", str(recipe), *overrides], cwd=tmp_path)
+        assert result.returncode == 1
+        assert f"stic_plugin: error: {message}" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.slow

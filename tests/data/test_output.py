@@ -1,0 +1,139 @@
+"""Output parts: the lock that keeps two runs off one output (the processes of one job each lock their own part)."""
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from stic_plugin.data.output import OutputBusy, PartLock, ShardedOutput, release_locks
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from stic_plugin.data.output import PartLock
+PartLock(Path(sys.argv[1])).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def holder():
+    """``holder(path)``: another process that holds the part lock at ``path`` until the test ends."""
+    processes = []
+
+    def start(path):
+        process = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
+        processes.append(process)
+        assert process.stdout.readline().strip() == "held"
+        return process
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def test_a_second_run_is_refused_at_once_naming_the_first(tmp_path, holder):
+    path = tmp_path / "data" / "stic_pref.stic" / "part-00000-of-00001.lock"
+    first = holder(path)
+    with pytest.raises(OutputBusy) as caught:
+        ShardedOutput(str(tmp_path / "data"), "stic_pref").lock()
+    message = str(caught.value)
+    assert f"process {first.pid} on host {socket.gethostname()}" in message and str(path) in message
+
+
+def test_the_processes_of_one_job_lock_their_own_parts_and_another_world_size_is_refused(tmp_path):
+    try:
+        for rank in (0, 1):
+            ShardedOutput(str(tmp_path), "out", rank, 2).lock()
+        with pytest.raises(OutputBusy, match="another number of processes"):
+            ShardedOutput(str(tmp_path), "out", 0, 1).lock()
+        with pytest.raises(OutputBusy, match=f"process {os.getpid()}"):
+            ShardedOutput(str(tmp_path), "out", 1, 2).lock()  # the same part twice
+    finally:
+        release_locks()
+    ShardedOutput(str(tmp_path), "out", 0, 1).lock()  # all released: free again
+    release_locks()
+    assert (tmp_path / "out.stic" / "part-00000-of-00001.lock").read_text() == ""  # a clean end leaves no name
+
+
+def test_a_lock_left_by_a_process_that_died_is_taken_over_with_a_log_line(tmp_path, caplog):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = tmp_path / "part-00000-of-00001.lock"
+    path.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "2026-01-01 00:00:00"}))
+    caplog.set_level(logging.WARNING, logger="stic_plugin")
+    lock = PartLock(path)
+    lock.acquire()
+    try:
+        assert f"taking over the lock of process {dead.pid} on host {socket.gethostname()}" in caplog.text
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
+
+
+def _immutable(path):
+    """Make ``path`` immutable (chattr +i: refused even to root); False where the file system cannot."""
+    import shutil
+
+    if shutil.which("chattr") is None:
+        return False
+    return subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+
+
+def test_a_dataset_info_that_cannot_be_written_stops_the_run_before_it_starts(tmp_path):
+    from stic_plugin.data.output import check_dataset_info_writable
+
+    info = tmp_path / "dataset_info.json"
+    info.write_text("{}")
+    check_dataset_info_writable(tmp_path)  # writable: no error, nothing changed
+    assert info.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == [
+        ".dataset_info.json.lock",
+        "dataset_info.json",
+    ]
+    if os.geteuid() != 0:
+        info.chmod(0o444)
+        locked = True
+    else:
+        locked = _immutable(info)
+    if not locked:
+        pytest.skip("cannot make a file unwritable here (root, and no chattr)")
+    try:
+        with pytest.raises(ValueError, match="dataset_info.json cannot be written"):
+            check_dataset_info_writable(tmp_path)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(info)], check=True)
+        else:
+            info.chmod(0o644)
+
+
+def test_temporary_copies_left_by_a_killed_writer_are_removed(tmp_path, caplog):
+    from stic_plugin.data.output import merge_dataset_info
+
+    stale = tmp_path / ".dataset_info.json.abc123.tmp"
+    stale.write_text('{"half": ')
+    caplog.set_level(logging.INFO, logger="stic_plugin")
+    merge_dataset_info(tmp_path, "out", {"file_name": "out"})
+    assert not stale.exists() and "left by a process killed while writing" in caplog.text
+    assert json.loads((tmp_path / "dataset_info.json").read_text()) == {"out": {"file_name": "out"}}
+
+
+def test_garbled_lines_are_reported_with_file_and_line_and_moved_out(tmp_path, caplog):
+    from stic_plugin.data.output import repair_part
+
+    part = tmp_path / "part-00000-of-00001.jsonl"
+    part.write_bytes(b'{"a": 1}\n{"a": \x00\x00garbage\n{"a": 3}\n[1, 2]\n{"a": 5}\n{"a": 6, "tor')
+    caplog.set_level(logging.WARNING, logger="stic_plugin")
+    repair_part(part, tmp_path / "garbled.txt")
+    assert part.read_text() == '{"a": 1}\n{"a": 3}\n{"a": 5}\n'
+    assert f"{part}, line 2: not valid JSON" in caplog.text and f"{part}, line 4: not a JSON object" in caplog.text
+    kept = (tmp_path / "garbled.txt").read_bytes()
+    assert b'{"a": \x00\x00garbage\n' in kept and b"[1, 2]\n" in kept  # nothing lost
+    repair_part(part, tmp_path / "garbled.txt")  # a clean file stays as it is
+    assert part.read_text() == '{"a": 1}\n{"a": 3}\n{"a": 5}\n'
