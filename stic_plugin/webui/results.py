@@ -86,7 +86,7 @@ def _negative(folder: str, record: dict, lang: str) -> str:
     the model saw it), or a hallucination prompt on the clean image."""
     meta = record.get("stic", {})
     if meta.get("negative") == "corruption":
-        params = json.loads(meta.get("corruption_params") or "{}")
+        params = corruption_parameters(meta.get("corruption", ""), meta.get("corruption_params"))
         shown = ", ".join(f"{key} {_parameter(value)}" for key, value in params.items())
         corrupted = ""
         image = _open_image(folder, (record.get("images") or [""])[0])
@@ -101,6 +101,22 @@ def _negative(folder: str, record: dict, lang: str) -> str:
         return f'<div class="stic-negative"><b>{html.escape(label)}</b></div>{corrupted}'
     label = message("negative_hallucination", lang)
     return f'<div class="stic-negative"><b>{html.escape(label)}</b> {html.escape(meta.get("bad_prompt", ""))}</div>'
+
+
+def corruption_parameters(name: str, recorded) -> dict:
+    """A pair's corruption parameters as ``apply_corruption`` takes them, only those of its corruption: from the
+    record's object (``corruption_record``: every key, neutral where unused, the order as "hue,brightness"),
+    or from the JSON string that older outputs hold."""
+    if isinstance(recorded, str):
+        try:
+            recorded = json.loads(recorded or "{}")
+        except ValueError:
+            recorded = {}
+    params = dict(recorded) if isinstance(recorded, dict) else {}
+    if isinstance(params.get("order"), str):
+        params["order"] = [step for step in params["order"].split(",") if step]
+    used = {"low_resolution": ("shorter_side",), "color_jitter": ("brightness", "hue", "order")}.get(name)
+    return params if used is None else {key: params[key] for key in used if key in params}
 
 
 def _parameter(value) -> str:

@@ -5,7 +5,8 @@ import re
 
 from PIL import Image
 
-from stic_plugin.webui.results import lengths_plot, records_html, summary
+from stic_plugin.generation.corruption import corruption_record
+from stic_plugin.webui.results import corruption_parameters, lengths_plot, records_html, summary
 
 
 def _write(folder, name, records, stats=None):
@@ -32,12 +33,15 @@ def test_pref_shows_each_image_beside_its_pair_and_what_the_negative_came_from(t
     for name, colour in (("a.png", "red"), ("b.png", "blue")):
         Image.new("RGB", (300, 200), colour).save(images / name)
     data = tmp_path / "data"
-    jitter = json.dumps({"brightness": 1.2, "hue": 0.1, "order": ["hue", "brightness"]})
+    jitter = corruption_record({"brightness": 1.2, "hue": 0.1, "order": ["hue", "brightness"]})  # as pref writes
     records = [
         _pair("../images/a.png", "corruption", corruption="color_jitter", corruption_params=jitter),
         _pair("../images/b.png", "hallucination", bad_prompt="Imagine the hidden <objects>."),
         _pair(
-            "../images/missing.png", "corruption", corruption="low_resolution", corruption_params='{"shorter_side": 20}'
+            "../images/missing.png",
+            "corruption",
+            corruption="low_resolution",
+            corruption_params='{"shorter_side": 20}',  # an older output's JSON string
         ),
     ]
     _write(data, "stic_pref", records, {"pairs": 3})
@@ -45,6 +49,8 @@ def test_pref_shows_each_image_beside_its_pair_and_what_the_negative_came_from(t
     assert page.count('<img class="stic-image"') == 3  # a.png and its corrupted copy, b.png; missing.png named
     assert "<i>../images/missing.png</i>" in page
     assert "from a corrupted image: color_jitter (brightness 1.2, hue 0.1, order hue then brightness)" in page
+    assert "shorter_side" not in page.split("missing.png")[0]  # the neutral keys of the other corruption left out
+    assert "from a corrupted image: low_resolution (shorter_side 20)" in page
     assert "from a hallucination prompt:</b> Imagine the hidden &lt;objects&gt;." in page
     assert "A red square &lt;on&gt; blue." in page  # texts escaped
     assert all(src.startswith("data:image/jpeg;base64,") for src in re.findall(r'src="([^"]+)"', page))
@@ -78,3 +84,14 @@ def test_infuse_shows_the_infused_first_turn_and_dar_the_predictions(tmp_path):
     assert "&lt;image&gt;\nA or B?" in page
     assert summary(str(tmp_path), "dar") is None
     assert "No record written." in records_html("dar", str(tmp_path), "nothing")
+
+
+def test_the_recorded_corruption_parameters_are_those_the_corruption_takes():
+    jitter = corruption_record({"brightness": 0.8, "hue": -0.2, "order": ["brightness", "hue"]})
+    assert corruption_parameters("color_jitter", jitter) == {
+        "brightness": 0.8,
+        "hue": -0.2,
+        "order": ["brightness", "hue"],
+    }
+    assert corruption_parameters("low_resolution", corruption_record({"shorter_side": 20})) == {"shorter_side": 20}
+    assert corruption_parameters("low_resolution", "not JSON") == {}
