@@ -12,7 +12,7 @@ import dataclasses
 import json
 
 from ..constants import STAGE
-from ..train.options import SticArguments, check_stic_keys
+from ..train.options import SticArguments, SticConfigError, check_stic_keys
 
 TAB = "train"
 OPTIONS = tuple(f.name for f in dataclasses.fields(SticArguments))
@@ -113,6 +113,6 @@ def check(get) -> str:
         check_stic_keys(extra)
         values = {name: extra.get(name, (fields or {}).get(name)) for name in OPTIONS if name in extra or fields}
         SticArguments(**values).check_stic_arguments()
-    except ValueError as err:
+    except (ValueError, SticConfigError) as err:  # SticConfigError ends llamafactory-cli: here it is a message
         return str(err)
     return ""
