@@ -18,7 +18,7 @@ PROGRESS = re.compile(
     r"(?P<desc>[^\r\n|%]*?):\s*(?P<percent>\d+)%\|[^|\r\n]*\|\s*(?P<done>\d+)/(?P<total>\d+)"
     r"\s*\[(?P<elapsed>[^<\]\r\n]*)<(?P<left>[^,\]\r\n]*),\s*(?P<rate>[^\]\r\n]*)\]"
 )
-ABORT_GRACE_SECONDS = 10
+ABORT_GRACE_SECONDS = 5  # for each signal in turn
 _RUNS = weakref.WeakSet()  # every DataRun of this process (one per web UI)
 
 
@@ -110,28 +110,29 @@ class DataRun:
             self.aborted = False
 
     def abort(self) -> None:
-        """Stop the run: SIGTERM to its process group, SIGKILL after a grace period. Each record is one whole
-        line written at once, so the records kept are whole, and the same command goes on from them."""
+        """Stop the run as Ctrl-C does: SIGINT to its process group (the command then says how many records it
+        wrote and that the same command resumes), SIGTERM if it is still there after a grace period (SIGINT is
+        ignored where the web UI was started in the background), then SIGKILL. Each record is one whole line
+        written at once, so the records kept are whole, and the same command goes on from them."""
         with self._lock:
             process = self.process
             if process is None or process.poll() is not None:
                 return
             self.aborted = True
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                return
 
-        def kill_if_still_there():
-            try:
-                process.wait(timeout=ABORT_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
+        def stop():
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
                 try:
-                    os.killpg(process.pid, signal.SIGKILL)
+                    os.killpg(process.pid, sig)
                 except ProcessLookupError:
-                    pass
+                    return
+                try:
+                    process.wait(timeout=ABORT_GRACE_SECONDS)
+                    return
+                except subprocess.TimeoutExpired:
+                    continue
 
-        threading.Thread(target=kill_if_still_there, daemon=True).start()
+        threading.Thread(target=stop, daemon=True).start()
 
     def wait(self, seconds: float) -> int | None:
         """The exit status once the run has ended, waiting at most ``seconds``; None while it runs."""

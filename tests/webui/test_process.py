@@ -82,3 +82,21 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_abort_is_a_ctrl_c_first_then_a_sigterm_for_a_run_that_ignores_it(tmp_path, python_as_stic_cli, monkeypatch):
+    monkeypatch.setattr(process, "ABORT_GRACE_SECONDS", 1)
+    says_how_far = (
+        "import time\ntry:\n    print('started', flush=True); time.sleep(60)\n"
+        "except KeyboardInterrupt:\n    print('2 records written; the same command resumes', flush=True)\n"
+    )
+    ignores = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('started', flush=True); "
+    ignores += "time.sleep(60)"
+    for code, expected in ((says_how_far, 0), (ignores, -15)):
+        run = DataRun()
+        run.start("-c", [code], (str(tmp_path), "out"), tmp_path / "webui.log")
+        while "started" not in run.raw_log():
+            assert run.wait(0.1) is None
+        run.abort()
+        assert run.wait(30) == expected and run.aborted
+    assert "2 records written; the same command resumes" in (tmp_path / "webui.log").read_text()
