@@ -72,7 +72,7 @@ class DataTab:
         elems["stic_action"] = gr.Radio(value=ACTIONS[0], **english["stic_action"])
         groups = {}
         for action in ACTIONS:
-            with gr.Row(visible=action == ACTIONS[0]) as groups[action]:
+            with gr.Row(visible=action == ACTIONS[0], elem_id=f"stic_{action}_fields") as groups[action]:
                 for field in ACTION_FIELDS[action]:
                     self._add_field(action, field)
         with gr.Row():

@@ -94,18 +94,9 @@ def _write_inputs(workdir: Path, images: list[Path]) -> dict:
     return dict(images=folder, instructions=source / "instructions.json", questions=source / "questions.json")
 
 
-@pytest.fixture(scope="module")
-def webui(tiny, tmp_path_factory):
-    if CHROMIUM is None:
-        if os.environ.get("STIC_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium is required here (STIC_REQUIRE_BROWSER=1) but not installed")
-        pytest.skip("no chromium: install Debian's chromium package to run the web UI tests")
-    workdir = tmp_path_factory.mktemp("webui")
-    inputs = _write_inputs(workdir, sorted(Path(tiny["images"]).glob("*.png")))
-    (workdir / "data").mkdir()
-    # not preference data: never offered for STIC DPO
-    (workdir / "data" / "dataset_info.json").write_text(json.dumps({"plain_sft": {"file_name": "sft.json"}}))
-
+def _start_webui(workdir: Path):
+    """``llamafactory-cli webui`` in ``workdir`` on a free port: (process, url, log), once the page answers or
+    the process has ended."""
     port = _free_port()
     env = subprocess_env(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
     log = open(workdir / "webui.log", "w")
@@ -119,15 +110,41 @@ def webui(tiny, tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
-    while True:
+    while process.poll() is None:
         try:
             urllib.request.urlopen(url, timeout=5)
             break
         except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                log.flush()
-                pytest.fail("web UI did not start:\n" + (workdir / "webui.log").read_text()[-3000:])
+            if time.time() > deadline:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
             time.sleep(1)
+    log.flush()
+    return process, url, log
+
+
+@pytest.fixture(scope="module")
+def webui(tiny, tmp_path_factory):
+    if CHROMIUM is None:
+        if os.environ.get("STIC_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is required here (STIC_REQUIRE_BROWSER=1) but not installed")
+        pytest.skip("no chromium: install Debian's chromium package to run the web UI tests")
+    workdir = tmp_path_factory.mktemp("webui")
+    inputs = _write_inputs(workdir, sorted(Path(tiny["images"]).glob("*.png")))
+    (workdir / "data").mkdir()
+    # not preference data: never offered for STIC DPO
+    (workdir / "data" / "dataset_info.json").write_text(json.dumps({"plain_sft": {"file_name": "sft.json"}}))
+
+    # Gradio gives up at launch when its own first request to the server takes over 3 s, as on a busy
+    # machine ("When localhost is not accessible..."): the server is started again, up to three times.
+    for attempt in range(3):
+        process, url, log = _start_webui(workdir)
+        if process.poll() is None:
+            break
+        log.close()
+        text = (workdir / "webui.log").read_text()
+        if "localhost is not accessible" not in text or attempt == 2:
+            pytest.fail("web UI did not start:\n" + text[-3000:])
     yield dict(url=url, workdir=workdir, model=tiny["tiny-llava"], **inputs)
     os.killpg(process.pid, signal.SIGTERM)
     try:
@@ -200,8 +217,17 @@ def pick_checkpoint(page, name: str) -> None:
 
 def input_form(page, action: str, source: Path, images: Path) -> None:
     """The STIC data tab on an action that reads instruction data: its input file and image folder."""
+    from playwright.sync_api import expect
+
     open_tab(page, "STIC data")
     page.get_by_label(action).check()
+    # The action's own fields shown, the others' hidden (an event of the server): only then is "Input data" its own.
+    for one in ("pref", "infuse", "dar"):
+        fields = expect(page.locator(f"#stic_{one}_fields"))
+        if f"({one})" in action:
+            fields.to_be_visible()
+        else:
+            fields.to_be_hidden()
     fill(page, "Input data", source)
     fill(page, "Image folder", images)
 
@@ -303,7 +329,9 @@ def test_pref_aborted_mid_run_then_started_again_writes_every_image_once(webui, 
     assert f"{len(done)} already done, {IMAGE_COUNT - len(done)} to do" in log
     assert "stic-cli pref: " in log  # the log is the run's whole output, its summary included
     whole_log = (data / "stic_pref.stic" / "webui.log").read_text()
-    assert whole_log.count("===== ") == 2 and whole_log.count("stic-cli pref: ") == 1  # both runs, kept
+    assert whole_log.count("===== ") == 2  # both runs, kept
+    # Abort is a Ctrl-C: the command said what it had written, and that the same command resumes.
+    assert f"stic-cli pref: interrupted: {len(done)} written; run the same command to resume" in whole_log
 
 
 def test_pref_results_then_the_dataset_in_the_train_tab(webui, page, tmp_path):
