@@ -41,6 +41,7 @@ CHROMIUM_FLAGS = [
 MODEL_NAME = "LLaVA-1.5-7B-Chat"  # a model name must be chosen; its path is then replaced by the tiny model's
 SAVES = Path("saves") / MODEL_NAME / "lora"
 IMAGE_COUNT = 16
+RUN_TIMEOUT = 900  # seconds for a command to finish: generous, as other jobs may share the 2 cores of CI
 # Training steps on CPU, as JSON in "Extra arguments" (the STIC options have their own fields)
 EXTRA_ARGUMENTS = {
     "optim": "adamw_torch",
@@ -245,7 +246,7 @@ def command_preview(page, program: str) -> str:
     return code.inner_text().strip()
 
 
-def wait_for_text(page, text: str, timeout: float = 300) -> None:
+def wait_for_text(page, text: str, timeout: float = RUN_TIMEOUT) -> None:
     from playwright.sync_api import expect
 
     expect(page.get_by_text(text).filter(visible=True).first).to_be_visible(timeout=timeout * 1000)
@@ -267,7 +268,7 @@ def screenshot(page, tmp_path, name: str, element=None) -> Path:
     return folder / name
 
 
-def trainer_steps(output_dir: Path, count: int, webui, timeout: float = 300) -> list[dict]:
+def trainer_steps(output_dir: Path, count: int, webui, timeout: float = RUN_TIMEOUT) -> list[dict]:
     """The logged steps of a run the Train tab started, once it has ``count`` of them and saved its adapter."""
     deadline, steps = time.time() + timeout, []
     while time.time() < deadline:
@@ -312,7 +313,7 @@ def test_pref_aborted_mid_run_then_started_again_writes_every_image_once(webui, 
 
     button(page, "Start").click()
     progress = page.get_by_text(re.compile(rf"^pref: ([1-9]|1[0-5])/{IMAGE_COUNT} \["))
-    progress.first.wait_for(timeout=300_000)  # the command's own progress bar: at least one image done
+    progress.first.wait_for(timeout=RUN_TIMEOUT * 1000)  # the command's own progress bar: at least one image done
     button(page, "Abort").click()
     wait_for_text(page, "Aborted. Start again")
     data = webui["workdir"] / "data"
