@@ -23,8 +23,8 @@ class Scale:
     """How big the world and the base model's training are."""
 
     pretrain_images: int = 6000
-    base_steps: int = 1500
-    unlabeled_images: int = 600
+    base_steps: int = 3000  # shapes are learned only after about 2000 steps at this learning rate
+    unlabeled_images: int = 400
     instruction_images: int = 300
     validation_images: int = 200
     test_images: int = 300

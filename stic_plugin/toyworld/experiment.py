@@ -137,6 +137,7 @@ class Experiment:
             "use_cpu": True,
             "seed": WORLD_SEED,
             "dataloader_num_workers": 0,
+            "disable_gradient_checkpointing": True,  # a model this small trains faster without recomputation
         }
         self._train("base", recipe, self.base_dir / "model")
 
@@ -182,6 +183,7 @@ class Experiment:
             "dataloader_num_workers": 0,
             "logging_steps": 5,
             "save_steps": 100000,
+            "disable_gradient_checkpointing": True,
             "seed": seed,
             **LORA,
         }

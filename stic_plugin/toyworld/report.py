@@ -40,6 +40,39 @@ def table(summaries: dict) -> str:
     return "\n".join(lines)
 
 
+QUESTION_KINDS = ("count", "colour", "where", "shape", "exists")
+
+
+def kinds_table(summaries: dict) -> str:
+    """Question accuracy per kind of question, mean ± sd over seeds."""
+    lines = [
+        "| row | " + " | ".join(QUESTION_KINDS) + " |",
+        "|---|" + "---|" * len(QUESTION_KINDS),
+    ]
+    for summary in summaries.values():
+        lines.append(
+            f"| {summary['label']} | "
+            + " | ".join(cell(summary, f"questions_{kind}") for kind in QUESTION_KINDS)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def world_text(scale: dict) -> str:
+    return (
+        f"The world: {scale['pretrain_images']} pretraining pictures "
+        "(48x48 pixels, one to four objects on a 3x3 grid), "
+        f"{scale['unlabeled_images']} unlabeled pictures for `stic-cli pref`, {scale['instruction_images']} pictures "
+        f"with questions for stage 2, {scale['validation_images']} validation and {scale['test_images']} test "
+        "pictures. "
+        f"The base model, a LLaVA of about 0.9M parameters trained from scratch for {scale['base_steps']} steps, "
+        "learned its plain captions from careless captioners, who often give a small object the usual colour of its "
+        "shape (circle red, square blue, triangle green); careful descriptions, under the step-by-step prompt STIC "
+        "uses for the preferred side, it saw for about a third of the pictures. The test descriptions answer the "
+        "captioning prompts."
+    )
+
+
 def machine() -> str:
     import os
 
@@ -111,9 +144,13 @@ def write(root: Path, result: dict, experiment) -> None:
     lines = [
         "# STIC in the toy world",
         "",
-        f"Command: `{result['command']}`. Wall time: {result['wall_seconds'] / 60:.1f} min on {result['machine']}.",
+        f"Command: `{result['command']}`. Wall time: {result['wall_seconds'] / 60:.1f} min on {result['machine']}; "
+        f"the steps' own times add up to {sum(result['step_seconds'].values()) / 60:.1f} min (a step reused from an "
+        "earlier run in the same folder counts with the time it took then).",
         f"Seeds: {result['seeds']} (training seeds: preference sampling, data order, LoRA initialisation; the base "
         "model is one, trained once). Mean ± standard deviation over seeds.",
+        "",
+        world_text(result["scale"]),
         "",
         table(summaries),
         "",
@@ -123,6 +160,10 @@ def write(root: Path, result: dict, experiment) -> None:
         "DaR rows score the description pass of describe-and-respond and the answers after it.",
         "",
         f"Learning rates: {result['learning_rates']}.",
+        "",
+        "Question accuracy by kind of question:",
+        "",
+        kinds_table(summaries),
     ]
     if result.get("protocol"):
         lines += [
