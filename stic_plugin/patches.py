@@ -13,7 +13,15 @@ llamafactory.train.tuner                    ``_training_function``: ``stage: sti
 llamafactory.extras.constants               ``TRAINING_STAGES`` gets "STIC DPO" (web UI dropdown) and
                                             ``STAGES_USE_PAIR_DATA`` gets ``stic_dpo`` (lists ranking datasets)
 llamafactory.webui.runner                   ``Runner._parse_train_args`` passes ``pref_beta``/``pref_loss``
-                                            for ``stic_dpo`` as it does for ``dpo``
+                                            for ``stic_dpo`` as it does for ``dpo``, and the STIC fields'
+                                            ``stic_*`` values (a key in "Extra arguments" wins)
+llamafactory.webui.runner                   ``Runner._initialize`` refuses, before anything starts, a ``stic_*``
+                                            value out of range or mistyped, and a run while a STIC data run
+                                            is in progress
+llamafactory.webui.locales                  ``LOCALES`` gets the labels and help texts of the STIC elements
+llamafactory.webui.interface                ``create_train_tab``: the "STIC" accordion of the Train tab;
+                                            ``create_footer``: the "STIC data" tab is made first, and placed
+                                            after the Train tab
 llamafactory.data.converter                 dataset formatters ``llava`` and ``stic`` registered
 ==========================================  ==================================================================
 
@@ -25,6 +33,10 @@ Private names of LLaMA-Factory the plugin relies on, and why (0.9.5 offers no pu
   unknown keys are dropped (``ALLOW_EXTRA_ARGS``), so the only place a mistyped ``stic_*`` key can be caught.
 - ``train.tuner._training_function``: the stage dispatch (an if/elif on ``finetuning_args.stage``).
 - ``webui.runner.Runner._parse_train_args``: where the web UI turns its form into training arguments.
+- ``webui.runner.Runner._initialize``: the one check every preview, start and save of the Train tab goes
+  through, where the web UI refuses a value before anything runs.
+- ``webui.manager.Manager.get_base_elems``: the Train tab's events take as inputs what it returns plus the
+  tab's own fields, so the STIC fields join them through it (for the one call that builds the Train tab).
 - ``data.converter.DatasetConverter._find_medias``: the formatters resolve image paths against
   ``media_dir`` exactly as LLaMA-Factory's own formatters do (``stic_plugin.data.formats``).
 - ``train.callbacks.LogCallback._write_log``: the one writer of ``trainer_log.jsonl``, which the web UI
@@ -188,11 +200,14 @@ def _apply_webui_runner(runner):
     original = runner.Runner._parse_train_args
 
     def _parse_train_args(self, data):
+        from .webui.train_tab import training_arguments
+
         args = original(self, data)
         if args.get("stage") == STAGE:
             get = lambda elem_id: data[self.manager.get_elem_by_id(elem_id)]  # noqa: E731 - as the host does
             args.setdefault("pref_beta", get("train.pref_beta"))
             args.setdefault("pref_loss", get("train.pref_loss"))
+            training_arguments(args, get)
         return args
 
     _parse_train_args.__wrapped__ = original
@@ -200,8 +215,78 @@ def _apply_webui_runner(runner):
     return original
 
 
-def _revert_webui_runner(runner, original):
-    runner.Runner._parse_train_args = original
+def _revert_method(class_name, method_name):
+    def revert(module, original):
+        setattr(getattr(module, class_name), method_name, original)
+
+    return revert
+
+
+def _apply_webui_checks(runner):
+    original = runner.Runner._initialize
+
+    def _initialize(self, data, do_train, from_preview):
+        from .webui.process import running_somewhere
+        from .webui.train_tab import check
+
+        error = original(self, data, do_train, from_preview)
+        if error:
+            return error
+        get = lambda elem_id: data[self.manager.get_elem_by_id(elem_id)]  # noqa: E731 - as the host does
+        if running_somewhere():  # a STIC data run: one job at a time, as between training and evaluation
+            return runner.ALERTS["err_conflict"][get("top.lang")]
+        return check(get) if do_train else ""
+
+    _initialize.__wrapped__ = original
+    runner.Runner._initialize = _initialize
+    return original
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# llamafactory.webui.locales (LOCALES is shared by reference with the web UI modules)
+def _apply_webui_locales(locales):
+    from .webui.locales import locale_entries
+
+    entries = locale_entries(locales.LOCALES)
+    added = [name for name in entries if name not in locales.LOCALES]
+    locales.LOCALES.update({name: entries[name] for name in added})
+    return added
+
+
+def _revert_webui_locales(locales, added):
+    for name in added:
+        locales.LOCALES.pop(name, None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# llamafactory.webui.interface (create_ui looks both functions up as module globals when it builds the UI)
+def _apply_webui_tabs(interface):
+    originals = interface.create_train_tab, interface.create_footer
+    original_train_tab, original_footer = originals
+    built = {}  # the UI being built: its engine and Train tab, from create_train_tab to create_footer
+
+    def create_train_tab(engine):
+        from .webui.train_tab import create_train_tab as with_stic
+
+        elems = with_stic(original_train_tab, engine)
+        built.update(engine=engine, train_tab=elems["stic_tab"].parent)
+        return elems
+
+    def create_footer():
+        from .webui.data_tab import create_data_tab_after
+
+        if "engine" in built:  # the full web UI (create_web_demo has no Train tab)
+            create_data_tab_after(built.pop("engine"), built.pop("train_tab"))
+        return original_footer()
+
+    create_train_tab.__wrapped__ = original_train_tab
+    create_footer.__wrapped__ = original_footer
+    interface.create_train_tab, interface.create_footer = create_train_tab, create_footer
+    return originals
+
+
+def _revert_webui_tabs(interface, originals):
+    interface.create_train_tab, interface.create_footer = originals
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -259,11 +344,37 @@ PATCHES = (
         revert=_revert_stage_constants,
     ),
     Patch(
-        name="pref_beta/pref_loss from the web UI for stic_dpo",
+        name="stic_dpo arguments from the web UI's Train tab",
         module="llamafactory.webui.runner",
         needs=("Runner._parse_train_args",),
         apply=_apply_webui_runner,
-        revert=_revert_webui_runner,
+        revert=_revert_method("Runner", "_parse_train_args"),
+    ),
+    Patch(
+        name="STIC values checked before a web UI run",
+        module="llamafactory.webui.runner",
+        needs=("Runner._initialize", "ALERTS"),
+        apply=_apply_webui_checks,
+        revert=_revert_method("Runner", "_initialize"),
+    ),
+    Patch(
+        name="STIC texts in the web UI's locales",
+        module="llamafactory.webui.locales",
+        needs=("LOCALES",),
+        apply=_apply_webui_locales,
+        revert=_revert_webui_locales,
+    ),
+    Patch(
+        name="STIC accordion in the Train tab and the STIC data tab",
+        module="llamafactory.webui.interface",
+        needs=(
+            "create_train_tab",
+            "create_footer",
+            "llamafactory.webui.manager:Manager.get_base_elems",
+            "llamafactory.webui.manager:Manager.add_elems",
+        ),
+        apply=_apply_webui_tabs,
+        revert=_revert_webui_tabs,
     ),
     Patch(
         name="dataset formatters llava and stic",

@@ -1,7 +1,8 @@
 """The package's imports flow one way and form no cycle (every import, inside functions too, read with ast).
 
 commands -> data -> generation -> shared (constants, assets, fixtures);  commands -> toyworld -> shared
-train -> shared, data.formats          seam (stic_plugin, _autoload, patches) -> train, data.formats, shared
+train -> shared, data.formats          seam (stic_plugin, _autoload, patches) -> train, data.formats, webui, shared
+webui -> commands, train, data, generation, shared (only the seam imports it)
 """
 
 import ast
@@ -21,7 +22,8 @@ ALLOWED = {
     "train": {"train", "shared", "data.formats"},
     "toyworld": {"toyworld", "shared"},
     "commands": {"commands", "toyworld", "data", "generation", "train", "shared"},
-    "seam": {"seam", "train", "data.formats", "shared"},
+    "webui": {"webui", "commands", "data", "generation", "train", "shared"},
+    "seam": {"seam", "train", "data.formats", "webui", "shared"},
 }
 
 
@@ -104,6 +106,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_imports_flow_one_way():
     graph = import_graph()
     assert graph["commands.pref"] >= {"commands.config", "data.runs", "generation.engine", "assets"}  # it reads them
+    assert graph["webui.command_line"] >= {"commands.config", "commands.cli"}
+    assert graph["patches"] >= {"webui.train_tab", "webui.data_tab", "webui.locales"}
     assert violations(graph) == []
 
 
@@ -116,6 +120,9 @@ def test_the_checks_see_what_they_look_for():
     assert violations(graph) == ["generation.engine (generation) imports data.runs (data)"]
     assert cycles(graph) == [["data.runs", "generation.engine", "data.runs"]]
     assert violations({"data.formats": {"patches"}}) == ["data.formats (data) imports patches (seam)"]
+    assert violations({"commands.config": {"webui.command_line"}}) == [
+        "commands.config (commands) imports webui.command_line (webui)"
+    ]
 
 
 @pytest.mark.parametrize("name", ["", "_autoload", "constants", "patches"], ids=lambda name: name or PACKAGE)

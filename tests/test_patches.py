@@ -56,7 +56,7 @@ def test_apply_patches_modules_imported_before_and_after_it():
         """,
         STIC_PLUGIN_AUTOLOAD="0",
     )
-    assert out.split("\n")[:3] == ["True True", "['llava', 'stic']", "5"]  # web UI runner not imported yet
+    assert out.split("\n")[:3] == ["True True", "['llava', 'stic']", "5"]  # web UI modules not imported yet
 
 
 def test_apply_is_idempotent_and_revert_restores_every_original():
@@ -67,6 +67,8 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         import llamafactory.extras.constants as constants
         import llamafactory.data.converter as converter
         import llamafactory.webui.runner as runner
+        import llamafactory.webui.locales as locales
+        import llamafactory.webui.interface as interface
         import stic_plugin
         from stic_plugin import patches
 
@@ -78,6 +80,9 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
                 stages=dict(constants.TRAINING_STAGES),
                 pair=set(constants.STAGES_USE_PAIR_DATA),
                 runner=runner.Runner._parse_train_args,
+                initialize=runner.Runner._initialize,
+                locales=dict(locales.LOCALES),
+                tabs=(interface.create_train_tab, interface.create_footer),
                 converters=dict(converter.DATASET_CONVERTERS),
             )
 
@@ -90,6 +95,9 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         print(parser._parse_args.__wrapped__ is original["parse_args"])
         print(tuner._training_function.__wrapped__ is original["training_function"])
         print(runner.Runner._parse_train_args.__wrapped__ is original["runner"])
+        print(runner.Runner._initialize.__wrapped__ is original["initialize"])
+        print(sorted(set(once["locales"]) - set(original["locales"]))[:3])
+        print([tab.__wrapped__ for tab in once["tabs"]] == list(original["tabs"]))
         stic_plugin.revert()
         after = snapshot()
         print([key for key in original if after[key] != original[key]], stic_plugin.applied())
@@ -99,7 +107,18 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         """,
         STIC_PLUGIN_AUTOLOAD="0",
     )
-    assert out.split("\n")[:7] == ["6 True False", "True", "True", "True", "[] []", "True", "6 True"]
+    assert out.split("\n")[:10] == [
+        "9 True False",
+        "True",
+        "True",
+        "True",
+        "True",
+        "['stic_abort_btn', 'stic_action', 'stic_advanced']",
+        "True",
+        "[] []",
+        "True",
+        "9 True",
+    ]
 
 
 def test_importing_the_formatters_first_still_registers_them():
@@ -148,10 +167,12 @@ def test_another_llamafactory_version_is_one_warning_naming_the_skipped_patches(
     warnings = [line for line in out.splitlines() if line.startswith("stic_plugin")]
     assert warnings == [
         "stic_plugin was written for LLaMA-Factory 0.9.5 and found 0.9.9: these patches are skipped, what they "
-        "need is missing: 'pref_beta/pref_loss from the web UI for stic_dpo' (no "
-        "llamafactory.webui.runner.Runner._parse_train_args). Install llamafactory==0.9.5 for the tested combination."
+        'need is missing: "stic_dpo arguments from the web UI\'s Train tab" (no '
+        "llamafactory.webui.runner.Runner._parse_train_args); 'STIC values checked before a web UI run' (no "
+        "llamafactory.webui.runner.Runner._initialize, llamafactory.webui.runner.ALERTS). Install "
+        "llamafactory==0.9.5 for the tested combination."
     ]
-    assert "[]" in out.splitlines()  # the runner's patch was not made (and no other module is imported)
+    assert "[]" in out.splitlines()  # the runner's patches were not made (and no other module is imported)
 
 
 def test_a_missing_name_on_the_written_for_version_is_a_warning_naming_the_patch():
@@ -170,8 +191,11 @@ def test_a_missing_name_on_the_written_for_version_is_a_warning_naming_the_patch
     )
     warnings = [line for line in out.splitlines() if line.startswith("stic_plugin")]
     assert warnings == [
-        "stic_plugin: patch 'pref_beta/pref_loss from the web UI for stic_dpo' is skipped: LLaMA-Factory 0.9.5 has "
-        "no llamafactory.webui.runner.Runner._parse_train_args (the patches were written for 0.9.5)."
+        'stic_plugin: patch "stic_dpo arguments from the web UI\'s Train tab" is skipped: LLaMA-Factory 0.9.5 has '
+        "no llamafactory.webui.runner.Runner._parse_train_args (the patches were written for 0.9.5).",
+        "stic_plugin: patch 'STIC values checked before a web UI run' is skipped: LLaMA-Factory 0.9.5 has "
+        "no llamafactory.webui.runner.Runner._initialize, llamafactory.webui.runner.ALERTS (the patches were "
+        "written for 0.9.5).",
     ]
     assert '["STIC DPO in the web UI\'s stages and pair-data stages"]' in out.splitlines()
 
