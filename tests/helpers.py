@@ -92,6 +92,22 @@ def llamafactory_dataset(model: str, template: str, dataset: str, dataset_dir: P
     return module, tokenizer_module
 
 
+def random_lora_adapter(model_dir: str, out_dir: Path) -> Path:
+    """A LoRA adapter of a tiny model with random, large B matrices: it must change what the model writes."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    torch.manual_seed(0)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.5)  # far from the identity, so the adapter must change what is written
+    peft_model.save_pretrained(out_dir)
+    return out_dir
+
+
 def read_records(folder: Path) -> list[dict]:
     """Every record of a generated dataset folder (all part files), in part order."""
     return [json.loads(line) for part in sorted(folder.glob("*.jsonl")) for line in part.read_text().splitlines()]

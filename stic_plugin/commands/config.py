@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
 from ..assets import default_infusion_format_file, default_prompt_file
+from ..constants import DAR_DESCRIPTION_PROMPT
 from ..data.runs import files_signature
 
 
@@ -390,9 +391,7 @@ class DarConfig(SourceConfig):
         help="Describe the image first and answer with the description infused "
         "(false: answer directly, to compare on the same model).",
     )
-    description_prompt: str = option(
-        "Detail the composition and subjects within the frame.", help="The prompt of the description pass."
-    )
+    description_prompt: str = option(DAR_DESCRIPTION_PROMPT, help="The prompt of the description pass.")
     description_max_new_tokens: int = option(1024, help="Longest description, in tokens.")
     metric: typing.Literal["none", "choice", "exact", "contains"] = option(
         "none",
