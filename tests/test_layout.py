@@ -1,6 +1,6 @@
 """The package's imports flow one way and form no cycle (every import, inside functions too, read with ast).
 
-commands -> data -> generation -> shared (constants, assets, fixtures)
+commands -> data -> generation -> shared (constants, assets, fixtures);  commands -> toyworld -> shared
 train -> shared, data.formats          seam (stic_plugin, _autoload, patches) -> train, data.formats, shared
 """
 
@@ -19,7 +19,8 @@ ALLOWED = {
     "generation": {"generation", "shared"},
     "data": {"data", "generation", "shared"},
     "train": {"train", "shared", "data.formats"},
-    "commands": {"commands", "data", "generation", "train", "shared"},
+    "toyworld": {"toyworld", "shared"},
+    "commands": {"commands", "toyworld", "data", "generation", "train", "shared"},
     "seam": {"seam", "train", "data.formats", "shared"},
 }
 

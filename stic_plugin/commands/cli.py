@@ -4,7 +4,7 @@ stic-cli pref CONFIG.yaml [key=value ...]     stage-1 preference pairs from unla
 stic-cli infuse CONFIG.yaml [key=value ...]   stage-2 description-infused instruction data
 stic-cli dar CONFIG.yaml [key=value ...]      describe-and-respond answers, scored when answers are known
 stic-cli pref2sft [key=value ...]             SFT data from a pref output's preferred descriptions (Table 3 ablation)
-stic-cli demo [output_dir=demo_output]        the whole pipeline on a tiny model, on CPU, nothing downloaded
+stic-cli demo [full=true]                     STIC in a toy world where a tiny model sees: base against STIC, on CPU
 stic-cli bench [architecture=llava-1.5-7b]    speed of generation and training on this machine
 stic-cli eval CONFIG.yaml [key=value ...]     the paper's benchmarks through lmms-eval (stic-plugin[eval])
 stic-cli eval --compare RESULTS ...           lmms-eval results side by side, with the differences
@@ -47,7 +47,7 @@ NEEDS = {
     "dar": "Needs model_name_or_path, template, and one of dataset (a name in source_dataset_dir/dataset_info.json) "
     "or llava_file (a LLaVA JSON file of questions).",
     "pref2sft": "Needs a pref output in dataset_dir (pref_dataset names it).",
-    "demo": "Needs nothing: it builds its own tiny model and images.",
+    "demo": "Needs nothing: it draws its own world and trains its own base model, on the CPU.",
     "bench": "Needs a GPU for the 7B architectures; architecture=tiny runs on a CPU.",
     "eval": "Needs model_name_or_path, template and lmms-eval (pip install 'stic-plugin[eval]'); the benchmarks' data "
     "from the Hugging Face hub (or task_dir), and for judge-scored tasks the judge's credentials (OPENAI_API_KEY).",
@@ -67,7 +67,7 @@ EXAMPLES = {
         "stic-cli dar recipes/dar.yaml dataset=my_benchmark metric=choice dar=false predictions_name=direct",
     ],
     "pref2sft": ["stic-cli pref2sft dataset_dir=data pref_dataset=stic_pref"],
-    "demo": ["stic-cli demo", "stic-cli demo output_dir=/tmp/stic-demo images=16"],
+    "demo": ["stic-cli demo", "stic-cli demo full=true output_dir=toyworld_full"],
     "bench": ["stic-cli bench", "stic-cli bench architecture=tiny batch_sizes=[1,4] engines=[continuous]"],
     "eval": [
         "stic-cli eval recipes/eval.yaml",

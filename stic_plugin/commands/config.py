@@ -434,17 +434,27 @@ class Pref2SftConfig:
 
 @dataclass
 class DemoConfig:
-    """``stic-cli demo``: the whole STIC pipeline on a tiny model, on CPU, nothing downloaded."""
+    """``stic-cli demo``: STIC in a toy world where a model really sees: base model against STIC, on the CPU."""
 
     command = "demo"
 
-    output_dir: str = option("demo_output", help="Everything the demo writes goes here.")
-    images: int = option(8, help="How many sample images to make.")
-    max_new_tokens: int = option(24, help="Longest generated description or answer, in tokens.")
+    output_dir: str = option("demo_output", help="Everything the demo writes goes here; finished steps are reused.")
+    full: bool = option(
+        False,
+        help="The whole comparison: learning rates chosen on the validation split, every ablation, each seed of "
+        "`seeds`; writes report.md, report.json and the plots (about an hour on 2 CPU cores).",
+    )
+    seeds: list = option([0, 1, 2], help="Training seeds of the full comparison; the demo alone uses the first.")
+    scale: typing.Literal["demo", "smoke"] = option(
+        "demo", help="demo: the world and training the README quotes; smoke: a few pictures and steps (the plumbing)."
+    )
+    fresh: bool = option(False, help="Run every step again, the world and the base model included.")
 
     def __post_init__(self):
-        if self.images < 2 or self.max_new_tokens < 1:
-            raise ValueError("`images` must be at least 2 and `max_new_tokens` at least 1")
+        if not self.seeds or any(not isinstance(seed, int) or isinstance(seed, bool) for seed in self.seeds):
+            raise ValueError(f"`seeds` must be a list of whole numbers; got {self.seeds!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"`seeds` must not repeat a seed; got {self.seeds!r}")
 
 
 @dataclass

@@ -12,7 +12,9 @@ def test_a_cache_too_large_for_the_gpu_is_a_message_not_a_traceback(monkeypatch,
         )
 
     monkeypatch.setattr(pref, "run_pref", run_pref)
-    code = cli.main(["pref", "model_name_or_path=m", "template=llava", f"image_dir={tmp_path}"])
+    code = cli.main(
+        ["pref", "model_name_or_path=m", "template=llava", f"image_dir={tmp_path}", f"dataset_dir={tmp_path}"]
+    )
     assert code == 2
     assert "stic-cli pref: error: the key/value cache for 256 sequences" in capsys.readouterr().err
 

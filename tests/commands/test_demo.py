@@ -1,37 +1,75 @@
-"""`stic-cli demo`, the project's main job: the whole pipeline on a tiny model, run once (minutes)."""
+"""`stic-cli demo`: the toy world end to end at a reduced size (every stage of the pipeline, a few pictures and
+steps), run once, the way a user runs it; the report's numbers are checked against the files the run wrote."""
 
 import json
 
 import pytest
 import yaml
 
+from stic_plugin.toyworld.data import SMOKE, read_truth
+from stic_plugin.toyworld.experiment import read_records
+from stic_plugin.toyworld.scoring import score_predictions
+
 from helpers import run_cli
 
+pytestmark = pytest.mark.slow
 
-@pytest.mark.slow
-def test_demo_runs_end_to_end_with_recipes_that_rerun_from_scratch(tmp_path):
-    out = tmp_path / "demo"
-    first = run_cli(["stic-cli", "demo", f"output_dir={out}", "images=4"], cwd=tmp_path, timeout=900)
-    assert first.returncode == 0, (first.stdout + first.stderr)[-4000:]
-    for step in ("[pref]", "[stage1]", "[infuse]", "[stage2]", "[dar]"):
-        assert step in first.stdout
-    assert "STIC demo finished" in first.stdout
-    assert (out / "saves" / "stage1" / "adapter_model.safetensors").is_file()
-    assert (out / "saves" / "stage2" / "adapter_model.safetensors").is_file()
-    assert (out / "saves" / "stage1" / "training_loss.png").is_file()
-    stage1 = [json.loads(line) for line in (out / "saves" / "stage1" / "trainer_log.jsonl").read_text().splitlines()]
-    assert any("stic/nll" in line for line in stage1)
-    stage2_args = (out / "recipes" / "stage2.yaml").read_text()
-    assert f"adapter_name_or_path: {out / 'saves' / 'stage1'}" in stage2_args  # stage 2 continues stage 1
-    predictions = (out / "predictions" / "dar").glob("*.jsonl")
-    assert sum(len(p.read_text().splitlines()) for p in predictions) == 4
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # nothing written outside output_dir
 
-    # A rerun starts every step over, never stopping at the first run's outputs: each recipe says so. (The
-    # demo is not run a second time here: that would double the slowest test of the suite.)
-    recipes = {
-        name: yaml.safe_load((out / "recipes" / f"{name}.yaml").read_text())
-        for name in ("pref", "stage1", "infuse", "stage2", "dar")
-    }
-    assert all(recipes[name]["overwrite"] is True for name in ("pref", "infuse", "dar"))
-    assert all(recipes[name]["overwrite_output_dir"] is True for name in ("stage1", "stage2"))
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    result = run_cli(["stic-cli", "demo", f"output_dir={out}", "scale=smoke"], cwd=out.parent, timeout=1200)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return out, result
+
+
+def test_every_stage_ran_with_the_shipped_commands(demo):
+    out, result = demo
+    for step in ("base:", "seed0/pref_stic:", "seed0/stic:", "seed0/infuse:", "seed0/stage2:", "eval/base-test-dar:"):
+        assert step in result.stdout
+    assert (out / "base" / "model" / "model.safetensors").is_file()  # trained in full, from scratch
+    base = yaml.safe_load((out / "recipes" / "base.yaml").read_text())
+    assert base["finetuning_type"] == "full" and base["freeze_vision_tower"] is False
+    assert base["max_steps"] == SMOKE.base_steps
+
+    pairs = read_records(out / "seed0" / "data" / "pref_stic")
+    assert 0 < len(pairs) <= SMOKE.unlabeled_images
+    assert all(p["messages"][0]["content"].count("<image>") == 1 for p in pairs)
+    stage1 = yaml.safe_load((out / "recipes" / "seed0-stic.yaml").read_text())
+    assert stage1["stage"] == "stic_dpo" and stage1["stic_alpha"] == 1 / 1024 and stage1["pref_beta"] == 0.1
+    assert (out / "seed0" / "stic" / "adapter_model.safetensors").is_file()
+    log = [json.loads(line) for line in (out / "seed0" / "stic" / "trainer_log.jsonl").read_text().splitlines()]
+    assert log  # the trainer logged its steps
+
+    infused = read_records(out / "seed0" / "data" / "stic_sft")
+    assert infused and all("Image description:" in r["messages"][0]["content"] for r in infused)
+    stage2 = yaml.safe_load((out / "recipes" / "seed0-stage2.yaml").read_text())
+    assert stage2["adapter_name_or_path"] == str(out / "seed0" / "stic")  # stage 2 continues stage 1
+    assert (out / "seed0" / "stage2" / "adapter_model.safetensors").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]  # nothing written outside output_dir
+
+
+def test_the_report_holds_the_scores_of_the_predictions_written(demo):
+    out, result = demo
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["rows"]) == {"base", "base_dar", "stic_stage1", "stic_stage12", "stic_dar"}
+    truth = read_truth(out / "world", "test")
+    for row, folder, dar in (
+        ("base", "base-test-direct", False),
+        ("stic_stage1", "seed0-stic-test-direct", False),
+        ("stic_dar", "seed0-stage2-test-dar", True),
+    ):
+        records = read_records(out / "evaluations" / folder)
+        assert len(records) == SMOKE.test_images * (1 + SMOKE.questions_per_image)
+        assert report["rows"][row]["per_seed"] == [score_predictions(records, truth, dar=dar)]
+    for name in ("report.md", "report.png", "training_curves.png"):
+        assert (out / name).stat().st_size > 0
+    assert "| base |" in (out / "report.md").read_text()
+
+
+def test_a_rerun_reuses_the_finished_steps(demo):
+    out, _ = demo
+    again = run_cli(["stic-cli", "demo", f"output_dir={out}", "scale=smoke"], cwd=out.parent, timeout=600)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    assert "done in" not in again.stdout  # nothing ran again
+    assert json.loads((out / "report.json").read_text())["rows"]["base"]["seeds"] == 1
