@@ -1,6 +1,7 @@
 """The package's imports flow one way and form no cycle (every import, inside functions too, read with ast).
 
 commands -> data -> generation -> shared (constants, assets, fixtures);  commands -> toyworld -> shared
+commands -> evaluation -> data, generation, shared
 train -> shared, data.formats          seam (stic_plugin, _autoload, patches) -> train, data.formats, shared
 """
 
@@ -20,7 +21,8 @@ ALLOWED = {
     "data": {"data", "generation", "shared"},
     "train": {"train", "shared", "data.formats"},
     "toyworld": {"toyworld", "shared"},
-    "commands": {"commands", "toyworld", "data", "generation", "train", "shared"},
+    "evaluation": {"evaluation", "data", "generation", "shared"},
+    "commands": {"commands", "toyworld", "evaluation", "data", "generation", "train", "shared"},
     "seam": {"seam", "train", "data.formats", "shared"},
 }
 
@@ -104,6 +106,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_imports_flow_one_way():
     graph = import_graph()
     assert graph["commands.pref"] >= {"commands.config", "data.runs", "generation.engine", "assets"}  # it reads them
+    assert graph["commands.eval"] >= {"evaluation", "evaluation.benchmarks", "evaluation.harness"}
+    assert graph["evaluation.model"] >= {"data.describe", "data.infusion"}  # dar's code, not a copy
     assert violations(graph) == []
 
 
@@ -116,6 +120,9 @@ def test_the_checks_see_what_they_look_for():
     assert violations(graph) == ["generation.engine (generation) imports data.runs (data)"]
     assert cycles(graph) == [["data.runs", "generation.engine", "data.runs"]]
     assert violations({"data.formats": {"patches"}}) == ["data.formats (data) imports patches (seam)"]
+    assert violations({"evaluation.model": {"commands.dar"}}) == [
+        "evaluation.model (evaluation) imports commands.dar (commands)"
+    ]
 
 
 @pytest.mark.parametrize("name", ["", "_autoload", "constants", "patches"], ids=lambda name: name or PACKAGE)
