@@ -70,10 +70,11 @@ def _cell(value: float | None, signed: bool = False) -> str:
 
 
 def table(runs: list[Run]) -> str:
-    """Rows of runs, columns of tasks (the paper's order first), an average over the tasks every run scored,
-    and for each run after the first its difference from the first."""
+    """Rows of runs, columns of tasks (the paper's order first), an average over the paper's tasks that every
+    run scored (other tasks' scores are not percents), and for each run after the first its difference from
+    the first."""
     columns = _columns(runs)
-    common = [task for task in columns if all(run.scores.get(task) is not None for run in runs)]
+    common = [task for task in columns if task in BY_TASK and all(run.scores.get(task) is not None for run in runs)]
     average = f"Avg({len(common)})" if len(common) < len(columns) else "Avg"
     headers = ["run"] + [BY_TASK[task].column if task in BY_TASK else task for task in columns] + [average]
 
