@@ -17,6 +17,7 @@ MAIN_MODEL = "llava-v1.6-mistral-7b"  # the paper's main model: its recipes also
 MAIN_RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 RECIPES = sorted(p for d in MODEL_DIRS for p in d.glob("*.yaml")) + MAIN_RECIPES
 GENERATORS = {"pref.yaml": PrefConfig, "infuse.yaml": InfuseConfig, "dar.yaml": DarConfig, "eval.yaml": EvalConfig}
+RECIPE_NAMES = ["dar.yaml", "eval.yaml", "infuse.yaml", "pref.yaml", "stage1.yaml", "stage2.yaml"]  # each model's
 ANSWER_BUDGET = 1024  # stage 2: question and answer tokens the recipes leave room for
 
 
@@ -27,25 +28,11 @@ def _load(path: Path) -> dict:
 def test_the_three_model_families_have_full_sets():
     assert [d.name for d in MODEL_DIRS] == ["llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b"]
     for folder in MODEL_DIRS:
-        assert sorted(p.name for p in folder.glob("*.yaml")) == [
-            "dar.yaml",
-            "eval.yaml",
-            "infuse.yaml",
-            "pref.yaml",
-            "stage1.yaml",
-            "stage2.yaml",
-        ]
+        assert sorted(p.name for p in folder.glob("*.yaml")) == RECIPE_NAMES
 
 
 def test_the_main_models_recipes_sit_at_the_top_with_the_same_values():
-    assert [p.name for p in MAIN_RECIPES] == [
-        "dar.yaml",
-        "eval.yaml",
-        "infuse.yaml",
-        "pref.yaml",
-        "stage1.yaml",
-        "stage2.yaml",
-    ]
+    assert [p.name for p in MAIN_RECIPES] == RECIPE_NAMES
     for recipe in MAIN_RECIPES:
         assert _load(recipe) == _load(REPO / "recipes" / MAIN_MODEL / recipe.name), recipe.name
 
