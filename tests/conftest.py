@@ -77,3 +77,13 @@ def stic(capsys, caplog):
 def eval_tasks(tiny, tmp_path_factory) -> Path:
     """A task_dir for ``stic-cli eval``: the paper's scienceqa_img and textvqa_val, four local questions each."""
     return write_lmms_eval_tasks(tmp_path_factory.mktemp("lmms_eval"), sorted(Path(tiny["images"]).glob("*.png")))
+
+
+@pytest.fixture(autouse=True)
+def _pillow_refuses_truncated_images():
+    """Importing lmms-eval (tests/commands/test_eval.py) sets Pillow's process-wide LOAD_TRUNCATED_IMAGES: set
+    back after each test, so that the image tests of the same worker see Pillow's default."""
+    yield
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
