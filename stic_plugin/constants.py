@@ -2,3 +2,5 @@
 
 STAGE = "stic_dpo"
 STAGE_DISPLAY_NAME = "STIC DPO"  # as listed in the LLaMA-Factory web UI's stage dropdown
+# Describe-and-respond's description prompt, as in the authors' released evaluation (stic-cli dar, stic-cli eval)
+DAR_DESCRIPTION_PROMPT = "Detail the composition and subjects within the frame."

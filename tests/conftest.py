@@ -21,7 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # machine (one batch of the engine tests: 1.6 s with two threads, 0.09 s with one, while another process ran).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from helpers import pref_args, run_cli, write_pref_dataset  # noqa: E402 - after the environment above
+from helpers import pref_args, run_cli, write_lmms_eval_tasks, write_pref_dataset  # noqa: E402 - after the environment above
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +71,19 @@ def stic(capsys, caplog):
         return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err + caplog.text)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def eval_tasks(tiny, tmp_path_factory) -> Path:
+    """A task_dir for ``stic-cli eval``: the paper's scienceqa_img and textvqa_val, four local questions each."""
+    return write_lmms_eval_tasks(tmp_path_factory.mktemp("lmms_eval"), sorted(Path(tiny["images"]).glob("*.png")))
+
+
+@pytest.fixture(autouse=True)
+def _pillow_refuses_truncated_images():
+    """Importing lmms-eval (tests/commands/test_eval.py) sets Pillow's process-wide LOAD_TRUNCATED_IMAGES: set
+    back after each test, so that the image tests of the same worker see Pillow's default."""
+    yield
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -92,6 +92,54 @@ def llamafactory_dataset(model: str, template: str, dataset: str, dataset_dir: P
     return module, tokenizer_module
 
 
+def random_lora_adapter(model_dir: str, out_dir: Path) -> Path:
+    """A LoRA adapter of a tiny model with random, large B matrices: it must change what the model writes."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    torch.manual_seed(0)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.5)  # far from the identity, so the adapter must change what is written
+    peft_model.save_pretrained(out_dir)
+    return out_dir
+
+
+def letter_model(model_dir: str, out_dir: Path) -> Path:
+    """A copy of the tiny LLaVA whose greedy answer to any question is "A." and its end: every layer's output
+    is zeroed, so the last token's embedding alone picks the next token (any token -> "A", "A" -> ".",
+    "." -> the end), so that scores are neither all right nor all wrong."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    shutil.copytree(model_dir, out_dir)
+    model = AutoModelForImageTextToText.from_pretrained(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    letter, period, end = (tokenizer.convert_tokens_to_ids(token) for token in ("A", ".", tokenizer.eos_token))
+    text = model.model.language_model
+    with torch.no_grad():
+        for layer in text.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embedding = text.embed_tokens.weight
+        embedding.zero_()
+        embedding[:, 0] = 1.0
+        embedding[letter] = 0.0
+        embedding[letter, 1] = 1.0
+        embedding[period] = 0.0
+        embedding[period, 2] = 1.0
+        head = model.lm_head.weight
+        head.zero_()
+        head[letter, 0], head[period, 1], head[end, 2] = 10.0, 10.0, 10.0
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
 def read_records(folder: Path) -> list[dict]:
     """Every record of a generated dataset folder (all part files), in part order."""
     return [json.loads(line) for part in sorted(folder.glob("*.jsonl")) for line in part.read_text().splitlines()]
@@ -173,3 +221,89 @@ def mixed_requests(count: int, long_from: int | None = None):
             )
         )
     return requests
+
+
+# ---- lmms-eval: the paper's tasks on tiny local data ----
+SCIENCEQA_CHOICES = ["circle", "square", "triangle"]
+# TextVQA-like answers (ten per question, as TextVQA): how many say "a" (the rest say "b")
+TEXTVQA_A_COUNTS = [10, 2, 0, 3]
+
+
+def write_lmms_eval_tasks(folder: Path, images: list[Path]) -> Path:
+    """A folder of lmms-eval task YAMLs named as the paper's tasks, ``scienceqa_img`` and ``textvqa_val``: each
+    includes lmms-eval's own YAML (prompts, scoring) and reads four questions saved here with ``datasets``,
+    in the real datasets' columns. TextVQA's answers are cut at 16 tokens (the task sets no limit)."""
+    import datasets
+    import lmms_eval
+    from PIL import Image
+
+    tasks = Path(lmms_eval.__file__).parent / "tasks"
+    science = datasets.Dataset.from_list(
+        [
+            {
+                "image": Image.open(path).convert("RGB"),
+                "question": f"Which shape is in picture {index}?",
+                "choices": SCIENCEQA_CHOICES,
+                "answer": index % 3,  # targets A, B, C, A
+                "hint": "The picture has shapes." if index % 2 else "",
+            }
+            for index, path in enumerate(images[:4])
+        ],
+        features=datasets.Features(
+            {
+                "image": datasets.Image(),
+                "question": datasets.Value("string"),
+                "choices": datasets.Sequence(datasets.Value("string")),
+                "answer": datasets.Value("int64"),
+                "hint": datasets.Value("string"),
+            }
+        ),
+    )
+    datasets.DatasetDict({"test": science}).save_to_disk(str(folder / "data" / "scienceqa_img"))
+    textvqa = datasets.Dataset.from_list(
+        [
+            {
+                "image": Image.open(path).convert("RGB"),
+                "question": f"what is written in picture {index}?",
+                "answers": ["a"] * count + ["b"] * (10 - count),
+                "answer": "a" if count else "b",
+                "question_id": index,
+                "ocr_tokens": ["a", "b"],
+            }
+            for index, (path, count) in enumerate(zip(images[4:8], TEXTVQA_A_COUNTS))
+        ],
+        features=datasets.Features(
+            {
+                "image": datasets.Image(),
+                "question": datasets.Value("string"),
+                "answers": datasets.Sequence(datasets.Value("string")),
+                "answer": datasets.Value("string"),
+                "question_id": datasets.Value("int64"),
+                "ocr_tokens": datasets.Sequence(datasets.Value("string")),
+            }
+        ),
+    )
+    datasets.DatasetDict({"validation": textvqa}).save_to_disk(str(folder / "data" / "textvqa_val"))
+    task_dir = folder / "tasks"
+    task_dir.mkdir(parents=True, exist_ok=True)
+    local = "dataset_kwargs:\n  load_from_disk: true\n"
+    (task_dir / "scienceqa_img.yaml").write_text(
+        f"include: {tasks / 'scienceqa' / 'scienceqa_img.yaml'}\ntask: scienceqa_img\n"
+        f"dataset_path: {folder / 'data' / 'scienceqa_img'}\ndataset_name: null\n{local}"
+    )
+    (task_dir / "textvqa_val.yaml").write_text(
+        f"include: {tasks / 'textvqa' / 'textvqa_val.yaml'}\ntask: textvqa_val\n"
+        f"dataset_path: {folder / 'data' / 'textvqa_val'}\n{local}"
+        "generation_kwargs:\n  until: ['ASSISTANT:']\n  max_new_tokens: 16\n"
+    )
+    return task_dir
+
+
+def lmms_eval_samples(results_file: Path) -> dict[str, list[dict]]:
+    """task -> the samples lmms-eval logged beside a results file (``<date>_samples_<task>.jsonl``)."""
+    date = results_file.name.removesuffix("_results.json")
+    found = {}
+    for path in results_file.parent.glob(f"{date}_samples_*.jsonl"):
+        task = path.name.removeprefix(f"{date}_samples_").removesuffix(".jsonl")
+        found[task] = [json.loads(line) for line in path.read_text().splitlines()]
+    return found

@@ -1,6 +1,7 @@
 """The package's imports flow one way and form no cycle (every import, inside functions too, read with ast).
 
 commands -> data -> generation -> shared (constants, assets, fixtures);  commands -> toyworld -> shared
+commands -> evaluation -> data, generation, shared
 train -> shared, data.formats          seam (stic_plugin, _autoload, patches) -> train, data.formats, webui, shared
 webui -> commands, train, data, generation, shared (only the seam imports it)
 """
@@ -21,7 +22,8 @@ ALLOWED = {
     "data": {"data", "generation", "shared"},
     "train": {"train", "shared", "data.formats"},
     "toyworld": {"toyworld", "shared"},
-    "commands": {"commands", "toyworld", "data", "generation", "train", "shared"},
+    "evaluation": {"evaluation", "data", "generation", "shared"},
+    "commands": {"commands", "toyworld", "evaluation", "data", "generation", "train", "shared"},
     "webui": {"webui", "commands", "data", "generation", "train", "shared"},
     "seam": {"seam", "train", "data.formats", "webui", "shared"},
 }
@@ -108,6 +110,8 @@ def test_imports_flow_one_way():
     assert graph["commands.pref"] >= {"commands.config", "data.runs", "generation.engine", "assets"}  # it reads them
     assert graph["webui.command_line"] >= {"commands.config", "commands.cli"}
     assert graph["patches"] >= {"webui.train_tab", "webui.data_tab", "webui.locales"}
+    assert graph["commands.eval"] >= {"evaluation", "evaluation.benchmarks", "evaluation.harness"}
+    assert graph["evaluation.model"] >= {"data.describe", "data.infusion"}  # dar's code, not a copy
     assert violations(graph) == []
 
 
@@ -122,6 +126,9 @@ def test_the_checks_see_what_they_look_for():
     assert violations({"data.formats": {"patches"}}) == ["data.formats (data) imports patches (seam)"]
     assert violations({"commands.config": {"webui.command_line"}}) == [
         "commands.config (commands) imports webui.command_line (webui)"
+    ]
+    assert violations({"evaluation.model": {"commands.dar"}}) == [
+        "evaluation.model (evaluation) imports commands.dar (commands)"
     ]
 
 

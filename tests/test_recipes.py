@@ -9,14 +9,15 @@ import yaml
 from PIL import Image
 
 from stic_plugin.assets import model_configs_dir
-from stic_plugin.commands.config import DarConfig, InfuseConfig, PrefConfig, load_config
+from stic_plugin.commands.config import DarConfig, EvalConfig, InfuseConfig, PrefConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIRS = sorted(p for p in (REPO / "recipes").iterdir() if p.is_dir() and p.name != "deepspeed")
 MAIN_MODEL = "llava-v1.6-mistral-7b"  # the paper's main model: its recipes also sit at the top of recipes/
 MAIN_RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 RECIPES = sorted(p for d in MODEL_DIRS for p in d.glob("*.yaml")) + MAIN_RECIPES
-GENERATORS = {"pref.yaml": PrefConfig, "infuse.yaml": InfuseConfig, "dar.yaml": DarConfig}
+GENERATORS = {"pref.yaml": PrefConfig, "infuse.yaml": InfuseConfig, "dar.yaml": DarConfig, "eval.yaml": EvalConfig}
+RECIPE_NAMES = ["dar.yaml", "eval.yaml", "infuse.yaml", "pref.yaml", "stage1.yaml", "stage2.yaml"]  # each model's
 ANSWER_BUDGET = 1024  # stage 2: question and answer tokens the recipes leave room for
 
 
@@ -27,17 +28,11 @@ def _load(path: Path) -> dict:
 def test_the_three_model_families_have_full_sets():
     assert [d.name for d in MODEL_DIRS] == ["llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b"]
     for folder in MODEL_DIRS:
-        assert sorted(p.name for p in folder.glob("*.yaml")) == [
-            "dar.yaml",
-            "infuse.yaml",
-            "pref.yaml",
-            "stage1.yaml",
-            "stage2.yaml",
-        ]
+        assert sorted(p.name for p in folder.glob("*.yaml")) == RECIPE_NAMES
 
 
 def test_the_main_models_recipes_sit_at_the_top_with_the_same_values():
-    assert [p.name for p in MAIN_RECIPES] == ["dar.yaml", "infuse.yaml", "pref.yaml", "stage1.yaml", "stage2.yaml"]
+    assert [p.name for p in MAIN_RECIPES] == RECIPE_NAMES
     for recipe in MAIN_RECIPES:
         assert _load(recipe) == _load(REPO / "recipes" / MAIN_MODEL / recipe.name), recipe.name
 
@@ -123,6 +118,28 @@ def test_recipes_of_a_model_fit_together(folder):
     assert infuse["adapter_name_or_path"] == stage1["output_dir"] == stage2["adapter_name_or_path"]
     assert dar["adapter_name_or_path"] == stage2["output_dir"]
     assert dar["max_new_tokens"] == dar["description_max_new_tokens"] == 1024  # the authors' evaluation
+    evaluation = _load(folder / "eval.yaml")
+    assert evaluation["model_name_or_path"] == dar["model_name_or_path"]
+    assert (evaluation["template"], evaluation["image_max_pixels"]) == (dar["template"], dar["image_max_pixels"])
+    assert evaluation["adapter_name_or_path"] == stage2["output_dir"]
+    assert evaluation["description_prompt"] == dar["description_prompt"]
+    assert evaluation["description_max_new_tokens"] == dar["description_max_new_tokens"]
+
+
+@pytest.mark.parametrize("folder", MODEL_DIRS, ids=lambda p: p.name)
+def test_the_eval_recipes_header_runs_base_stage1_and_stage2_each_with_and_without_dar(folder):
+    """Six command lines, parsed as stic-cli parses them: the adapters are none, stage 1's, stage 2's."""
+    recipe = folder / "eval.yaml"
+    relative = recipe.relative_to(REPO).as_posix()
+    stage1, stage2 = _load(folder / "stage1.yaml"), _load(folder / "stage2.yaml")
+    runs = set()
+    for line in recipe.read_text().splitlines():
+        if line.startswith("#") and f"stic-cli eval {relative}" in line:
+            words = line.split("#")[1].split()[3:]
+            config = load_config(EvalConfig, str(recipe), words)
+            runs.add((config.adapter_name_or_path, config.dar))
+    adapters = {None, stage1["output_dir"], stage2["output_dir"]}
+    assert runs == {(adapter, dar) for adapter in adapters for dar in (False, True)}
 
 
 def _processor_and_plugin(model: str):
@@ -248,7 +265,7 @@ def test_readme_documents_every_key():
     from stic_plugin.train.options import stic_option_names
 
     readme = (REPO / "README.md").read_text()
-    for cls in (PrefConfig, InfuseConfig, DarConfig, Pref2SftConfig, DemoConfig, BenchConfig):
+    for cls in (PrefConfig, InfuseConfig, DarConfig, Pref2SftConfig, DemoConfig, BenchConfig, EvalConfig):
         for f in dataclasses.fields(cls):
             assert f"| `{f.name}` |" in readme, f"{cls.__name__}.{f.name} is not in the README"
     for name in stic_option_names():
@@ -413,7 +430,7 @@ def test_readme_rows_say_what_the_help_says():
     from stic_plugin.commands.config import BenchConfig, Pref2SftConfig
 
     rows = _readme_rows()
-    for cls in (PrefConfig, InfuseConfig, DarConfig, Pref2SftConfig, BenchConfig):
+    for cls in (PrefConfig, InfuseConfig, DarConfig, Pref2SftConfig, BenchConfig, EvalConfig):
         for f in dataclasses.fields(cls):
             default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
             wanted = (_shown(default), f.metadata["help"].replace("`", ""))

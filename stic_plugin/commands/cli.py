@@ -6,6 +6,8 @@ stic-cli dar CONFIG.yaml [key=value ...]      describe-and-respond answers, scor
 stic-cli pref2sft [key=value ...]             SFT data from a pref output's preferred descriptions (Table 3 ablation)
 stic-cli demo [full=true]                     STIC in a toy world where a tiny model sees: base against STIC, on CPU
 stic-cli bench [architecture=llava-1.5-7b]    speed of generation and training on this machine
+stic-cli eval CONFIG.yaml [key=value ...]     the paper's benchmarks through lmms-eval (stic-plugin[eval])
+stic-cli eval --compare RESULTS ...           lmms-eval results side by side, with the differences
 stic-cli COMMAND --help                       every key, its default and what it does
 """
 
@@ -16,6 +18,7 @@ from .config import (
     BenchConfig,
     DarConfig,
     DemoConfig,
+    EvalConfig,
     InfuseConfig,
     Pref2SftConfig,
     PrefConfig,
@@ -31,6 +34,7 @@ COMMANDS = {
     "pref2sft": (Pref2SftConfig, "stic_plugin.commands.pref2sft", "run_pref2sft"),
     "demo": (DemoConfig, "stic_plugin.commands.demo", "run_demo"),
     "bench": (BenchConfig, "stic_plugin.commands.bench", "run_bench"),
+    "eval": (EvalConfig, "stic_plugin.commands.eval", "run_eval"),
 }
 
 
@@ -45,6 +49,8 @@ NEEDS = {
     "pref2sft": "Needs a pref output in dataset_dir (pref_dataset names it).",
     "demo": "Needs nothing: it draws its own world and trains its own base model, on the CPU.",
     "bench": "Needs a GPU for the 7B architectures; architecture=tiny runs on a CPU.",
+    "eval": "Needs model_name_or_path, template and lmms-eval (pip install 'stic-plugin[eval]'); the benchmarks' data "
+    "from the Hugging Face hub (or task_dir), and for judge-scored tasks the judge's credentials (OPENAI_API_KEY).",
 }
 EXAMPLES = {
     "pref": [
@@ -63,6 +69,12 @@ EXAMPLES = {
     "pref2sft": ["stic-cli pref2sft dataset_dir=data pref_dataset=stic_pref"],
     "demo": ["stic-cli demo", "stic-cli demo full=true output_dir=toyworld_full"],
     "bench": ["stic-cli bench", "stic-cli bench architecture=tiny batch_sizes=[1,4] engines=[continuous]"],
+    "eval": [
+        "stic-cli eval recipes/eval.yaml",
+        "stic-cli eval recipes/eval.yaml dar=true",
+        "stic-cli eval recipes/eval.yaml adapter_name_or_path=null tasks=[scienceqa_img,textvqa_val] limit=100",
+        "stic-cli eval --compare eval_output/llava-v1.6-mistral-7b-hf eval_output/llava-v1.6-mistral-7b-hf+stage2-dar",
+    ],
 }
 
 
@@ -88,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("args", nargs="*", metavar="CONFIG.yaml|key=value", help="a YAML file, then overrides")
+        if name == "eval":
+            sub.add_argument(
+                "--compare",
+                nargs="+",
+                metavar="RESULTS",
+                help="lmms-eval results files (or run folders: their newest) side by side, with the differences",
+            )
     return parser
 
 
@@ -101,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     from ..generation.continuous import CacheTooLarge
 
     try:
+        if getattr(args, "compare", None):
+            from .eval import run_compare
+
+            return run_compare(args.compare + args.args)
         config = load_config(config_cls, config_path, overrides)
         import importlib
 

@@ -13,7 +13,9 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
 from ..assets import default_infusion_format_file, default_prompt_file
+from ..constants import DAR_DESCRIPTION_PROMPT
 from ..data.runs import files_signature
+from ..evaluation.benchmarks import PAPER_TASKS
 
 
 def option(default=MISSING, help: str = "", **kwargs):  # noqa: A002 - mirrors dataclasses.field metadata
@@ -390,9 +392,7 @@ class DarConfig(SourceConfig):
         help="Describe the image first and answer with the description infused "
         "(false: answer directly, to compare on the same model).",
     )
-    description_prompt: str = option(
-        "Detail the composition and subjects within the frame.", help="The prompt of the description pass."
-    )
+    description_prompt: str = option(DAR_DESCRIPTION_PROMPT, help="The prompt of the description pass.")
     description_max_new_tokens: int = option(1024, help="Longest description, in tokens.")
     metric: typing.Literal["none", "choice", "exact", "contains"] = option(
         "none",
@@ -503,3 +503,94 @@ class BenchConfig:
                 raise ValueError(f"`{name}` must be at least 1")
         if (self.model_name_or_path is None) != (self.template is None):
             raise ValueError("`model_name_or_path` and `template` go together")
+
+
+def like(cls, name: str, **changed):
+    """A key with the default and help text of another command's key (``default=`` or ``help=`` to change)."""
+    source = {f.name: f for f in dataclasses.fields(cls)}[name]
+    default = source.default if source.default_factory is MISSING else source.default_factory()
+    return option(changed.get("default", default), help=changed.get("help", source.metadata["help"]))
+
+
+@dataclass
+class EvalConfig:
+    """``stic-cli eval``: the paper's benchmarks (Table 1) through lmms-eval, on a model with or without its
+    STIC adapter, answering directly or by describe-and-respond."""
+
+    command = "eval"
+
+    model_name_or_path: str = option(help="The base model (HF-format folder or hub name), as in training.")
+    template: str = like(GeneratorConfig, "template")
+    adapter_name_or_path: str | None = option(
+        None,
+        help="LoRA adapter(s) applied to the model, comma-separated: the stage-1 or stage-2 output; "
+        "unset evaluates the base model.",
+    )
+    dar: bool = option(
+        False,
+        help="Describe the image first and answer with the description infused, as `stic-cli dar` does "
+        "(false: answer directly).",
+    )
+    tasks: list = option(
+        PAPER_TASKS,
+        help="lmms-eval tasks to run; the default is the paper's seven. A task scored by an API judge is "
+        "skipped, naming the missing variable, when its credentials are not set.",
+    )
+    limit: int | float | None = option(
+        None,
+        help="At most this many questions per task (below 1: this fraction), as lmms-eval's --limit: for trial "
+        "runs, the scores are not the benchmark's.",
+    )
+    output_dir: str = option("eval_output", help="lmms-eval's result files go to `output_dir`/`run_name`/.")
+    run_name: str | None = option(
+        None, help="The run's row in the table and its folder; unset: named after the model, adapter and mode."
+    )
+    task_dir: str | None = option(
+        None,
+        help="Folder of lmms-eval task YAML files, searched before lmms-eval's own: a task defined there "
+        "replaces lmms-eval's task of the same name (a local copy of a benchmark's data, for example).",
+    )
+    description_prompt: str = like(DarConfig, "description_prompt")
+    description_max_new_tokens: int = like(DarConfig, "description_max_new_tokens")
+    image_placement: typing.Literal["front", "keep"] = like(SourceConfig, "image_placement")
+    infusion_format_file: str = like(SourceConfig, "infusion_format_file")
+    batch_size: int = option(8, help="Questions (and images to describe) decoding together.")
+    engine: typing.Literal["continuous", "plain"] = like(GeneratorConfig, "engine")
+    compile_decoding: typing.Literal["auto", True, False] = like(GeneratorConfig, "compile_decoding")
+    infer_dtype: typing.Literal["auto", "float16", "bfloat16", "float32"] = like(GeneratorConfig, "infer_dtype")
+    image_max_pixels: int = like(GeneratorConfig, "image_max_pixels")
+    trust_remote_code: bool = like(GeneratorConfig, "trust_remote_code")
+    seed: int = option(42, help="Seed of the answers' sampling, for tasks that sample (the paper's decode greedily).")
+    verbose: bool = option(
+        False,
+        help="Show every library's messages on the console; by default it shows the progress bars, the warnings "
+        "that matter and the summary, and the rest goes to the log files in the run's folder.",
+    )
+
+    def __post_init__(self):
+        if not self.tasks or not all(isinstance(task, str) and task for task in self.tasks):
+            raise ValueError(f"`tasks` must be a list of lmms-eval task names; got {self.tasks!r}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"`tasks` names a task twice: {self.tasks!r}")
+        if self.limit is not None and self.limit <= 0:
+            raise ValueError(f"`limit` must be above 0 (or null for every question); got {self.limit}")
+        for name in ("batch_size", "description_max_new_tokens", "image_max_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1; got {getattr(self, name)}")
+        if self.run_name is not None:
+            check_plain_name("run_name", self.run_name)
+
+    @property
+    def name(self) -> str:
+        """The run's name: ``run_name``, or the model's folder, the adapters' folders and the mode."""
+        if self.run_name:
+            return self.run_name
+        paths = [self.model_name_or_path] + [p for p in (self.adapter_name_or_path or "").split(",") if p.strip()]
+        return "+".join(Path(p.strip().rstrip("/")).name for p in paths) + ("-dar" if self.dar else "")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def log_file(self) -> Path:
+        return self.run_dir / "log.txt"

@@ -35,6 +35,8 @@ class _ConsoleFilter(logging.Filter):
 
 def log_path(cfg) -> Path | None:
     """This process's log file in the command's output folder; None for commands without one."""
+    if hasattr(cfg, "log_file"):  # a command that names its own (stic-cli eval)
+        return cfg.log_file()
     name = getattr(cfg, "predictions_name", None) or getattr(cfg, "dataset_name", None)
     if name is None or not hasattr(cfg, "dataset_dir"):
         return None

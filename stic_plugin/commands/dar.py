@@ -12,8 +12,8 @@ import json
 import time
 from collections import Counter
 
-from ..data.describe import ImageDescriber, bad_image_entry, load_images
-from ..data.infusion import infuse_messages, read_infusion_format
+from ..data.describe import DescribeAndRespond, ImageDescriber, Question, bad_image_entry, load_images
+from ..data.infusion import read_infusion_format
 from ..data.metrics import accuracy, scorable
 from ..data.output import atomic_write_text
 from ..data.runs import (
@@ -26,7 +26,6 @@ from ..data.runs import (
     start_run,
 )
 from ..data.sources import Sample, load_samples, source_signature
-from ..generation.engine import Request
 from .config import DarConfig
 
 
@@ -39,8 +38,6 @@ def question_and_reference(sample: Sample) -> tuple[list[dict], str | None]:
 
 
 def run_dar(cfg: DarConfig) -> int:
-    from llamafactory.extras.constants import IMAGE_PLACEHOLDER
-
     from ..generation.engine import VisionLanguageGenerator
 
     infusion_format = read_infusion_format(cfg.infusion_format_file)
@@ -65,6 +62,7 @@ def run_dar(cfg: DarConfig) -> int:
         None,
         "",
     )
+    responder = DescribeAndRespond(describer, infusion_format, cfg.image_placement, cfg.dar)
     run = Counter()
     started = time.time()
     predictions, skipped_log = output.open_writers()
@@ -76,9 +74,7 @@ def run_dar(cfg: DarConfig) -> int:
     )
     with predictions, skipped_log:
         for batch, images in batches:
-            if cfg.dar:
-                describer.describe(images)
-            requests, kept = [], []
+            questions, kept = [], []
             for sample in batch:
                 skipped = bad_image_entry(sample, images)
                 if skipped is not None:
@@ -86,21 +82,14 @@ def run_dar(cfg: DarConfig) -> int:
                     run[f"skipped: {skipped['reason']}"] += 1
                     continue
                 messages, reference = question_and_reference(sample)
-                descriptions = [describer.descriptions[p]["description"] for p in sample.images] if cfg.dar else []
-                # As in stage 2 (and LLaVA's evaluation): the image first, then the description, then the question.
-                messages = infuse_messages(
-                    messages, descriptions, infusion_format, IMAGE_PLACEHOLDER, cfg.image_placement
-                )
-                requests.append(
-                    Request(
-                        messages, [images[p] for p in sample.images], sample.system or None, key=f"answer:{sample.key}"
-                    )
-                )
-                kept.append((sample, reference, descriptions))
-            answers = describer.generator.generate(
-                requests, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=cfg.seed, slots=cfg.batch_size
+                question = Question(messages, sample.images, sample.system or None, key=f"answer:{sample.key}")
+                questions.append(question)
+                kept.append((sample, reference, question))
+            answers = responder.answer(
+                questions, images, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed, cfg.batch_size
             )
-            for (sample, reference, descriptions), answer in zip(kept, answers):
+            for (sample, reference, asked), answer in zip(kept, answers):
+                descriptions = responder.descriptions_of(asked)
                 question = next((m["content"] for m in sample.messages if m["role"] == "user"), "")
                 predictions.write(
                     {

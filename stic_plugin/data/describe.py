@@ -1,12 +1,15 @@
-"""Image descriptions for ``infuse`` and ``dar``: each image described once, reused across samples and resumes."""
+"""Image descriptions for ``infuse`` and ``dar``: each image described once, reused across samples and resumes;
+and describe-and-respond's two passes, shared by ``stic-cli dar`` and the lmms-eval model."""
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..generation.engine import Request, user_turn
 from ..generation.images import BadImage, load_image, lossy_training_conversion
 from ..generation.planning import image_rng
+from .infusion import infuse_messages
 from .output import JsonlAppender, read_jsonl
 
 logger = logging.getLogger("stic_plugin")
@@ -112,3 +115,47 @@ class ImageDescriber:
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
+
+
+@dataclass
+class Question:
+    """A conversation to answer, up to the answer; its images named by keys into the batch's images."""
+
+    messages: list[dict]
+    images: list[str]  # keys (paths, or any name), in placeholder order
+    system: str | None = None  # None: the template's default system prompt
+    key: str | None = None  # names the answer's sampling stream
+
+
+class DescribeAndRespond:
+    """Describe-and-respond (the paper's DaR): pass 1 describes each image (the image is sent), pass 2 answers
+    with the description(s) infused into the first user turn exactly as in stage 2 (the image first, then
+    the description, then the question). With ``dar=False`` it answers directly, the image first too."""
+
+    def __init__(self, describer: ImageDescriber, infusion_format: str, placement: str = "front", dar: bool = True):
+        self.describer, self.infusion_format, self.placement, self.dar = describer, infusion_format, placement, dar
+
+    @property
+    def generator(self):
+        return self.describer.generator
+
+    def descriptions_of(self, question: Question) -> list[str]:
+        return [self.describer.descriptions[key]["description"] for key in question.images] if self.dar else []
+
+    def request(self, question: Question, images: dict) -> Request:
+        """The answer pass's request (the images described already when ``dar``)."""
+        from llamafactory.extras.constants import IMAGE_PLACEHOLDER
+
+        messages = infuse_messages(
+            question.messages, self.descriptions_of(question), self.infusion_format, IMAGE_PLACEHOLDER, self.placement
+        )
+        return Request(messages, [images[key] for key in question.images], question.system, key=question.key)
+
+    def answer(
+        self, questions: list[Question], images: dict, max_new_tokens: int, temperature: float, top_p, seed, slots
+    ) -> list:
+        """One Generation per question, in order. ``images``: key -> image (a BadImage is never described)."""
+        if self.dar:
+            self.describer.describe(images)
+        requests = [self.request(question, images) for question in questions]
+        return self.generator.generate(requests, max_new_tokens, temperature, top_p, seed=seed, slots=slots)

@@ -80,6 +80,9 @@ def test_help_is_plain_text_with_what_each_command_needs_and_examples_that_parse
             assert example in text
             words = shlex.split(example.replace("$(which stic-cli)", "stic-cli"))
             words = words[words.index("stic-cli") + 2 :]  # after "stic-cli NAME"
+            if words and words[0].startswith("--"):  # an option of the command (stic-cli eval --compare A B)
+                assert cli._parser().parse_args([name, *words]).compare == words[1:]
+                continue
             config_path = words[0] if words and "=" not in words[0] else None
             load_config(config_cls, config_path, words[1:] if config_path else words)  # keys and values valid
     with pytest.raises(SystemExit):

@@ -2,7 +2,6 @@
 the others in this process (``stic``)."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -10,7 +9,7 @@ import yaml
 from stic_plugin.assets import default_infusion_format_file
 from stic_plugin.data.infusion import infuse_messages, read_infusion_format
 
-from helpers import key_values, read_records, run_cli
+from helpers import key_values, random_lora_adapter, read_records, run_cli
 
 FORMAT = read_infusion_format(default_infusion_format_file())
 
@@ -139,23 +138,8 @@ def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
     assert "6 already done, 0 to do" in again.stderr  # 5 written, 1 skipped: none redone
 
 
-def _random_adapter(model_dir: str, out_dir: Path) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import LlavaForConditionalGeneration
-
-    model = LlavaForConditionalGeneration.from_pretrained(model_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
-    torch.manual_seed(0)
-    for name, param in peft_model.named_parameters():
-        if "lora_B" in name:
-            param.data.normal_(0, 0.5)  # far from the identity, so the adapter must change what is written
-    peft_model.save_pretrained(out_dir)
-    return out_dir
-
-
 def test_infuse_from_a_named_dataset_applies_the_stage1_adapter(tiny, tmp_path, stic):
-    adapter = _random_adapter(tiny["tiny-llava"], tmp_path / "adapter")
+    adapter = random_lora_adapter(tiny["tiny-llava"], tmp_path / "adapter")
     data_in = tmp_path / "source"
     data_in.mkdir()
     (data_in / "mix.json").write_text(json.dumps(llava_records()[:2]))
