@@ -19,6 +19,12 @@ PROGRESS = re.compile(
     r"\s*\[(?P<elapsed>[^<\]\r\n]*)<(?P<left>[^,\]\r\n]*),\s*(?P<rate>[^\]\r\n]*)\]"
 )
 ABORT_GRACE_SECONDS = 5  # for each signal in turn
+# The command runs through this: a web UI started in the background (`nohup ... &`) ignores SIGINT, and
+# its children would inherit that, so Abort could not stop a command the way Ctrl-C does. exec keeps the
+# default disposition set here, and Python then turns SIGINT into KeyboardInterrupt again.
+_WITH_CTRL_C = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+)
 _RUNS = weakref.WeakSet()  # every DataRun of this process (one per web UI)
 
 
@@ -93,7 +99,10 @@ class DataRun:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             child_env = dict(os.environ if env is None else env)
             child_env["PYTHONUNBUFFERED"] = "1"  # every line in the log as soon as it is printed
-            argv = [program(), action, *args]
+            command = program()
+            if shutil.which(command) is None:  # said here, as a failed start, not in the child's log
+                raise FileNotFoundError(f"stic-cli cannot be run: {command} is not an executable file")
+            argv = [sys.executable, "-c", _WITH_CTRL_C, command, action, *args]
             with open(log_path, "ab") as log:
                 log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} stic-cli {action}\n".encode())
                 log.flush()
@@ -110,10 +119,10 @@ class DataRun:
             self.aborted = False
 
     def abort(self) -> None:
-        """Stop the run as Ctrl-C does: SIGINT to its process group (the command then says how many records it
-        wrote and that the same command resumes), SIGTERM if it is still there after a grace period (SIGINT is
-        ignored where the web UI was started in the background), then SIGKILL. Each record is one whole line
-        written at once, so the records kept are whole, and the same command goes on from them."""
+        """Stop the run as Ctrl-C does: SIGINT to its process group (the command then says how many
+        records it wrote and that the same command resumes), SIGTERM if it is still there after a grace
+        period, then SIGKILL. Each record is one whole line written at once, so the records kept are whole,
+        and the same command goes on from them."""
         with self._lock:
             process = self.process
             if process is None or process.poll() is not None:

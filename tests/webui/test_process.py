@@ -84,12 +84,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
+SAYS_HOW_FAR = (
+    "import time\ntry:\n    print('started', flush=True); time.sleep(60)\n"
+    "except KeyboardInterrupt:\n    print('2 records written; the same command resumes', flush=True)\n"
+)
+
+
 def test_abort_is_a_ctrl_c_first_then_a_sigterm_for_a_run_that_ignores_it(tmp_path, python_as_stic_cli, monkeypatch):
     monkeypatch.setattr(process, "ABORT_GRACE_SECONDS", 1)
-    says_how_far = (
-        "import time\ntry:\n    print('started', flush=True); time.sleep(60)\n"
-        "except KeyboardInterrupt:\n    print('2 records written; the same command resumes', flush=True)\n"
-    )
+    says_how_far = SAYS_HOW_FAR
     ignores = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('started', flush=True); "
     ignores += "time.sleep(60)"
     for code, expected in ((says_how_far, 0), (ignores, -15)):
@@ -99,4 +102,22 @@ def test_abort_is_a_ctrl_c_first_then_a_sigterm_for_a_run_that_ignores_it(tmp_pa
             assert run.wait(0.1) is None
         run.abort()
         assert run.wait(30) == expected and run.aborted
+    assert "2 records written; the same command resumes" in (tmp_path / "webui.log").read_text()
+
+
+def test_abort_is_a_ctrl_c_even_when_the_web_ui_ignores_sigint(tmp_path, python_as_stic_cli, monkeypatch):
+    """`nohup llamafactory-cli webui &` starts the web UI with SIGINT ignored, which children inherit."""
+    import signal
+
+    monkeypatch.setattr(process, "ABORT_GRACE_SECONDS", 10)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run = DataRun()
+        run.start("-c", [SAYS_HOW_FAR], (str(tmp_path), "out"), tmp_path / "webui.log")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    while "started" not in run.raw_log():
+        assert run.wait(0.1) is None
+    run.abort()
+    assert run.wait(30) == 0  # it ended by itself after Ctrl-C, not by SIGTERM (-15)
     assert "2 records written; the same command resumes" in (tmp_path / "webui.log").read_text()
