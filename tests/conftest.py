@@ -87,3 +87,14 @@ def _pillow_refuses_truncated_images():
     from PIL import ImageFile
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Under `--dist loadgroup` (make test), xdist marks each test of an xdist_group by a suffix of its id, and
+    keeps the group on one worker: the web UI tests share one browser and run in order. A pytest with which that
+    mark is lost would split the groups silently; stop here instead."""
+    if getattr(config.option, "loadgroup", False):
+        lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if lost:
+            raise pytest.UsageError(f"--dist loadgroup is not in effect for {lost[0]} (and {len(lost) - 1} more)")
