@@ -15,6 +15,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..assets import dataset_entry
 from . import world
 
 
@@ -108,25 +109,9 @@ def write_world(root: Path, world_seed: int, scale: Scale, prompts: Prompts) -> 
             )
     random.Random(f"toyworld:shuffle:{world_seed}").shuffle(records)
     _write_jsonl(root / "pretrain.jsonl", records)
-    (root / "dataset_info.json").write_text(
-        json.dumps(
-            {
-                "toy_pretrain": {
-                    "file_name": "pretrain.jsonl",
-                    "formatting": "sharegpt",
-                    "columns": {"messages": "messages", "images": "images"},
-                    "tags": {
-                        "role_tag": "role",
-                        "content_tag": "content",
-                        "user_tag": "user",
-                        "assistant_tag": "assistant",
-                    },
-                }
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    # the same columns as the SFT data stic-cli writes
+    entry = {"file_name": "pretrain.jsonl", **dataset_entry("stic_sft")}
+    (root / "dataset_info.json").write_text(json.dumps({"toy_pretrain": entry}, indent=2) + "\n")
 
     instruct = []
     for index, scene in enumerate(by_split["instruct"]):

@@ -19,6 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..assets import dataset_entry
 from . import scoring
 from .data import Prompts, Scale, read_truth, write_world
 from .model import build_model, build_tokenizer
@@ -336,13 +337,9 @@ def without_image(dataset_dir: Path, name: str) -> str:
     (dataset_dir / f"{copy}.jsonl").write_text("".join(line + "\n" for line in lines))
     info_path = dataset_dir / "dataset_info.json"
     info = json.loads(info_path.read_text())
-    info[copy] = {
-        "file_name": f"{copy}.jsonl",
-        "formatting": "sharegpt",
-        "ranking": True,
-        "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected"},
-        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
-    }
+    entry = dataset_entry("stic_pref")
+    entry["columns"] = {key: column for key, column in entry["columns"].items() if key != "images"}
+    info[copy] = {"file_name": f"{copy}.jsonl", **entry}
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     return copy
 
