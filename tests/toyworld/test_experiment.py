@@ -98,3 +98,35 @@ def test_the_summary_is_the_mean_and_sample_deviation_over_seeds():
     assert "colour_accuracy" not in stage1["mean"]  # never measured: not averaged as zero
     # A describe-and-respond row scores the descriptions of its first pass.
     assert summary["stic_dar"]["mean"]["chair_i"] == pytest.approx(0.15)
+
+
+def test_the_report_shows_question_accuracy_by_kind_and_the_steps_total_time(tmp_path):
+    from stic_plugin.toyworld import report
+    from stic_plugin.toyworld.data import SMOKE
+
+    rows = {"base": {"label": "base", "per_seed": [metrics(0.3, 0.6, 0.5)]}}
+    rows["stic_stage1"] = {"label": "STIC stage 1", "per_seed": [metrics(0.2, 0.7, 0.5), metrics(0.1, 0.9, 0.7)]}
+    summaries = summarize(rows)
+    kinds = report.kinds_table(summaries).splitlines()
+    assert kinds[0] == "| row | count | colour | where | shape | exists |"
+    # count: 0.5 and 0.7 over two seeds -> 0.600 ± 0.141; kinds never asked are shown as "-"
+    assert kinds[3] == "| STIC stage 1 | 0.600 ± 0.141 | - | - | - | - |"
+    assert kinds[2] == "| base | 0.500 | - | - | - | - |"
+
+    result = {
+        "command": "stic-cli demo",
+        "wall_seconds": 60.0,
+        "machine": "test machine",
+        "seeds": [0, 1],
+        "scale": vars(SMOKE),
+        "step_seconds": {"base": 90.0, "seed0/stic": 30.0},
+        "learning_rates": {"stage1": 3e-4},
+        "protocol": None,
+        "rows": summaries,
+    }
+    experiment = type("NoRuns", (), {"root": tmp_path})()  # no training folders: empty curves
+    report.write(tmp_path, result, experiment)
+    text = (tmp_path / "report.md").read_text()
+    assert "Wall time: 1.0 min on test machine; the steps' own times add up to 2.0 min" in text
+    assert f"{SMOKE.pretrain_images} pretraining pictures" in text and f"{SMOKE.base_steps} steps" in text
+    assert "\n".join(kinds) in text
