@@ -145,7 +145,7 @@ def save_random_model(model_class, config, processor, out: Path, seed: int) -> P
     return out
 
 
-def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 64, heads: int = 4) -> Path:
     """LLaVA-1.5 architecture (CLIP vision tower, MLP projector, Llama text model), tiny and random."""
     from transformers import (
         CLIPImageProcessor,
@@ -172,11 +172,11 @@ def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         vision_config=tiny_clip_vision_config(LLAVA_IMAGE_SIZE),
         text_config=LlamaConfig(
             vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
             num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
+            num_attention_heads=heads,
+            num_key_value_heads=heads // 2,
             max_position_embeddings=2048,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -190,7 +190,7 @@ def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     return save_random_model(LlavaForConditionalGeneration, config, processor, out, seed)
 
 
-def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 64, heads: int = 4) -> Path:
     """LLaVA-1.6-Mistral architecture (CLIP tiles at any resolution, Mistral text model), tiny and random."""
     from transformers import (
         LlavaNextConfig,
@@ -218,11 +218,11 @@ def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         vision_config=tiny_clip_vision_config(side),
         text_config=MistralConfig(
             vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
             num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
+            num_attention_heads=heads,
+            num_key_value_heads=heads // 2,
             max_position_embeddings=4096,
             sliding_window=None,
             bos_token_id=tokenizer.bos_token_id,
@@ -238,7 +238,7 @@ def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     return save_random_model(LlavaNextForConditionalGeneration, config, processor, out, seed)
 
 
-def build_tiny_qwen2vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+def build_tiny_qwen2vl(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 64, heads: int = 4) -> Path:
     """Qwen2-VL architecture (ViT with 2x2 patch merger, M-RoPE text model), tiny and random."""
     from transformers import (
         Qwen2VLConfig,
@@ -254,8 +254,7 @@ def build_tiny_qwen2vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     image_processor = Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels)
     video_processor = Qwen2VLVideoProcessor(min_pixels=pixels, max_pixels=pixels)
     processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor)
-    hidden = 64
-    heads = 4
+    quarter = hidden // heads // 8  # M-RoPE sections (temporal, height, width) sum to head_dim / 2
     config = Qwen2VLConfig(
         vision_config={
             "depth": 2,
@@ -273,10 +272,13 @@ def build_tiny_qwen2vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
             "intermediate_size": 128,
             "num_hidden_layers": 2,
             "num_attention_heads": heads,
-            "num_key_value_heads": 2,
+            "num_key_value_heads": heads // 2,
             "max_position_embeddings": 2048,
-            # M-RoPE sections (temporal, height, width) must sum to head_dim / 2 = 8.
-            "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+            "rope_parameters": {
+                "rope_type": "default",
+                "mrope_section": [quarter, 3 * quarter // 2, 3 * quarter // 2],
+                "rope_theta": 10000.0,
+            },
             "bos_token_id": tokenizer.pad_token_id,
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
@@ -295,6 +297,24 @@ TINY_MODELS = {
     "tiny-qwen2vl": (build_tiny_qwen2vl, "qwen2_vl", QWEN_IMAGE_SIZE),
     "tiny-llava-next": (build_tiny_llava_next, "llava_next_mistral", LLAVA_IMAGE_SIZE),
 }
+
+
+# vLLM's CPU attention needs a head size of at least 64: the same architectures, twice as wide, with 2 heads.
+VLLM_SIZES = dict(hidden=128, heads=2)
+VLLM_MODELS = {f"{name}-vllm": spec for name, spec in TINY_MODELS.items()}
+
+
+def build_vllm_models(out_dir: str | os.PathLike) -> dict[str, str]:
+    """The tiny models with heads vLLM's CPU backend runs (``tiny-llava-vllm``, ...), reusing finished builds."""
+    out = Path(out_dir)
+    built = {}
+    for name, (builder, _template, _side) in VLLM_MODELS.items():
+        target = out / name
+        if not (target / ".complete").is_file():
+            builder(target, **VLLM_SIZES)
+            (target / ".complete").write_text("ok\n")
+        built[name] = str(target)
+    return built
 
 
 def build_all(out_dir: str | os.PathLike, image_count: int = 8) -> dict[str, str]:

@@ -1,14 +1,27 @@
 """What several test files use: running the project's commands (in a subprocess as users do, or in this
 process), small datasets, and tiny generators. Fixtures are in ``conftest.py``."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # llamafactory-cli, stic-cli and torchrun live beside the interpreter
+
+# engine: vllm needs vLLM (make installs its CPU build); without it those tests are skipped, unless
+# STIC_REQUIRE_VLLM=1 (CI) makes that an error.
+needs_vllm = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None and os.environ.get("STIC_REQUIRE_VLLM") != "1",
+    reason="vLLM is not installed (bash scripts/install_vllm.sh .venv)",
+)
+# A small KV cache, and vLLM's engine in the command's own process: it starts in about 35 s instead of 55 s. (Users
+# run it in its own process, vLLM's default: tests/generation/test_vllm_engine.py runs pref that way once.)
+VLLM_ENV = dict(VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING", VLLM_ENABLE_V1_MULTIPROCESSING="0")
 
 PREF_DATASET_INFO = {
     "file_name": "stic_pref.jsonl",
@@ -92,14 +105,18 @@ def llamafactory_dataset(model: str, template: str, dataset: str, dataset_dir: P
     return module, tokenizer_module
 
 
-def random_lora_adapter(model_dir: str, out_dir: Path) -> Path:
-    """A LoRA adapter of a tiny model with random, large B matrices: it must change what the model writes."""
+def random_lora_adapter(model_dir: str, out_dir: Path, language_model_only: bool = False) -> Path:
+    """A LoRA adapter of a tiny model with random, large B matrices: it must change what the model writes.
+    ``language_model_only``: the vision tower keeps its weights, as in LLaMA-Factory's LoRA training."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    targets = ["q_proj", "v_proj", "down_proj"]
+    if language_model_only:
+        targets = r".*language_model.*\.(q_proj|v_proj|down_proj)"
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets))
     torch.manual_seed(0)
     for name, param in peft_model.named_parameters():
         if "lora_B" in name:

@@ -86,9 +86,12 @@ def build_generator(cfg: BenchConfig, workdir: Path):
     if cfg.model_name_or_path:
         return VisionLanguageGenerator.load(cfg.model_name_or_path, cfg.template, **options)
     if cfg.architecture == "tiny":
-        from ..fixtures import build_tiny_llava
+        from ..fixtures import VLLM_SIZES, build_tiny_llava
 
-        return VisionLanguageGenerator.load(str(build_tiny_llava(workdir / "tiny-llava")), "llava", **options)
+        # With vllm among the engines, every engine measures the tiny model vLLM's CPU attention runs (head size 64).
+        sizes = VLLM_SIZES if "vllm" in cfg.engines else {}
+        folder = build_tiny_llava(workdir / "tiny-llava", **sizes)
+        return VisionLanguageGenerator.load(str(folder), "llava", **options)
     return _random_architecture(cfg, workdir)
 
 
@@ -183,19 +186,23 @@ def bench_generation(
         for engine in cfg.engines:
             if engine == "continuous" and not generator.continuous_supported:
                 continue  # the model is generated in plain batches anyway (warned at loading)
-            generator.engine = engine
-            _fresh_batcher(generator)  # this batch size's own cache, not a larger one left by the last run
+            if engine == "vllm":
+                runner = vllm_twin(generator, cfg)
+            else:
+                runner = generator
+                generator.engine = engine
+                _fresh_batcher(generator)  # this batch size's own cache, not a larger one left by the last run
             timed = requests(lengths)
             try:
                 # Warm-up on every request, cut short: the cache grows to its final size and each shape
                 # compiles before the clock starts.
                 for _ in range(cfg.warmup_steps):
-                    generator.generate(
+                    runner.generate(
                         requests([min(8, n) for n in lengths]), max(lengths), 0.2, None, seed=cfg.seed, slots=batch
                     )
                 _sync()
                 started = time.perf_counter()
-                outputs = generator.generate(timed, max(lengths), 0.2, None, seed=cfg.seed, slots=batch)
+                outputs = runner.generate(timed, max(lengths), 0.2, None, seed=cfg.seed, slots=batch)
                 _sync()
                 seconds = time.perf_counter() - started
             except Exception as err:  # noqa: BLE001 - out of memory at one size: record it, measure the rest
@@ -231,11 +238,48 @@ def bench_generation(
                 row["slot_occupancy"] = round(stats["busy_slot_steps"] / max(1, stats["steps"] * stats["slots"]), 4)
                 row["kv_capacity"] = stats["capacity"]
                 row["shared_prefix_runs"] = stats["prefix_runs"]
+            elif engine == "vllm":  # vLLM refills its rows as they end; it reports no busy share
+                row["slot_occupancy"] = None
             else:  # each fixed batch decodes until its longest row ends
                 groups = [lengths[i : i + batch] for i in range(0, count, batch)]
                 row["slot_occupancy"] = round(sum(lengths) / sum(len(g) * max(g) for g in groups), 4)
             rows.append(row)
     return rows
+
+
+def vllm_twin(generator, cfg: BenchConfig):
+    """A vLLM engine on the generator's own weights (saved to its folder first when they exist only in memory,
+    as the random-weight architectures do), built once per bench run."""
+    twin = getattr(generator, "vllm_twin", None)
+    if twin is not None:
+        return twin
+    from ..generation.vllm_engine import VllmGenerator, VllmSettings
+
+    if cfg.model_name_or_path:
+        folder = cfg.model_name_or_path
+    else:
+        folder = generator.model.config._name_or_path  # the folder its config was read from, in the work folder
+    if not cfg.model_name_or_path and not any(Path(folder).glob("*.safetensors")):
+        generator.model.save_pretrained(folder)
+        generator.processor.save_pretrained(folder)
+    template = cfg.template or TEMPLATES.get(cfg.architecture, "llava")
+    dtype = {"torch.bfloat16": "bfloat16", "torch.float16": "float16"}.get(str(generator.model.dtype), "float32")
+    settings = VllmSettings(
+        str(folder),
+        template,
+        image_max_pixels=cfg.image_max_pixels,
+        infer_dtype=dtype,
+        compile_decoding=bench_compiles(cfg),
+        seed=cfg.seed,
+    )
+    import torch
+
+    if torch.cuda.is_available():  # the transformers model stays loaded: vLLM gets most of what is free
+        _fresh_batcher(generator)
+        free, total = torch.cuda.mem_get_info()
+        settings.gpu_memory_utilization = round(0.9 * free / total, 3)
+    generator.vllm_twin = VllmGenerator(settings)
+    return generator.vllm_twin
 
 
 def _fresh_batcher(generator) -> None:
@@ -490,6 +534,9 @@ def run_bench(cfg: BenchConfig) -> int:
     describe = bench_generation(
         generator, describe_cfg, captioning, spread, "stage-2 descriptions", cfg.spread_batches, 1
     )
+    twin = getattr(generator, "vllm_twin", None)
+    if twin is not None:
+        twin.close()  # vLLM's processes end, and with them its memory
     _fresh_batcher(generator)  # the generation cache's memory goes to training
     training = bench_training(generator, cfg, workdir)
     projection = project(best, (measured(describe) or [best])[0], training[1], cfg)
@@ -518,7 +565,7 @@ def generation_lines(rows: list[dict]) -> list[str]:
         if "error" in row:
             lines.append(f"{row['run']:26} {row['engine']:>10} {row['batch_size']:>6} {'out of memory':>10}")
             continue
-        busy = f"{row['slot_occupancy']:.0%}" if "slot_occupancy" in row else "-"
+        busy = f"{row['slot_occupancy']:.0%}" if row.get("slot_occupancy") is not None else "-"
         bound = f"{row['fraction_of_bound']:.0%}" if "fraction_of_bound" in row else "-"
         lines.append(
             f"{row['run']:26} {row['engine']:>10} {row['batch_size']:>6} {row['tokens_per_second']:>10.1f} "

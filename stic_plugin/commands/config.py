@@ -201,16 +201,21 @@ class GeneratorConfig:
     infer_dtype: typing.Literal["auto", "float16", "bfloat16", "float32"] = option(
         "auto", help="Weights' dtype: auto takes bf16 where the device supports it."
     )
-    engine: typing.Literal["continuous", "plain"] = option(
+    engine: typing.Literal["continuous", "plain", "vllm"] = option(
         "continuous",
         help="continuous: a finished row's slot goes to the next request at once (falls back to "
         "plain for models it cannot drive, with a warning); plain: transformers' generate "
-        "on fixed batches.",
+        "on fixed batches; vllm: vLLM 0.26 (install it first: the README's vLLM section), with "
+        "batch_size 64 or more to keep a GPU busy.",
+    )
+    tensor_parallel_size: int = option(
+        1, help="engine: vllm only: GPUs that hold one copy of the model together (vLLM's tensor parallelism)."
     )
     compile_decoding: typing.Literal["auto", True, False] = option(
         "auto",
         help="Compile the continuous engine's decoding step (CUDA graphs): true from the first step, "
-        "auto on a GPU after 1000 steps (a short run never waits for the compilation), false never.",
+        "auto on a GPU after 1000 steps (a short run never waits for the compilation), false never. "
+        "With engine: vllm, auto and true let vLLM capture CUDA graphs on a GPU, false runs it eagerly.",
     )
     verbose: bool = option(
         False,
@@ -219,7 +224,7 @@ class GeneratorConfig:
     )
 
     def __post_init__(self):
-        for name in ("batch_size", "max_new_tokens", "image_max_pixels", "max_image_pixels"):
+        for name in ("batch_size", "max_new_tokens", "image_max_pixels", "max_image_pixels", "tensor_parallel_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1; got {getattr(self, name)}")
         if self.temperature < 0:
@@ -234,7 +239,15 @@ class GeneratorConfig:
         adapter retrained in place is a changed configuration, not something to resume.
         """
         # The engine changes how samples are drawn and how fast, not from which distribution.
-        skip = {"overwrite", "batch_size", "dataset_dir", "engine", "compile_decoding", "verbose"}
+        skip = {
+            "overwrite",
+            "batch_size",
+            "dataset_dir",
+            "engine",
+            "compile_decoding",
+            "verbose",
+            "tensor_parallel_size",
+        }
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         values["model_files"] = files_signature(self.model_name_or_path)
         values["adapter_files"] = [
@@ -470,7 +483,11 @@ class BenchConfig:
     model_name_or_path: str | None = option(None, help="A checkpoint to measure instead of random weights.")
     template: str | None = option(None, help="The checkpoint's LLaMA-Factory template (with model_name_or_path).")
     batch_sizes: list = option([1, 16, 64, 128], help="Sequences decoding together; plain at 1 is the baseline.")
-    engines: list = option(["continuous", "plain"], help="Generation engines to measure (continuous, plain).")
+    engines: list = option(
+        ["continuous", "plain"],
+        help="Generation engines to measure (continuous, plain, vllm): vllm runs the same requests on vLLM "
+        "(installed first: the README's vLLM section), on the same weights saved to a folder.",
+    )
     compile_decoding: typing.Literal["auto", True, False] = option(
         "auto", help="Compile the continuous engine's decoding step from the warm-up on; auto: on a GPU."
     )
@@ -497,8 +514,8 @@ class BenchConfig:
             raise ValueError(f"`batch_sizes` must be a list of whole numbers >= 1; got {self.batch_sizes!r}")
         if not 1 <= self.spread_min <= self.spread_mean <= self.spread_max:
             raise ValueError("need 1 <= spread_min <= spread_mean <= spread_max")
-        if not self.engines or any(engine not in ("continuous", "plain") for engine in self.engines):
-            raise ValueError(f"`engines` must list continuous and/or plain; got {self.engines!r}")
+        if not self.engines or any(engine not in ("continuous", "plain", "vllm") for engine in self.engines):
+            raise ValueError(f"`engines` must list some of continuous, plain and vllm; got {self.engines!r}")
         for name in ("new_tokens", "train_pairs", "train_response_tokens", "train_steps", "spread_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1")
@@ -556,8 +573,17 @@ class EvalConfig:
     image_placement: typing.Literal["front", "keep"] = like(SourceConfig, "image_placement")
     infusion_format_file: str = like(SourceConfig, "infusion_format_file")
     batch_size: int = option(8, help="Questions (and images to describe) decoding together.")
-    engine: typing.Literal["continuous", "plain"] = like(GeneratorConfig, "engine")
-    compile_decoding: typing.Literal["auto", True, False] = like(GeneratorConfig, "compile_decoding")
+    engine: typing.Literal["continuous", "plain"] = option(
+        "continuous",
+        help="continuous: a finished row's slot goes to the next request at once (falls back to "
+        "plain for models it cannot drive, with a warning); plain: transformers' generate "
+        "on fixed batches.",
+    )
+    compile_decoding: typing.Literal["auto", True, False] = option(
+        "auto",
+        help="Compile the continuous engine's decoding step (CUDA graphs): true from the first step, "
+        "auto on a GPU after 1000 steps (a short run never waits for the compilation), false never.",
+    )
     infer_dtype: typing.Literal["auto", "float16", "bfloat16", "float32"] = like(GeneratorConfig, "infer_dtype")
     image_max_pixels: int = like(GeneratorConfig, "image_max_pixels")
     trust_remote_code: bool = like(GeneratorConfig, "trust_remote_code")

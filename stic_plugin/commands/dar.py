@@ -38,7 +38,7 @@ def question_and_reference(sample: Sample) -> tuple[list[dict], str | None]:
 
 
 def run_dar(cfg: DarConfig) -> int:
-    from ..generation.engine import VisionLanguageGenerator
+    from ..generation.backends import load_generator
 
     infusion_format = read_infusion_format(cfg.infusion_format_file)
     samples = sample_reproducibly(load_samples(cfg, unanswered_ok=True), cfg.num_samples, cfg.seed, "dar")
@@ -55,7 +55,7 @@ def run_dar(cfg: DarConfig) -> int:
 
     # The describer loads the model when first needed; the answers use the same model.
     describer = ImageDescriber(
-        lambda: VisionLanguageGenerator.from_config(cfg),
+        lambda: load_generator(cfg),
         [cfg.description_prompt],
         cfg,
         cfg.description_max_new_tokens,

@@ -95,9 +95,9 @@ def run_infuse(cfg: InfuseConfig) -> int:
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["stic"]["sample"]), cfg.overwrite)
 
     def make_generator():
-        from ..generation.engine import VisionLanguageGenerator
+        from ..generation.backends import load_generator
 
-        return VisionLanguageGenerator.from_config(cfg)
+        return load_generator(cfg)
 
     part = output.records_path.name
     # Descriptions of earlier runs are reused on resume, never after overwrite=true (the model may have changed).

@@ -174,9 +174,10 @@ def run_pref(cfg: PrefConfig) -> int:
     if todo:
         from tqdm import tqdm
 
-        from ..generation.engine import Request, VisionLanguageGenerator
+        from ..generation.backends import load_generator
+        from ..generation.engine import Request
 
-        generator = VisionLanguageGenerator.from_config(cfg)
+        generator = load_generator(cfg)
         started = time.time()  # generation speed, model loading excluded
         records, skipped_log = output.open_writers()
         # Images are read and corrupted on a thread, a batch ahead of the model.

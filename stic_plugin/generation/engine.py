@@ -433,17 +433,17 @@ class VisionLanguageGenerator:
         return self._generation(kept, len(kept) >= max_new_tokens)
 
     def _generation(self, kept: list[int], truncated: bool) -> Generation:
-        text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        from llamafactory.extras.constants import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
+        return clean_response(self.tokenizer, self.template, kept, truncated)
 
-        for placeholder in (
-            IMAGE_PLACEHOLDER,
-            VIDEO_PLACEHOLDER,
-            AUDIO_PLACEHOLDER,
-            self.template.mm_plugin.image_token,
-        ):
-            text = text.replace(placeholder, "")  # never store a placeholder inside a response
-        return Generation(text=text.strip(), tokens=len(kept), truncated=truncated)
+
+def clean_response(tokenizer, template, kept: list[int], truncated: bool) -> Generation:
+    """The generation of these new tokens (stop token excluded): decoded, without any media placeholder."""
+    text = tokenizer.decode(kept, skip_special_tokens=True)
+    from llamafactory.extras.constants import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
+
+    for placeholder in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, AUDIO_PLACEHOLDER, template.mm_plugin.image_token):
+        text = text.replace(placeholder, "")  # never store a placeholder inside a response
+    return Generation(text=text.strip(), tokens=len(kept), truncated=truncated)
 
 
 # The image plugin (LLaMA-Factory's template -> mm_plugin) that each model type needs; other model types are

@@ -8,7 +8,7 @@ import pytest
 
 from stic_plugin.commands.bench import spread_lengths
 
-from helpers import run_cli
+from helpers import VLLM_ENV, needs_vllm, run_cli
 
 
 def test_spread_lengths_are_clipped_and_centred():
@@ -18,14 +18,15 @@ def test_spread_lengths_are_clipped_and_centred():
     assert len(set(lengths)) > 300  # a real spread, not one value
 
 
-@pytest.mark.slow
-def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path):
+def tiny_bench(tmp_path, engines: list[str]):
+    """``stic-cli bench`` in its CPU smoke mode: (its figures, the finished process)."""
     out = tmp_path / "bench.json"
     result = run_cli(
         [
             "stic-cli",
             "bench",
             "architecture=tiny",
+            f"engines=[{','.join(engines)}]",
             "batch_sizes=[1,3]",
             "new_tokens=6",
             "spread_min=2",
@@ -38,16 +39,29 @@ def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path):
             f"output_json={out}",
         ],
         cwd=tmp_path,
+        **VLLM_ENV,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    return json.loads(out.read_text()), result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "engines",
+    [
+        ["continuous", "plain"],
+        pytest.param(["continuous", "plain", "vllm"], marks=needs_vllm, id="with-vllm"),
+    ],
+)
+def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path, engines):
+    figures, result = tiny_bench(tmp_path, engines)
     assert figures["device"].startswith("CPU")
     runs = {(row["run"], row["engine"], row["batch_size"]) for row in figures["generation"]}
-    for engine in ("continuous", "plain"):
+    for engine in engines:
         for batch in (1, 3):
             assert {("pref, equal lengths", engine, batch), ("pref, spread of lengths", engine, batch)} <= runs
     for row in figures["generation"]:
-        # every request wrote exactly its forced length
+        # every request wrote exactly its forced length, on every engine
         assert row["useful_tokens"] == row["forced_tokens"] and row["tokens_per_second"] > 0
         if row["run"] == "pref, equal lengths":
             assert row["forced_tokens"] == 6 * row["requests"]

@@ -63,7 +63,12 @@ def test_engine_keys():
     assert plain.engine == "plain"
     # neither changes what is generated from: an output resumes across engines
     assert plain.generation_fingerprint() == default.generation_fingerprint()
-    with pytest.raises(ValueError, match="`engine` must be one of continuous, plain"):
-        load_config(PrefConfig, None, [*base, "engine=vllm"])
+    on_vllm = load_config(PrefConfig, None, [*base, "engine=vllm", "tensor_parallel_size=2"])
+    assert on_vllm.engine == "vllm" and on_vllm.tensor_parallel_size == 2
+    assert on_vllm.generation_fingerprint() == default.generation_fingerprint()
+    with pytest.raises(ValueError, match="`engine` must be one of continuous, plain, vllm"):
+        load_config(PrefConfig, None, [*base, "engine=sglang"])
+    with pytest.raises(ValueError, match="`tensor_parallel_size` must be at least 1"):
+        load_config(PrefConfig, None, [*base, "engine=vllm", "tensor_parallel_size=0"])
     with pytest.raises(ValueError, match="`compile_decoding` must be one of"):
         load_config(PrefConfig, None, [*base, "compile_decoding=yes please"])

@@ -1,0 +1,399 @@
+"""Generation on vLLM: the same requests and results as ``engine.VisionLanguageGenerator``, on the field's engine.
+
+Prompts are the token ids of the LLaMA-Factory template the model trains with; each image stays one
+placeholder token, which vLLM expands with its own processor (as LLaMA-Factory's ``chat/vllm_engine.py``
+feeds vLLM). Every request samples from its own seed, derived from (run seed, request key), so a text
+does not depend on the batch size, the other requests or a resume.
+"""
+
+import copy
+import dataclasses
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from .engine import Generation, Request, clean_response
+
+logger = logging.getLogger(__name__)
+
+VLLM_VERSION = "0.26.0"
+INSTALL_HINT = (
+    "`engine: vllm` needs vLLM " + VLLM_VERSION + ": bash scripts/install_vllm.sh .venv (a GPU or a CPU build, "
+    "LLaMA-Factory's web UI kept working), or on a GPU pip install -e '.[vllm]' (pip then downgrades gradio "
+    "to 5.1). The README's vLLM section says more."
+)
+# Model types whose language model takes a LoRA adapter in vLLM 0.26; other adapters are merged first.
+LORA_MODEL_TYPES = {"llava", "qwen2_vl", "qwen2_5_vl"}
+# vLLM caps a logit bias at 100 in magnitude: enough to rule a token out at any temperature we use.
+BANNED_BIAS = -100.0
+
+
+def vllm_seed(seed: int, key: str) -> int:
+    """The seed of one request's samples: a function of the run's seed and the request's key only."""
+    from .continuous import request_key
+
+    return request_key(seed, key)
+
+
+def require_vllm(verbose: bool = False):
+    """vLLM, imported; its console messages limited to warnings unless ``verbose`` (or VLLM_LOGGING_LEVEL)."""
+    import os
+
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "WARNING")  # its engine processes inherit it
+    try:
+        import vllm
+    except ImportError as err:
+        raise ValueError(INSTALL_HINT) from err
+    if vllm.__version__.split("+")[0] != VLLM_VERSION:
+        logger.warning("vLLM %s is installed; this engine is tested with %s", vllm.__version__, VLLM_VERSION)
+    return vllm
+
+
+def vision_key_renames(keys) -> dict[str, str]:
+    """Checkpoint keys to rename for vLLM: a CLIP or SigLIP tower that transformers 5 saved as
+    ``vision_tower.embeddings.*`` is ``vision_tower.vision_model.embeddings.*`` to vLLM 0.26."""
+    renames = {}
+    for key in keys:
+        head, found, rest = key.partition("vision_tower.")
+        if found and not head.rstrip(".").endswith("vision_tower") and not rest.startswith("vision_model."):
+            if head in ("", "model."):
+                renames[key] = f"{head}vision_tower.vision_model.{rest}"
+    return renames
+
+
+def vllm_ready_folder(model_dir: str, scratch: Path) -> str:
+    """``model_dir`` itself when vLLM reads its weights as they are; otherwise a folder in ``scratch`` with
+    links to every file, and rewritten copies of just the weight files whose vision keys need renaming."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(model_dir)
+    shards = sorted(folder.glob("*.safetensors"))
+    renames_per_shard = {}
+    for shard in shards:
+        with safe_open(str(shard), "pt") as handle:
+            renames = vision_key_renames(handle.keys())
+        if renames:
+            renames_per_shard[shard.name] = renames
+    if not renames_per_shard:
+        return model_dir
+    view = scratch / "vllm-view"
+    view.mkdir(parents=True)
+    logger.info("renaming the vision tower's weights for vLLM in a copy of %d weight file(s)", len(renames_per_shard))
+    for path in folder.iterdir():
+        if path.name in renames_per_shard:
+            renames = renames_per_shard[path.name]
+            tensors = load_file(str(path))
+            save_file({renames.get(k, k): v for k, v in tensors.items()}, str(view / path.name), {"format": "pt"})
+        elif path.name == "model.safetensors.index.json":
+            index = json.loads(path.read_text())
+            every = {k: v for renames in renames_per_shard.values() for k, v in renames.items()}
+            index["weight_map"] = {every.get(k, k): v for k, v in index["weight_map"].items()}
+            (view / path.name).write_text(json.dumps(index, indent=2))
+        else:
+            (view / path.name).symlink_to(path.resolve())
+    return str(view)
+
+
+def merged_model(cfg, scratch: Path) -> str:
+    """The model with its adapters merged, saved in ``scratch`` (for models whose adapters vLLM cannot apply)."""
+    from llamafactory.hparams import get_infer_args
+    from llamafactory.model import load_model, load_tokenizer
+
+    args = dict(
+        model_name_or_path=cfg.model_name_or_path,
+        adapter_name_or_path=cfg.adapter_name_or_path,
+        template=cfg.template,
+        trust_remote_code=cfg.trust_remote_code,
+        infer_dtype=cfg.infer_dtype,
+    )
+    model_args, _, finetuning_args, _ = get_infer_args(args)
+    model_args.device_map = {"": "cpu"}
+    tokenizer_module = load_tokenizer(model_args)
+    model = load_model(tokenizer_module["tokenizer"], model_args, finetuning_args, is_trainable=False)
+    out = scratch / "merged"
+    model.save_pretrained(out)
+    tokenizer_module["processor"].save_pretrained(out)
+    del model
+    return str(out)
+
+
+@dataclasses.dataclass
+class VllmSettings:
+    """What the vLLM engine is built from: the generator keys of ``stic-cli`` that concern it."""
+
+    model_name_or_path: str
+    template: str
+    adapter_name_or_path: str | None = None
+    image_max_pixels: int | None = None
+    trust_remote_code: bool = False
+    infer_dtype: str = "auto"
+    compile_decoding: object = "auto"  # CUDA graphs: "auto" (on a GPU), True or False
+    seed: int = 0
+    tensor_parallel_size: int = 1
+    verbose: bool = False
+    gpu_memory_utilization: float = 0.9  # vLLM's default share of the GPU's memory
+
+    @classmethod
+    def of(cls, cfg) -> "VllmSettings":
+        """The settings of a ``stic-cli`` configuration (keys it lacks keep their defaults)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{name: getattr(cfg, name) for name in names if hasattr(cfg, name)})
+
+
+class VllmGenerator:
+    """``generate`` and ``generate_stream`` as the transformers engines have them, on a vLLM ``LLMEngine``."""
+
+    engine = "vllm"
+
+    def __init__(self, cfg: VllmSettings):
+        vllm = require_vllm(cfg.verbose)
+        from llamafactory.data import get_template_and_fix_tokenizer
+        from llamafactory.hparams import get_infer_args
+        from llamafactory.model import load_config, load_tokenizer
+
+        from .engine import check_template_fits
+
+        args = dict(model_name_or_path=cfg.model_name_or_path, template=cfg.template)
+        args.update(trust_remote_code=cfg.trust_remote_code, infer_dtype=cfg.infer_dtype)
+        if cfg.image_max_pixels:
+            args["image_max_pixels"] = int(cfg.image_max_pixels)
+        model_args, data_args, _, _ = get_infer_args(args)
+        try:
+            tokenizer_module = load_tokenizer(model_args)
+        except OSError as err:
+            raise OSError(f"cannot load the tokenizer and processor of {cfg.model_name_or_path}: {err}") from err
+        self.tokenizer, self.processor = tokenizer_module["tokenizer"], tokenizer_module["processor"]
+        if self.processor is None:
+            raise ValueError(f"{cfg.model_name_or_path} has no image processor: STIC needs a vision-language model")
+        self.template = get_template_and_fix_tokenizer(self.tokenizer, data_args)
+        if self.template.mm_plugin.image_token is None:
+            raise ValueError(f"template `{cfg.template}` has no image support; use the template of your VLM")
+        config = load_config(model_args)
+        check_template_fits(self.template, self.processor, config, cfg.template, cfg.model_name_or_path)
+        # vLLM expands each image placeholder itself. LLaMA-Factory hands out one template object per name,
+        # shared by everything in the process: the change goes to copies.
+        self.template = copy.copy(self.template)
+        self.template.mm_plugin = copy.copy(self.template.mm_plugin)
+        self.template.mm_plugin.expand_mm_tokens = False
+        self.image_max_pixels = model_args.image_max_pixels
+        self.image_min_pixels = model_args.image_min_pixels
+        self.stop_token_ids = self.template.get_stop_token_ids(self.tokenizer)
+
+        self.scratch = Path(tempfile.mkdtemp(prefix="stic-vllm-"))
+        model_dir, self.lora = cfg.model_name_or_path, None
+        adapters = [p.strip() for p in (cfg.adapter_name_or_path or "").split(",") if p.strip()]
+        model_type = getattr(config, "model_type", "?")
+        if adapters and (
+            len(adapters) > 1 or model_type not in LORA_MODEL_TYPES or adapter_outside_language_model(adapters[0])
+        ):
+            logger.warning(
+                "vLLM %s applies one adapter, to the language model of %s: merging the %d adapter(s) of this "
+                "%s model into a temporary copy of the model",
+                VLLM_VERSION,
+                "/".join(sorted(LORA_MODEL_TYPES)),
+                len(adapters),
+                model_type,
+            )
+            model_dir = merged_model(cfg, self.scratch)
+        elif adapters:
+            from vllm.lora.request import LoRARequest
+
+            self.lora = LoRARequest("adapter", 1, adapters[0])
+        if Path(model_dir).is_dir():
+            model_dir = vllm_ready_folder(model_dir, self.scratch)
+
+        vocab = config.get_text_config().vocab_size
+        image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
+        banned = [image_token_id] + list(range(len(self.tokenizer), vocab))
+        self.logit_bias = {int(token): BANNED_BIAS for token in banned if 0 <= token < vocab}
+
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        if on_gpu:
+            show_this_process_its_gpus(cfg.tensor_parallel_size, torch.cuda.device_count())
+        compile_graphs = cfg.compile_decoding if cfg.compile_decoding != "auto" else on_gpu
+        engine_args = dict(
+            model=model_dir,
+            tokenizer=model_dir,
+            trust_remote_code=cfg.trust_remote_code,
+            dtype=cfg.infer_dtype,
+            seed=cfg.seed,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            enforce_eager=not compile_graphs,
+            limit_mm_per_prompt={"image": 4},  # as LLaMA-Factory's vLLM engine: a dar question may show several
+            enable_lora=self.lora is not None,
+            disable_log_stats=True,
+        )
+        if on_gpu:
+            engine_args["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+        else:
+            # A prompt prefilled in chunks makes vLLM rewind the request's seeded generator, which CPU
+            # generators refuse ("CPU Generator does not use offset"); whole prompts need no rewind.
+            engine_args["enable_chunked_prefill"] = False
+        if self.lora is not None:
+            engine_args["max_lora_rank"] = lora_rank(adapters[0])
+        self.llm = vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**engine_args))
+        self._requests = 0
+
+    @classmethod
+    def from_config(cls, cfg) -> "VllmGenerator":
+        return cls(VllmSettings.of(cfg))
+
+    last_run_stats: dict = {}
+
+    def close(self) -> None:
+        """Stop vLLM's engine processes and remove the temporary model folders."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            shutdown = getattr(getattr(llm, "engine_core", None), "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+        shutil.rmtree(getattr(self, "scratch", ""), ignore_errors=True)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # at interpreter exit, modules may be gone already
+            pass
+
+    def prompt(self, request: Request) -> dict:
+        """The request as vLLM's input: template token ids with one placeholder per image, and the images
+        scaled as LLaMA-Factory scales them for training."""
+        plugin = self.template.mm_plugin
+        messages = plugin.process_messages(request.messages, request.images, [], [], self.processor)
+        ids, _ = self.template.encode_oneturn(
+            self.tokenizer, messages + [{"role": "assistant", "content": ""}], request.system, None
+        )
+        prompt = {"prompt_token_ids": ids}
+        if request.images:
+            # LLaMA-Factory's own vLLM engine scales images with this (private) helper too; it is the
+            # one place where `image_max_pixels` is applied, so generation sees training's images.
+            images = plugin._regularize_images(
+                request.images, image_max_pixels=self.image_max_pixels, image_min_pixels=self.image_min_pixels
+            )["images"]
+            prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
+        return prompt
+
+    def sampling(self, request: Request, max_new_tokens: int, temperature, top_p, seed: int, index: int):
+        from vllm import SamplingParams
+
+        key = request.key if request.key is not None else str(index)
+        sampling = temperature is not None and temperature > 0
+        return SamplingParams(
+            n=1,
+            temperature=temperature if sampling else 0.0,
+            top_p=top_p if (sampling and top_p is not None) else 1.0,
+            top_k=0 if sampling else -1,
+            seed=vllm_seed(seed, key) if sampling else None,
+            max_tokens=request.max_new_tokens or max_new_tokens,
+            min_tokens=request.min_new_tokens,
+            stop_token_ids=list(self.stop_token_ids),
+            logit_bias=self.logit_bias,
+            skip_special_tokens=True,
+            detokenize=False,
+        )
+
+    def generate(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
+        """One generation per request, in request order."""
+        results: dict[int, Generation] = {}
+        tagged = [Request(**{**request.__dict__, "tag": index}) for index, request in enumerate(requests)]
+        for request, generation in self.generate_stream(tagged, max_new_tokens, temperature, top_p, seed, slots):
+            results[request.tag] = generation
+        return [results[index] for index in range(len(requests))]
+
+    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
+        """(request, Generation) for each request, in the order they finish; at most ``slots`` requests
+        (default: all of a list, 64 for other iterables) are in vLLM's hands at a time, so that results
+        reach the caller, and its files, while the rest of a long stream is still being read."""
+        if slots is None:
+            slots = len(requests) if isinstance(requests, (list, tuple)) else 64
+        slots = max(1, slots)
+        base_seed = 0 if seed is None else seed
+        pending = iter(enumerate(requests))
+        in_flight: dict[str, Request] = {}
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < slots:
+                item = next(pending, None)
+                if item is None:
+                    exhausted = True
+                    break
+                index, request = item
+                request_id = f"stic-{self._requests}"
+                self._requests += 1
+                self.llm.add_request(
+                    request_id,
+                    self.prompt(request),
+                    self.sampling(request, max_new_tokens, temperature, top_p, base_seed, index),
+                    lora_request=self.lora,
+                )
+                in_flight[request_id] = request
+            if not in_flight:
+                return
+            for output in self.llm.step():
+                if output.finished:
+                    request = in_flight.pop(output.request_id)
+                    limit = request.max_new_tokens or max_new_tokens
+                    yield request, self.finished(output.outputs[0], limit)
+
+    def finished(self, completion, max_new_tokens: int) -> Generation:
+        tokens = list(completion.token_ids)
+        stops = set(self.stop_token_ids)
+        while tokens and tokens[-1] in stops:
+            tokens.pop()
+        truncated = completion.finish_reason == "length" and len(tokens) >= max_new_tokens
+        return clean_response(self.tokenizer, self.template, tokens, truncated)
+
+
+def gpus_of_process(local_rank: int, local_world_size: int, tensor_parallel_size: int, gpus: int) -> list[int]:
+    """The GPUs of one process when a launcher starts several per node: consecutive blocks of
+    ``tensor_parallel_size``, one block per process."""
+    if local_world_size * tensor_parallel_size > gpus:
+        raise ValueError(
+            f"{local_world_size} processes x tensor_parallel_size {tensor_parallel_size} need "
+            f"{local_world_size * tensor_parallel_size} GPUs; this node has {gpus}"
+        )
+    first = local_rank * tensor_parallel_size
+    return list(range(first, first + tensor_parallel_size))
+
+
+def show_this_process_its_gpus(tensor_parallel_size: int, gpus: int) -> None:
+    """Under torchrun (several processes per node), vLLM's engine processes would all take the first GPUs:
+    give them this process's block through CUDA_VISIBLE_DEVICES, which they read when they start."""
+    import os
+
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local_world <= 1 or "CUDA_VISIBLE_DEVICES" in os.environ:
+        return
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    block = gpus_of_process(local_rank, local_world, tensor_parallel_size, gpus)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, block))
+    logger.info("process %d of this node generates on GPU(s) %s", local_rank, os.environ["CUDA_VISIBLE_DEVICES"])
+
+
+# Where the vision side's modules are named in LLaVA, LLaVA-NeXT, Qwen2-VL and Qwen2.5-VL checkpoints.
+VISION_MODULE_MARKERS = ("vision_tower", "multi_modal_projector", "visual", "image_newline")
+
+
+def adapter_outside_language_model(adapter: str) -> bool:
+    """Whether the adapter changes any weight outside the language model (vLLM's LoRA reaches only that)."""
+    from safetensors import safe_open
+
+    path = Path(adapter) / "adapter_model.safetensors"
+    if not path.is_file():
+        return True  # an older format (adapter_model.bin): merging works whatever it holds
+    with safe_open(str(path), "pt") as handle:
+        return any(marker in key for key in handle.keys() for marker in VISION_MODULE_MARKERS)
+
+
+def lora_rank(adapter: str) -> int:
+    """The adapter's rank (from its adapter_config.json), rounded up to one vLLM accepts."""
+    import json
+
+    rank = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("r", 16)
+    return next((size for size in (8, 16, 32, 64, 128, 256, 320, 512) if size >= rank), rank)

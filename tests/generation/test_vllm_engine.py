@@ -1,0 +1,284 @@
+"""``engine: vllm``: its pure parts here, and ``stic-cli pref|infuse|dar engine=vllm`` on vLLM's CPU build in a
+subprocess (marked slow), on tiny models whose heads vLLM's CPU attention accepts (head size 64)."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from stic_plugin.generation import vllm_engine
+
+from helpers import VLLM_ENV, key_values, needs_vllm, run_cli, subprocess_env
+
+# ---- pure parts ----
+
+
+def test_seed_of_a_request_depends_on_run_seed_and_key_only():
+    assert vllm_engine.vllm_seed(42, "a.png:chosen") == vllm_engine.vllm_seed(42, "a.png:chosen")
+    seeds = {vllm_engine.vllm_seed(seed, key) for seed in (1, 2) for key in ("a:chosen", "a:rejected", "b:chosen")}
+    assert len(seeds) == 6
+
+
+def test_vision_tower_keys_saved_by_transformers_5_are_renamed_for_vllm():
+    keys = [
+        "vision_tower.embeddings.patch_embedding.weight",
+        "model.vision_tower.encoder.layers.0.mlp.fc1.weight",
+        "vision_tower.vision_model.post_layernorm.weight",  # already in vLLM's naming
+        "language_model.model.layers.0.self_attn.q_proj.weight",
+        "multi_modal_projector.linear_1.weight",
+    ]
+    assert vllm_engine.vision_key_renames(keys) == {
+        keys[0]: "vision_tower.vision_model.embeddings.patch_embedding.weight",
+        keys[1]: "model.vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",
+    }
+
+
+def test_vllm_ready_folder_renames_in_a_copy_and_links_the_rest(tmp_path):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model = tmp_path / "model"
+    model.mkdir()
+    weights = {"vision_tower.embeddings.w": torch.ones(2), "language_model.lm_head.weight": torch.zeros(3)}
+    save_file(weights, str(model / "model.safetensors"))
+    (model / "config.json").write_text("{}")
+    scratch = tmp_path / "scratch"
+    view = Path(vllm_engine.vllm_ready_folder(str(model), scratch))
+    assert view != model and (view / "config.json").is_symlink()
+    with safe_open(str(view / "model.safetensors"), "pt") as handle:
+        assert sorted(handle.keys()) == ["language_model.lm_head.weight", "vision_tower.vision_model.embeddings.w"]
+        assert torch.equal(handle.get_tensor("vision_tower.vision_model.embeddings.w"), torch.ones(2))
+    with safe_open(str(model / "model.safetensors"), "pt") as handle:  # the user's files are untouched
+        assert "vision_tower.embeddings.w" in handle.keys()
+    # A model vLLM reads as it is: no copy.
+    assert vllm_engine.vllm_ready_folder(str(view), tmp_path / "other") == str(view)
+    assert not (tmp_path / "other").exists()
+
+
+def test_each_process_of_a_node_gets_its_own_block_of_gpus():
+    assert [vllm_engine.gpus_of_process(rank, 4, 2, 8) for rank in range(4)] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert vllm_engine.gpus_of_process(0, 1, 1, 8) == [0]
+    with pytest.raises(ValueError, match="need 8 GPUs; this node has 4"):
+        vllm_engine.gpus_of_process(0, 4, 2, 4)
+
+
+def test_lora_rank_is_rounded_up_to_one_vllm_accepts(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 4}))
+    assert vllm_engine.lora_rank(str(tmp_path)) == 8
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 64}))
+    assert vllm_engine.lora_rank(str(tmp_path)) == 64
+
+
+def test_without_vllm_engine_vllm_stops_with_the_install_command(tiny, tmp_path, stic, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm raises ImportError
+    args = ["pref", "model_name_or_path=" + tiny["tiny-llava"], "template=llava", "image_dir=" + tiny["images"]]
+    result = stic(*args, f"dataset_dir={tmp_path / 'data'}", "engine=vllm")
+    assert result.returncode != 0
+    assert "install_vllm.sh" in result.stderr and "pip install -e '.[vllm]'" in result.stderr
+
+
+# ---- stic-cli on vLLM's CPU build ----
+
+
+@pytest.fixture(scope="module")
+def vllm_models(tmp_path_factory):
+    from stic_plugin.fixtures import build_vllm_models, make_images
+
+    built = build_vllm_models(tmp_path_factory.mktemp("vllm-models"))
+    built["images"] = str(make_images(tmp_path_factory.mktemp("vllm-images"), count=12, seed=5)[0].parent)
+    return built
+
+
+def pref_command(model: str, template: str, images, data: Path, **keys) -> list[str]:
+    values = dict(
+        model_name_or_path=model,
+        template=template,
+        image_dir=str(images),
+        dataset_dir=str(data),
+        engine="vllm",
+        infer_dtype="float32",
+        max_new_tokens=24,
+        batch_size=4,
+        temperature=0.7,
+    )
+    values.update(keys)
+    return ["stic-cli", "pref", *key_values(**values)]
+
+
+def texts_by_image(data: Path, name: str = "stic_pref") -> dict[str, tuple[str, str]]:
+    records = [json.loads(line) for part in sorted((data / name).glob("*.jsonl")) for line in part.open()]
+    return {r["stic"]["image"]: (r["chosen"]["content"], r["rejected"]["content"]) for r in records}
+
+
+def run_vllm(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    result = run_cli(args, cwd=cwd, timeout=900, **{**VLLM_ENV, **env})
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_pref_on_vllm_same_texts_at_two_batch_sizes_and_after_a_kill_and_resume(vllm_models, tmp_path):
+    model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
+    whole = tmp_path / "whole"
+    in_own_process = dict(VLLM_ENABLE_V1_MULTIPROCESSING="1")  # vLLM's default, as users run it
+    run_vllm(pref_command(model, "llava", images, whole, batch_size=4), tmp_path, **in_own_process)
+    expected = texts_by_image(whole)
+    assert len(expected) == 12
+    assert all(chosen and rejected for chosen, rejected in expected.values())
+    assert len({chosen for chosen, _ in expected.values()}) > 1  # sampled: the images' texts differ
+
+    # One image in flight at a time, killed after three pairs, then resumed.
+    killed = tmp_path / "killed"
+    args = pref_command(model, "llava", images, killed, batch_size=1)
+    process = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        env=subprocess_env(**VLLM_ENV),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    part = killed / "stic_pref" / "part-00000-of-00001.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None:
+        if part.exists() and part.read_bytes().count(b"\n") >= 3:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be killed midway"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 3 <= part.read_bytes().count(b"\n") < 12
+    result = run_vllm(args, tmp_path)
+    assert "already done" in result.stderr
+    keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]
+    assert sorted(keys) == sorted(expected)  # every image exactly once
+    assert texts_by_image(killed) == expected
+
+
+def greedy_texts(model: str, template: str, images, data: Path, cwd: Path, **keys) -> dict:
+    args = pref_command(model, template, images, data, temperature=0, max_samples=6, **keys)
+    (run_vllm if keys.get("engine", "vllm") == "vllm" else run_cli)(args, cwd)
+    return texts_by_image(data)
+
+
+def equal_token_share(tokenizer, left: dict, right: dict) -> float:
+    """Share of token positions where two sets of texts agree (first-token-to-last, per text)."""
+    same = total = 0
+    for key in left:
+        for a, b in zip(left[key], right[key]):
+            ids_a, ids_b = tokenizer(a)["input_ids"], tokenizer(b)["input_ids"]
+            total += max(len(ids_a), len(ids_b))
+            same += next((i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y), min(len(ids_a), len(ids_b)))
+    return same / max(total, 1)
+
+
+@needs_vllm
+@pytest.mark.slow
+@pytest.mark.parametrize("name,template", [("tiny-llava-vllm", "llava"), ("tiny-qwen2vl-vllm", "qwen2_vl")])
+def test_greedy_vllm_writes_what_greedy_transformers_writes(vllm_models, tmp_path, name, template):
+    from transformers import AutoTokenizer
+
+    model, images = vllm_models[name], vllm_models["images"]
+    on_vllm = greedy_texts(model, template, images, tmp_path / "vllm", tmp_path)
+    on_plain = greedy_texts(model, template, images, tmp_path / "plain", tmp_path, engine="plain")
+    assert set(on_vllm) == set(on_plain) and len(on_vllm) == 6
+    share = equal_token_share(AutoTokenizer.from_pretrained(model), on_vllm, on_plain)
+    print(f"{name}: {share:.3f} of greedy tokens equal between vllm and plain")
+    assert share >= 0.95, (share, on_vllm, on_plain)
+
+
+def greedy_descriptions(model: str, template: str, images, cwd: Path, name: str, **keys) -> dict[str, tuple[str]]:
+    """``stic-cli infuse`` at temperature 0 on one sample per image (the first six): image -> (its description,).
+    (Unlike pref, infuse keeps every text: no pair is dropped.)"""
+    llava_file = cwd / "six.json"
+    turns = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "Shapes."}]
+    llava_file.write_text(json.dumps([{"image": f"image_{i:03d}.png", "conversations": turns} for i in range(6)]))
+    values = dict(model_name_or_path=model, template=template, llava_file=llava_file, image_folder=images)
+    values.update(dataset_dir=cwd / name, temperature=0, infer_dtype="float32", max_new_tokens=24, engine="vllm")
+    values.update(keys)
+    args = ["stic-cli", "infuse", *key_values(**values)]
+    (run_vllm if values["engine"] == "vllm" else run_cli)(args, cwd)
+    records = [json.loads(line) for part in sorted((cwd / name / "stic_sft").glob("*.jsonl")) for line in part.open()]
+    return {r["images"][0]: tuple(r["stic"]["descriptions"]) for r in records}
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_a_lora_adapter_takes_effect_on_vllm_as_in_transformers(vllm_models, tmp_path):
+    from transformers import AutoTokenizer
+
+    from helpers import random_lora_adapter
+
+    model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
+    adapter = random_lora_adapter(model, tmp_path / "adapter", language_model_only=True)
+    with_lora = greedy_descriptions(model, "llava", images, tmp_path, "lora", adapter_name_or_path=adapter)
+    merged = greedy_descriptions(
+        model, "llava", images, tmp_path, "merged", adapter_name_or_path=adapter, engine="plain"
+    )
+    base = greedy_descriptions(model, "llava", images, tmp_path, "base", engine="plain")
+    assert len(with_lora) == len(merged) == len(base) == 6
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    assert equal_token_share(tokenizer, with_lora, merged) >= 0.95
+    assert equal_token_share(tokenizer, with_lora, base) < 0.5
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_llava_next_adapter_is_merged_for_vllm_with_a_log_line(vllm_models, tmp_path):
+    from helpers import random_lora_adapter
+
+    model, images = vllm_models["tiny-llava-next-vllm"], vllm_models["images"]
+    adapter = random_lora_adapter(model, tmp_path / "adapter", language_model_only=True)
+    data = tmp_path / "data"
+    args = pref_command(model, "llava_next_mistral", images, data, adapter_name_or_path=adapter, max_samples=3)
+    result = run_vllm(args, tmp_path)
+    assert "into a temporary copy of the model" in result.stderr
+    assert len(texts_by_image(data)) == 3
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, tmp_path):
+    from transformers import AutoTokenizer
+
+    from helpers import read_records
+
+    model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
+    turns = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "Shapes."}]
+    source = [
+        {"id": "one", "image": "image_000.png", "conversations": turns},
+        {"id": "two-images", "image": ["image_001.png", "image_002.png"], "conversations": turns},
+        {"id": "again", "image": "image_000.png", "conversations": turns},
+    ]
+    source[1]["conversations"] = [{"from": "human", "value": "<image><image>\nCompare."}, turns[1]]
+    llava_file = tmp_path / "mix.json"
+    llava_file.write_text(json.dumps(source))
+    common = dict(model_name_or_path=model, template="llava", llava_file=llava_file, image_folder=images, temperature=0)
+    common.update(infer_dtype="float32", max_new_tokens=16)
+    descriptions = {}
+    for engine in ("vllm", "plain"):
+        data = tmp_path / engine
+        args = ["stic-cli", "infuse", *key_values(**common, dataset_dir=data, engine=engine)]
+        (run_vllm if engine == "vllm" else run_cli)(args, tmp_path)
+        records = read_records(data / "stic_sft")
+        assert len(records) == 3
+        descriptions[engine] = {r["stic"]["sample"]: r["stic"]["descriptions"] for r in records}
+    assert [len(descriptions["vllm"][index]) for index in range(3)] == [1, 2, 1]
+    share = equal_token_share(AutoTokenizer.from_pretrained(model), descriptions["vllm"], descriptions["plain"])
+    assert share >= 0.95, descriptions
+
+    # describe-and-respond: a question with two images goes to vLLM with both
+    args = ["stic-cli", "dar", *key_values(**common, dataset_dir=tmp_path / "pred", engine="vllm")]
+    args[args.index("max_new_tokens=16")] = "description_max_new_tokens=16"
+    run_vllm(args, tmp_path)
+    predictions = read_records(tmp_path / "pred" / "dar")
+    assert sorted(p["id"] for p in predictions) == [0, 1, 2]
+    assert all(p["description"] for p in predictions)
