@@ -1,6 +1,7 @@
 """Tiny offline vision-language models, a tokenizer and images for tests and the demo.
 
-Run: ``python -m stic_plugin.fixtures OUT_DIR`` writes::
+Run: ``python -m stic_plugin.fixtures OUT_DIR`` writes (``--vllm``: the same three models with 64-wide heads,
+named ``*-vllm``, for vLLM's CPU attention)::
 
     OUT_DIR/tiny-llava/     LlavaForConditionalGeneration (CLIP vision + Llama text), template ``llava``
     OUT_DIR/tiny-qwen2vl/   Qwen2VLForConditionalGeneration, template ``qwen2_vl``
@@ -339,8 +340,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stic_plugin.fixtures", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="folder to build into (created if missing; finished parts are reused)")
     parser.add_argument("--images", type=int, default=8, help="how many sample images to make (default 8)")
+    parser.add_argument(
+        "--vllm", action="store_true", help="build the models with heads vLLM's CPU attention runs instead"
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(build_all(args.out_dir, image_count=args.images), indent=2))
+    built = build_vllm_models(args.out_dir) if args.vllm else build_all(args.out_dir, image_count=args.images)
+    print(json.dumps(built, indent=2))
 
 
 if __name__ == "__main__":

@@ -89,9 +89,20 @@ def test_without_vllm_engine_vllm_stops_with_the_install_command(tiny, tmp_path,
 
 @pytest.fixture(scope="module")
 def vllm_models(tmp_path_factory):
-    from stic_plugin.fixtures import build_vllm_models, make_images
+    import sys
 
-    built = build_vllm_models(tmp_path_factory.mktemp("vllm-models"))
+    from stic_plugin.fixtures import make_images
+
+    # Built in a process of their own: in make test, after earlier tests of the same worker, saving a LLaVA in
+    # the worker failed (transformers took LLaVA's config class for remote code and looked for its file).
+    folder = tmp_path_factory.mktemp("vllm-models")
+    built = subprocess.run(
+        [sys.executable, "-m", "stic_plugin.fixtures", "--vllm", str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    built = json.loads(built.stdout)
     built["images"] = str(make_images(tmp_path_factory.mktemp("vllm-images"), count=12, seed=5)[0].parent)
     return built
 
