@@ -12,19 +12,18 @@ import json
 import time
 from collections import Counter
 
-from ..data.describe import DescribeAndRespond, ImageDescriber, Question, bad_image_entry, load_images
+from ..data.describe import (
+    DescribeAndRespond,
+    ImageDescriber,
+    Question,
+    bad_image_entry,
+    lazy_stream,
+    load_images,
+)
 from ..data.infusion import read_infusion_format
 from ..data.metrics import accuracy, scorable
 from ..data.output import atomic_write_text
-from ..data.runs import (
-    finish_run,
-    my_todo,
-    prefetched_batches,
-    progress_name,
-    sample_reproducibly,
-    samples_per_call,
-    start_run,
-)
+from ..data.runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
 from ..data.sources import Sample, load_samples, source_signature
 from .config import DarConfig
 
@@ -38,7 +37,10 @@ def question_and_reference(sample: Sample) -> tuple[list[dict], str | None]:
 
 
 def run_dar(cfg: DarConfig) -> int:
+    from tqdm import tqdm
+
     from ..generation.backends import load_generator
+    from ..generation.images import BadImage
 
     infusion_format = read_infusion_format(cfg.infusion_format_file)
     samples = sample_reproducibly(load_samples(cfg, unanswered_ok=True), cfg.num_samples, cfg.seed, "dar")
@@ -53,61 +55,95 @@ def run_dar(cfg: DarConfig) -> int:
     output = start_run(cfg, cfg.predictions_name, fingerprint, name_key="predictions_name")
     todo = my_todo(output, samples, lambda s: s.key, lambda record: str(record["id"]), cfg.overwrite)
 
-    # The describer loads the model when first needed; the answers use the same model.
+    # The describer loads the model when first needed; the answers use the same model. Descriptions are logged
+    # in the output's folder, so that a resumed run answers from them instead of describing again.
     describer = ImageDescriber(
         lambda: load_generator(cfg),
         [cfg.description_prompt],
         cfg,
         cfg.description_max_new_tokens,
-        None,
-        "",
+        output.meta_dir,
+        output.records_path.name,
+        reuse=not cfg.overwrite,
     )
     responder = DescribeAndRespond(describer, infusion_format, cfg.image_placement, cfg.dar)
     run = Counter()
     started = time.time()
+    mode = "dar" if cfg.dar else "answer"
+
+    def read_images(batch, skip_described: bool):
+        return load_images(
+            [p for s in batch for p in s.images if not (skip_described and p in describer.descriptions)],
+            cfg.max_image_pixels,
+        )
+
+    if cfg.dar:  # pass 1: every image's description, as one stream (bad images are skipped in pass 2)
+
+        def description_requests():
+            requested = set()
+            describing = progress_name("describe", output.rank, output.world_size)
+            for _, images in prefetched_batches(todo, cfg.batch_size, lambda b: read_images(b, True), describing):
+                for path, image in images.items():
+                    if not isinstance(image, BadImage) and path not in requested:
+                        requested.add(path)
+                        yield describer.request(path, image)
+
+        for _ in describer.describe_stream(description_requests()):
+            pass
+
     predictions, skipped_log = output.open_writers()
-    batches = prefetched_batches(
-        todo,
-        samples_per_call(cfg),
-        lambda batch: load_images([path for s in batch for path in s.images], cfg.max_image_pixels),
-        progress_name("dar" if cfg.dar else "answer", output.rank, output.world_size),
-    )
-    with predictions, skipped_log:
-        for batch, images in batches:
-            questions, kept = [], []
+    progress = tqdm(total=len(todo), unit="question", desc=progress_name(mode, output.rank, output.world_size))
+
+    def answer_requests():
+        """Pass 2: every question, as one stream; bad images are logged here."""
+        for batch, images in prefetched_batches(todo, cfg.batch_size, lambda b: read_images(b, False), None):
             for sample in batch:
                 skipped = bad_image_entry(sample, images)
                 if skipped is not None:
                     skipped_log.write(skipped)
                     run[f"skipped: {skipped['reason']}"] += 1
+                    progress.update(1)
                     continue
                 messages, reference = question_and_reference(sample)
                 question = Question(messages, sample.images, sample.system or None, key=f"answer:{sample.key}")
-                questions.append(question)
-                kept.append((sample, reference, question))
-            answers = responder.answer(
-                questions, images, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed, cfg.batch_size
+                request = responder.request(question, images)
+                request.tag = (sample, reference, question)
+                yield request
+
+    with predictions, skipped_log:
+        answers = lazy_stream(
+            lambda: responder.generator,
+            answer_requests(),
+            cfg.max_new_tokens,
+            cfg.temperature,
+            cfg.top_p,
+            seed=cfg.seed,
+            slots=cfg.batch_size,
+        )
+        for request, answer in answers:
+            sample, reference, asked = request.tag
+            descriptions = responder.descriptions_of(asked)
+            question = next((m["content"] for m in sample.messages if m["role"] == "user"), "")
+            predictions.write(
+                {
+                    "id": sample.index,
+                    "source_id": sample.source_id,
+                    "question": question,
+                    "description": "\n\n".join(descriptions),
+                    "prediction": answer.text,
+                    "reference": reference,
+                    # Cut at max_new_tokens (an open-ended answer scored short) / description_max_new_tokens.
+                    "truncated": answer.truncated,
+                    "description_truncated": any(describer.descriptions[p]["truncated"] for p in sample.images)
+                    if cfg.dar
+                    else False,
+                }
             )
-            for (sample, reference, asked), answer in zip(kept, answers):
-                descriptions = responder.descriptions_of(asked)
-                question = next((m["content"] for m in sample.messages if m["role"] == "user"), "")
-                predictions.write(
-                    {
-                        "id": sample.index,
-                        "source_id": sample.source_id,
-                        "question": question,
-                        "description": "\n\n".join(descriptions),
-                        "prediction": answer.text,
-                        "reference": reference,
-                        # Cut at max_new_tokens (an open-ended answer scored short) / description_max_new_tokens.
-                        "truncated": answer.truncated,
-                        "description_truncated": any(describer.descriptions[p]["truncated"] for p in sample.images)
-                        if cfg.dar
-                        else False,
-                    }
-                )
-                run["answered"] += 1
-                run["output tokens"] += answer.tokens
+            run["answered"] += 1
+            run["output tokens"] += answer.tokens
+            progress.update(1)
+    progress.close()
+    describer.close()
     run.update(describer.counts)
     write_summary(cfg, output, run, time.time() - started)
     return finish_run(output, run["answered"], bool(todo))

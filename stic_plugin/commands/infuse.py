@@ -22,15 +22,7 @@ from ..assets import dataset_entry, read_prompts
 from ..data.describe import ImageDescriber, bad_image_entry, load_images
 from ..data.infusion import infuse_messages, read_infusion_format
 from ..data.output import atomic_write_text
-from ..data.runs import (
-    finish_run,
-    my_todo,
-    prefetched_batches,
-    progress_name,
-    sample_reproducibly,
-    samples_per_call,
-    start_run,
-)
+from ..data.runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
 from ..data.sources import Sample, load_samples, source_signature
 from .config import InfuseConfig
 
@@ -104,37 +96,65 @@ def run_infuse(cfg: InfuseConfig) -> int:
     describer = ImageDescriber(
         make_generator, prompts, cfg, cfg.max_new_tokens, output.meta_dir, part, reuse=not cfg.overwrite
     )
+    from tqdm import tqdm
+
     run = Counter()
     started = time.time()
     records, skipped_log = output.open_writers()
-    batches = prefetched_batches(
-        todo,
-        samples_per_call(cfg),
-        lambda batch: load_images(
-            [path for s in batch for path in s.images if path not in describer.descriptions], cfg.max_image_pixels
-        ),
-        progress_name("infuse", output.rank, output.world_size),
-    )
-    with records, skipped_log:
+    progress = tqdm(total=len(todo), unit="sample", desc=progress_name("infuse", output.rank, output.world_size))
+    waiting: dict[str, list[Sample]] = {}  # image path -> the samples that wait for its description
+    missing: dict[str, int] = {}  # sample key -> how many of its images are still being described
+
+    def write(sample: Sample) -> None:
+        if not sample.images:  # drawn only with keep_text_only: kept unchanged
+            records.write(sft_record(sample, sample.messages, output.dataset_dir, []))
+            run["text-only kept"] += 1
+        else:
+            descriptions = [describer.descriptions[path] for path in sample.images]
+            texts = [d["description"] for d in descriptions]
+            messages = infuse_messages(sample.messages, texts, infusion_format, IMAGE_PLACEHOLDER, cfg.image_placement)
+            records.write(sft_record(sample, messages, output.dataset_dir, descriptions))
+            run["infused"] += 1
+        progress.update(1)
+
+    def requests():
+        """One description request per image not described yet, as one stream over every sample; images
+        are read a batch ahead, on a thread. Samples that need no new description are written here."""
+        batches = prefetched_batches(
+            todo,
+            cfg.batch_size,
+            lambda batch: load_images(
+                [path for s in batch for path in s.images if path not in describer.descriptions], cfg.max_image_pixels
+            ),
+            None,
+        )
         for batch, images in batches:
-            describer.describe(images)
             for sample in batch:
-                if not sample.images:  # drawn only with keep_text_only: kept unchanged
-                    records.write(sft_record(sample, sample.messages, output.dataset_dir, []))
-                    run["text-only kept"] += 1
-                    continue
                 skipped = bad_image_entry(sample, images)
                 if skipped is not None:
                     skipped_log.write(skipped)
                     run[f"skipped: {skipped['reason']}"] += 1
+                    progress.update(1)
                     continue
-                descriptions = [describer.descriptions[path] for path in sample.images]
-                texts = [d["description"] for d in descriptions]
-                messages = infuse_messages(
-                    sample.messages, texts, infusion_format, IMAGE_PLACEHOLDER, cfg.image_placement
-                )
-                records.write(sft_record(sample, messages, output.dataset_dir, descriptions))
-                run["infused"] += 1
+                needed = [path for path in dict.fromkeys(sample.images) if path not in describer.descriptions]
+                if not needed:
+                    write(sample)
+                    continue
+                missing[sample.key] = len(needed)
+                for path in needed:
+                    if path not in waiting:  # the first sample to need it: its one request
+                        waiting[path] = []
+                        yield describer.request(path, images[path])
+                    waiting[path].append(sample)
+
+    with records, skipped_log:
+        for path in describer.describe_stream(requests()):
+            for sample in waiting.pop(path):
+                missing[sample.key] -= 1
+                if not missing[sample.key]:
+                    del missing[sample.key]
+                    write(sample)
+    progress.close()
     describer.close()
     seconds = time.time() - started
     run.update(describer.counts)

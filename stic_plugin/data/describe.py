@@ -1,6 +1,7 @@
 """Image descriptions for ``infuse`` and ``dar``: each image described once, reused across samples and resumes;
 and describe-and-respond's two passes, shared by ``stic-cli dar`` and the lmms-eval model."""
 
+import itertools
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -40,6 +41,16 @@ def bad_image_entry(sample, images: dict) -> dict | None:
     return None
 
 
+def lazy_stream(get_generator, requests, *args, **kwargs):
+    """``get_generator().generate_stream(requests, ...)``, where the generator (and its model) is fetched only
+    once the first request exists: a run with nothing left to generate loads no model."""
+    requests = iter(requests)
+    first = next(requests, None)
+    if first is None:
+        return
+    yield from get_generator().generate_stream(itertools.chain([first], requests), *args, **kwargs)
+
+
 class ImageDescriber:
     """Describes images with the prompt drawn for each from (seed, path); remembers every description."""
 
@@ -77,19 +88,24 @@ class ImageDescriber:
             return self.prompts[0]
         return image_rng(self.cfg.seed, path, "describe").choice(self.prompts)
 
-    def describe(self, images: dict[str, object]) -> None:
-        """Describe the good images not described yet, ``batch_size`` of them decoding at a time.
+    def request(self, path: str, image) -> Request:
+        """The description request of one image: its prompt drawn from (seed, path), its own sampling stream."""
+        return Request.single(user_turn(self.prompt_for(path)), image, key=f"describe:{path}", tag=path)
 
-        Each description draws from its own sampling stream, named by the image path."""
+    def describe(self, images: dict[str, object]) -> None:
+        """Describe the good images not described yet, ``batch_size`` of them decoding at a time."""
         todo = [
             path for path, image in images.items() if path not in self.descriptions and not isinstance(image, BadImage)
         ]
-        prompts = {path: self.prompt_for(path) for path in todo}
-        requests = [
-            Request.single(user_turn(prompt), images[path], key=f"describe:{path}", tag=path)
-            for path, prompt in prompts.items()
-        ]
-        stream = self.generator.generate_stream(
+        for _ in self.describe_stream(self.request(path, images[path]) for path in todo):
+            pass
+
+    def describe_stream(self, requests):
+        """Describe as the requests come (an iterable, read as decoding slots free up, so it may be long and
+        lazy); yields each image path as its description is done. The model is loaded only if there is a
+        request."""
+        stream = lazy_stream(
+            lambda: self.generator,
             requests,
             self.max_new_tokens,
             self.cfg.temperature,
@@ -101,7 +117,7 @@ class ImageDescriber:
             path = request.tag
             entry = {
                 "image": path,
-                "prompt": prompts[path],
+                "prompt": self.prompt_for(path),
                 "description": generated.text,
                 "tokens": generated.tokens,
                 "truncated": generated.truncated,
@@ -111,6 +127,7 @@ class ImageDescriber:
             self.counts["output tokens"] += generated.tokens
             if self._log is not None:
                 self._log.write(entry)
+            yield path
 
     def close(self) -> None:
         if self._log is not None:

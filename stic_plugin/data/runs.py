@@ -105,13 +105,6 @@ def my_todo(output: ShardedOutput, units: Sequence[T], key_of: Callable[[T], str
     return todo
 
 
-def samples_per_call(cfg) -> int:
-    """Samples handed to the model at once by ``infuse`` and ``dar``. The continuous engine keeps
-    ``batch_size`` rows decoding and refills them within a call, so a call several times longer leaves
-    fewer idle slots while its last rows finish."""
-    return cfg.batch_size * (8 if cfg.engine in ("continuous", "vllm") else 1)
-
-
 def progress_name(command: str, rank: int, world: int) -> str:
     return command if world == 1 else f"{command} {rank}/{world}"
 

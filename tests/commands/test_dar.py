@@ -2,6 +2,7 @@
 questions without answers, scoring again without generating again."""
 
 import json
+from pathlib import Path
 
 from helpers import dar_args, read_records
 
@@ -72,13 +73,18 @@ def test_the_second_pass_shows_the_image_first_as_llava_does(tiny, tmp_path, sti
     ]
     (tmp_path / "q.json").write_text(json.dumps(questions))
     asked = []
-    generate = VisionLanguageGenerator.generate
+    stream = VisionLanguageGenerator.generate_stream
 
     def recording(self, requests, *args, **kwargs):
-        asked.extend(request.messages[0]["content"] for request in requests)
-        return generate(self, requests, *args, **kwargs)
+        def answers_seen():  # the second pass's requests, as the engine takes them
+            for request in requests:
+                if request.key.startswith("answer:"):
+                    asked.append(request.messages[0]["content"])
+                yield request
 
-    monkeypatch.setattr(VisionLanguageGenerator, "generate", recording)
+        return stream(self, answers_seen(), *args, **kwargs)
+
+    monkeypatch.setattr(VisionLanguageGenerator, "generate_stream", recording)
     base = dar_args(tiny, tmp_path / "q.json", tmp_path / "pred", max_new_tokens=4, description_max_new_tokens=6)
     for extra in ([], ["dar=false", "predictions_name=direct"], ["image_placement=keep", "predictions_name=kept"]):
         assert stic(*base, *extra).returncode == 0
@@ -115,3 +121,42 @@ def test_answers_cut_at_max_new_tokens_are_flagged(tiny, tmp_path, stic):
     assert stats["truncated_answers"] == cut
     assert stats["truncated_descriptions"] == sum(p["description_truncated"] for p in predictions)
     assert f"truncated: {cut} answer(s) at max_new_tokens=2" in result.stdout
+
+
+def test_a_resumed_dar_answers_from_the_descriptions_it_logged(tiny, tmp_path, stic, monkeypatch):
+    from stic_plugin.generation.engine import VisionLanguageGenerator
+
+    questions = [
+        {"id": str(i), "image": f"image_00{i % 2}.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"}]}
+        for i in range(3)
+    ]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    base = dar_args(tiny, tmp_path / "q.json", tmp_path / "pred", max_new_tokens=4, description_max_new_tokens=6)
+    assert stic(*base).returncode == 0
+    logged = [
+        json.loads(line) for path in (tmp_path / "pred" / "dar.stic").glob("descriptions-*") for line in path.open()
+    ]
+    assert sorted(entry["image"] for entry in logged) == sorted(
+        {str(Path(tiny["images"]) / "image_000.png"), str(Path(tiny["images"]) / "image_001.png")}
+    )
+    # The predictions of questions 1 and 2 are lost; the rerun answers them and describes nothing again.
+    part = next((tmp_path / "pred" / "dar").glob("*.jsonl"))
+    first_line = part.read_text().splitlines()[0]
+    part.write_text(first_line + "\n")
+    keys = []
+    stream = VisionLanguageGenerator.generate_stream
+
+    def recording(self, requests, *args, **kwargs):
+        def seen():
+            for request in requests:
+                keys.append(request.key.split(":")[0])
+                yield request
+
+        return stream(self, seen(), *args, **kwargs)
+
+    monkeypatch.setattr(VisionLanguageGenerator, "generate_stream", recording)
+    again = stic(*base)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "1 already done, 2 to do" in again.stderr
+    assert keys == ["answer", "answer"]
+    assert sorted(p["id"] for p in read_records(tmp_path / "pred" / "dar")) == [0, 1, 2]

@@ -237,8 +237,15 @@ def test_a_lora_adapter_takes_effect_on_vllm_as_in_transformers(vllm_models, tmp
     base = greedy_descriptions(model, "llava", images, tmp_path, "base", engine="plain")
     assert len(with_lora) == len(merged) == len(base) == 6
     tokenizer = AutoTokenizer.from_pretrained(model)
-    assert equal_token_share(tokenizer, with_lora, merged) >= 0.95
-    assert equal_token_share(tokenizer, with_lora, base) < 0.5
+    share_merged, share_base = (
+        equal_token_share(tokenizer, with_lora, merged),
+        equal_token_share(tokenizer, with_lora, base),
+    )
+    print(
+        f"LoRA on vLLM: {share_merged:.3f} of greedy tokens equal to the merged model's, {share_base:.3f} to the base's"
+    )
+    assert share_merged >= 0.95
+    assert share_base < 0.5
 
 
 @needs_vllm
