@@ -324,3 +324,28 @@ def lmms_eval_samples(results_file: Path) -> dict[str, list[dict]]:
         task = path.name.removeprefix(f"{date}_samples_").removesuffix(".jsonl")
         found[task] = [json.loads(line) for line in path.read_text().splitlines()]
     return found
+
+
+def kill_after_lines(args: list[str], cwd: Path, part: Path, lines: int, timeout: int = 600, **env: str) -> int:
+    """Start a command as users do, SIGKILL it (and every process it started) once ``part`` holds ``lines``
+    lines, and return how many it holds then. Fails if the command ends first."""
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=subprocess_env(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if part.exists() and part.read_bytes().count(b"\n") >= lines:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be killed midway"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return part.read_bytes().count(b"\n")

@@ -6,9 +6,7 @@ protection of existing output) runs ``stic-cli`` in this process (``stic``).
 """
 
 import json
-import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from PIL import Image
 
 from stic_plugin.fixtures import make_images
 
-from helpers import BIN, llamafactory_dataset, pref_args, run_cli, subprocess_env
+from helpers import BIN, kill_after_lines, llamafactory_dataset, pref_args, run_cli, subprocess_env
 
 
 def read_output(dataset_dir: Path, name: str = "stic_pref"):
@@ -125,19 +123,8 @@ def test_killed_run_resumes_with_every_image_exactly_once(tiny, tmp_path):
     make_images(images, count=20, seed=9)
     data = tmp_path / "data"
     args = pref_args(tiny, images, data, batch_size=1, max_new_tokens=48)
-    process = subprocess.Popen(
-        args, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     part = data / "stic_pref" / "part-00000-of-00001.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if part.exists() and part.read_bytes().count(b"\n") >= 3:
-            break
-        time.sleep(0.02)
-    assert process.poll() is None, "the run ended before it could be killed midway"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done_before = part.read_bytes().count(b"\n")
+    done_before = kill_after_lines(args, tmp_path, part, 3, timeout=300)
     assert 3 <= done_before < 20
 
     result = run_cli(args, cwd=tmp_path)

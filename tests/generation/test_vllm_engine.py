@@ -2,17 +2,14 @@
 subprocess (marked slow), on tiny models whose heads vLLM's CPU attention accepts (head size 64)."""
 
 import json
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from stic_plugin.generation import vllm_engine
 
-from helpers import VLLM_ENV, key_values, needs_vllm, run_cli, subprocess_env
+from helpers import VLLM_ENV, key_values, kill_after_lines, needs_vllm, run_cli
 
 # ---- pure parts ----
 
@@ -149,24 +146,8 @@ def test_pref_on_vllm_same_texts_at_two_batch_sizes_and_after_a_kill_and_resume(
     # One image in flight at a time, killed after three pairs, then resumed.
     killed = tmp_path / "killed"
     args = pref_command(model, "llava", images, killed, batch_size=1)
-    process = subprocess.Popen(
-        args,
-        cwd=tmp_path,
-        env=subprocess_env(**VLLM_ENV),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     part = killed / "stic_pref" / "part-00000-of-00001.jsonl"
-    deadline = time.time() + 600
-    while time.time() < deadline and process.poll() is None:
-        if part.exists() and part.read_bytes().count(b"\n") >= 3:
-            break
-        time.sleep(0.01)
-    assert process.poll() is None, "the run ended before it could be killed midway"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert 3 <= part.read_bytes().count(b"\n") < 12
+    assert 3 <= kill_after_lines(args, tmp_path, part, 3, **VLLM_ENV) < 12
     result = run_vllm(args, tmp_path)
     assert "already done" in result.stderr
     keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]
