@@ -141,11 +141,13 @@ def run_infuse(cfg: InfuseConfig) -> int:
                     write(sample)
                     continue
                 missing[sample.key] = len(needed)
+                # Every wait is registered before any request is handed over: the engine may finish a request
+                # before it asks for the next one.
+                first_asks = [path for path in needed if path not in waiting]
                 for path in needed:
-                    if path not in waiting:  # the first sample to need it: its one request
-                        waiting[path] = []
-                        yield describer.request(path, images[path])
-                    waiting[path].append(sample)
+                    waiting.setdefault(path, []).append(sample)
+                for path in first_asks:  # the first sample to need an image: its one request
+                    yield describer.request(path, images[path])
 
     with records, skipped_log:
         for path in describer.describe_stream(requests()):

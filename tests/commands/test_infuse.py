@@ -180,6 +180,26 @@ def test_infuse_overwrite_describes_again(tiny, tmp_path, stic):
     assert len(read_records(tmp_path / "data" / "stic_sft")) == 2
 
 
+@pytest.mark.parametrize("engine", ["plain", "continuous"])
+def test_every_sample_is_written_whatever_the_engine_finishes_first(tiny, tmp_path, stic, engine):
+    """One image in flight at a time: the plain engine finishes each description before it asks for the next
+    request, and samples that share an image, in one batch or in two, are each written once."""
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(tiny["images"], images)
+    (images / "broken.png").write_bytes(b"")
+    (tmp_path / "mix.json").write_text(json.dumps(llava_records()))
+    args = infuse_args(tiny, tmp_path / "mix.json", images, tmp_path / "data", batch_size=1, engine=engine)
+    result = stic(*args, "keep_text_only=true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = {record["stic"]["sample"]: record for record in read_records(tmp_path / "data" / "stic_sft")}
+    assert sorted(records) == [0, 1, 2, 3, 4]
+    assert records[0]["stic"]["descriptions"] == records[3]["stic"]["descriptions"]  # image_000, described once
+    stats = json.loads((tmp_path / "data" / "stic_sft.stats.json").read_text())
+    assert stats["last_process"]["images_described"] == 4
+
+
 def test_image_placement_front_by_default_keep_on_request(tiny, tmp_path, stic):
     """mix665k's first record puts the placeholder after the question; the authors' model saw the image first."""
     record = {
