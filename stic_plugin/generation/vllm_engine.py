@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 from .engine import Generation, Request, clean_response
@@ -27,6 +28,17 @@ INSTALL_HINT = (
 LORA_MODEL_TYPES = {"llava", "qwen2_vl", "qwen2_5_vl"}
 # vLLM caps a logit bias at 100 in magnitude: enough to rule a token out at any temperature we use.
 BANNED_BIAS = -100.0
+
+
+def vllm_dtype(infer_dtype: str, config) -> str:
+    """``infer_dtype`` as LLaMA-Factory reads it for the transformers engines: auto is the checkpoint's bf16 on a
+    GPU that has it, else fp16 on a GPU, fp32 on a CPU. (vLLM's own "auto" would keep an fp16 checkpoint in
+    fp16 on a CPU too.)"""
+    if infer_dtype != "auto":
+        return infer_dtype
+    from llamafactory.extras.misc import infer_optim_dtype
+
+    return str(infer_optim_dtype(getattr(config, "torch_dtype", None))).removeprefix("torch.")
 
 
 def vllm_seed(seed: int, key: str) -> int:
@@ -183,12 +195,18 @@ class VllmGenerator:
         self.image_min_pixels = model_args.image_min_pixels
         self.stop_token_ids = self.template.get_stop_token_ids(self.tokenizer)
 
+        # Temporary model folders (a merged model, renamed weight files) go in the system's temporary folder
+        # (TMPDIR), and are removed by close(), or at the latest when the process ends.
         self.scratch = Path(tempfile.mkdtemp(prefix="stic-vllm-"))
+        weakref.finalize(self, shutil.rmtree, str(self.scratch), True)
         model_dir, self.lora = cfg.model_name_or_path, None
         adapters = [p.strip() for p in (cfg.adapter_name_or_path or "").split(",") if p.strip()]
         model_type = getattr(config, "model_type", "?")
         if adapters and (
-            len(adapters) > 1 or model_type not in LORA_MODEL_TYPES or adapter_outside_language_model(adapters[0])
+            len(adapters) > 1
+            or model_type not in LORA_MODEL_TYPES
+            or adapter_outside_language_model(adapters[0])
+            or not plain_lora_vllm_takes(adapters[0])
         ):
             logger.warning(
                 "vLLM %s applies one adapter, to the language model of %s: merging the %d adapter(s) of this "
@@ -221,7 +239,7 @@ class VllmGenerator:
             model=model_dir,
             tokenizer=model_dir,
             trust_remote_code=cfg.trust_remote_code,
-            dtype=cfg.infer_dtype,
+            dtype=vllm_dtype(cfg.infer_dtype, config),
             seed=cfg.seed,
             tensor_parallel_size=cfg.tensor_parallel_size,
             enforce_eager=not compile_graphs,
@@ -316,6 +334,13 @@ class VllmGenerator:
         base_seed = 0 if seed is None else seed
         pending = iter(enumerate(requests))
         in_flight: dict[str, Request] = {}
+        try:
+            yield from self._run(pending, in_flight, slots, max_new_tokens, temperature, top_p, base_seed)
+        finally:  # the caller stopped early, or something failed: nothing of this call stays in vLLM's hands
+            if in_flight and self.llm is not None:
+                self.llm.abort_request(list(in_flight))
+
+    def _run(self, pending, in_flight: dict, slots: int, max_new_tokens, temperature, top_p, base_seed: int):
         exhausted = False
         while True:
             while not exhausted and len(in_flight) < slots:
@@ -336,7 +361,7 @@ class VllmGenerator:
             if not in_flight:
                 return
             for output in self.llm.step():
-                if output.finished:
+                if output.finished and output.request_id in in_flight:
                     request = in_flight.pop(output.request_id)
                     limit = request.max_new_tokens or max_new_tokens
                     yield request, self.finished(output.outputs[0], limit)
@@ -364,15 +389,19 @@ def gpus_of_process(local_rank: int, local_world_size: int, tensor_parallel_size
 
 def show_this_process_its_gpus(tensor_parallel_size: int, gpus: int) -> None:
     """Under torchrun (several processes per node), vLLM's engine processes would all take the first GPUs:
-    give them this process's block through CUDA_VISIBLE_DEVICES, which they read when they start."""
+    give them this process's block through CUDA_VISIBLE_DEVICES, which they read when they start (vLLM's
+    default, an engine in its own process; not with VLLM_ENABLE_V1_MULTIPROCESSING=0)."""
     import os
 
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if local_world <= 1 or "CUDA_VISIBLE_DEVICES" in os.environ:
+    if local_world <= 1:
         return
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    block = gpus_of_process(local_rank, local_world, tensor_parallel_size, gpus)
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, block))
+    # A scheduler (SLURM, Kubernetes) may have named the node's GPUs already: the block is taken from those.
+    visible = [name for name in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if name.strip()]
+    names = visible or [str(index) for index in range(gpus)]
+    block = gpus_of_process(local_rank, local_world, tensor_parallel_size, len(names))
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(names[index] for index in block)
     logger.info("process %d of this node generates on GPU(s) %s", local_rank, os.environ["CUDA_VISIBLE_DEVICES"])
 
 
@@ -391,9 +420,23 @@ def adapter_outside_language_model(adapter: str) -> bool:
         return any(marker in key for key in handle.keys() for marker in VISION_MODULE_MARKERS)
 
 
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM 0.26 accepts for max_lora_rank
+
+
+def plain_lora_vllm_takes(adapter: str) -> bool:
+    """A plain LoRA (not DoRA) of a rank vLLM accepts, described by an adapter_config.json here."""
+    import json
+
+    config_file = Path(adapter) / "adapter_config.json"
+    if not config_file.is_file():
+        return False
+    config = json.loads(config_file.read_text())
+    return not config.get("use_dora") and config.get("r", 16) <= LORA_RANKS[-1]
+
+
 def lora_rank(adapter: str) -> int:
     """The adapter's rank (from its adapter_config.json), rounded up to one vLLM accepts."""
     import json
 
     rank = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("r", 16)
-    return next((size for size in (8, 16, 32, 64, 128, 256, 320, 512) if size >= rank), rank)
+    return next((size for size in LORA_RANKS if size >= rank), rank)

@@ -2,6 +2,7 @@
 subprocess (marked slow), on tiny models whose heads vLLM's CPU attention accepts (head size 64)."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -52,6 +53,26 @@ def test_vllm_ready_folder_renames_in_a_copy_and_links_the_rest(tmp_path):
         assert torch.equal(handle.get_tensor("vision_tower.vision_model.embeddings.w"), torch.ones(2))
     with safe_open(str(model / "model.safetensors"), "pt") as handle:  # the user's files are untouched
         assert "vision_tower.embeddings.w" in handle.keys()
+    # A sharded checkpoint: only the shard with vision keys is copied, and the index follows the new names.
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    save_file({"vision_tower.encoder.w": torch.ones(1)}, str(sharded / "model-00001-of-00002.safetensors"))
+    save_file({"language_model.lm_head.weight": torch.ones(1)}, str(sharded / "model-00002-of-00002.safetensors"))
+    index = {
+        "metadata": {},
+        "weight_map": {
+            "vision_tower.encoder.w": "model-00001-of-00002.safetensors",
+            "language_model.lm_head.weight": "model-00002-of-00002.safetensors",
+        },
+    }
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    view = Path(vllm_engine.vllm_ready_folder(str(sharded), tmp_path / "scratch-2"))
+    assert not (view / "model-00001-of-00002.safetensors").is_symlink()
+    assert (view / "model-00002-of-00002.safetensors").is_symlink()
+    assert json.loads((view / "model.safetensors.index.json").read_text())["weight_map"] == {
+        "vision_tower.vision_model.encoder.w": "model-00001-of-00002.safetensors",
+        "language_model.lm_head.weight": "model-00002-of-00002.safetensors",
+    }
     # A model vLLM reads as it is: no copy.
     assert vllm_engine.vllm_ready_folder(str(view), tmp_path / "other") == str(view)
     assert not (tmp_path / "other").exists()
@@ -62,6 +83,40 @@ def test_each_process_of_a_node_gets_its_own_block_of_gpus():
     assert vllm_engine.gpus_of_process(0, 1, 1, 8) == [0]
     with pytest.raises(ValueError, match="need 8 GPUs; this node has 4"):
         vllm_engine.gpus_of_process(0, 4, 2, 4)
+
+
+def test_a_scheduler_s_gpu_names_are_split_between_the_processes_of_a_node(monkeypatch):
+    for rank, expected in ((0, "5,7"), (1, "2,3")):
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7,2,3")
+        vllm_engine.show_this_process_its_gpus(2, 4)
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == expected
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    vllm_engine.show_this_process_its_gpus(1, 8)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_dora_and_large_ranks_are_merged_rather_than_given_to_vllm(tmp_path):
+    config = tmp_path / "adapter_config.json"
+    config.write_text(json.dumps({"r": 128}))
+    assert vllm_engine.plain_lora_vllm_takes(str(tmp_path))
+    config.write_text(json.dumps({"r": 16, "use_dora": True}))
+    assert not vllm_engine.plain_lora_vllm_takes(str(tmp_path))
+    config.write_text(json.dumps({"r": 1024}))
+    assert not vllm_engine.plain_lora_vllm_takes(str(tmp_path))
+    assert not vllm_engine.plain_lora_vllm_takes(str(tmp_path / "hub-name"))  # no local config: merged
+
+
+def test_auto_dtype_is_read_as_the_transformers_engines_read_it():
+    import torch
+
+    class Config:
+        torch_dtype = torch.bfloat16
+
+    assert vllm_engine.vllm_dtype("float16", Config()) == "float16"
+    assert vllm_engine.vllm_dtype("auto", Config()) == ("bfloat16" if torch.cuda.is_available() else "float32")
 
 
 def test_lora_rank_is_rounded_up_to_one_vllm_accepts(tmp_path):
@@ -261,7 +316,7 @@ def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, tmp_p
     llava_file = tmp_path / "mix.json"
     llava_file.write_text(json.dumps(source))
     common = dict(model_name_or_path=model, template="llava", llava_file=llava_file, image_folder=images, temperature=0)
-    common.update(infer_dtype="float32", max_new_tokens=16)
+    common.update(infer_dtype="float32", max_new_tokens=16, batch_size=1)  # one image in flight at a time
     descriptions = {}
     for engine in ("vllm", "plain"):
         data = tmp_path / engine
@@ -274,10 +329,15 @@ def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, tmp_p
     share = equal_token_share(AutoTokenizer.from_pretrained(model), descriptions["vllm"], descriptions["plain"])
     assert share >= 0.95, descriptions
 
-    # describe-and-respond: a question with two images goes to vLLM with both
-    args = ["stic-cli", "dar", *key_values(**common, dataset_dir=tmp_path / "pred", engine="vllm")]
-    args[args.index("max_new_tokens=16")] = "description_max_new_tokens=16"
-    run_vllm(args, tmp_path)
-    predictions = read_records(tmp_path / "pred" / "dar")
-    assert sorted(p["id"] for p in predictions) == [0, 1, 2]
-    assert all(p["description"] for p in predictions)
+    # describe-and-respond: a question with two images goes to vLLM with both; it answers as transformers does
+    answers = {}
+    for engine in ("vllm", "plain"):
+        args = ["stic-cli", "dar", *key_values(**common, dataset_dir=tmp_path / f"pred-{engine}", engine=engine)]
+        args[args.index("max_new_tokens=16")] = "description_max_new_tokens=16"
+        (run_vllm if engine == "vllm" else run_cli)(args, tmp_path)
+        predictions = read_records(tmp_path / f"pred-{engine}" / "dar")
+        assert sorted(p["id"] for p in predictions) == [0, 1, 2]
+        assert all(p["description"] for p in predictions)
+        answers[engine] = {p["id"]: (p["description"], p["prediction"]) for p in predictions}
+    share = equal_token_share(AutoTokenizer.from_pretrained(model), answers["vllm"], answers["plain"])
+    assert share >= 0.95, answers
