@@ -29,7 +29,7 @@ def run_demo(cfg: DemoConfig) -> int:
     what = "the full comparison" if cfg.full else "the base model against STIC"
     print(f"STIC in the toy world: {what}, seed(s) {', '.join(map(str, seeds))}; everything goes to {root}", flush=True)
     experiment.build_world()
-    experiment.train_base()
+    experiment.train_base(seeds[0])  # the other seeds' base models are trained in turn
     protocol = None
     if cfg.full:
         protocol = sweep(experiment)

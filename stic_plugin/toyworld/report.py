@@ -152,8 +152,9 @@ def write(root: Path, result: dict, experiment) -> None:
         f"Command: `{result['command']}`. Wall time: {result['wall_seconds'] / 60:.1f} min on {result['machine']}; "
         f"the steps' own times add up to {sum(result['step_seconds'].values()) / 60:.1f} min (a step reused from an "
         "earlier run in the same folder counts with the time it took then).",
-        f"Seeds: {result['seeds']} (training seeds: preference sampling, data order, LoRA initialisation; the base "
-        "model is one, trained once). Mean ± standard deviation over seeds.",
+        f"Seeds: {result['seeds']}. Each seed trains its own base model (initial weights, order of the pretraining "
+        "data), then STIC on it (preference sampling, data order, LoRA initialisation). Mean ± standard deviation "
+        "over seeds.",
         "",
         world_text(result["scale"]),
         "",
@@ -173,7 +174,7 @@ def write(root: Path, result: dict, experiment) -> None:
     if result.get("protocol"):
         lines += [
             "",
-            "## Learning rates, chosen on the validation split (seed 0)",
+            f"## Learning rates, chosen on the validation split (seed {result['seeds'][0]})",
             "",
             "| training | learning rate | validation CHAIR-i | validation recall | validation DaR question acc. |",
             "|---|---|---|---|---|",
@@ -218,7 +219,7 @@ def examples(experiment, count: int = 3) -> str:
     truth = read_truth(experiment.world_dir, "test")
     seed = experiment.seeds[0]
     said = {}
-    for label, name in (("base", "base"), ("STIC", f"seed{seed}-stage2")):
+    for label, name in (("base", f"seed{seed}-base"), ("STIC", f"seed{seed}-stage2")):
         folder = experiment.predictions(name)
         said[label] = {
             r["source_id"].split(":")[-1]: r["prediction"]

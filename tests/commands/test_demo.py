@@ -25,12 +25,29 @@ def demo(tmp_path_factory):
 
 def test_every_stage_ran_with_the_shipped_commands(demo):
     out, result = demo
-    for step in ("base:", "seed0/pref_stic:", "seed0/stic:", "seed0/infuse:", "seed0/stage2:", "eval/base-test-dar:"):
+    steps = (
+        "seed0/base:",
+        "seed0/pref_stic:",
+        "seed0/stic:",
+        "seed0/infuse:",
+        "seed0/stage2:",
+        "eval/seed0-base-test-dar:",
+    )
+    for step in steps:
         assert step in result.stdout
-    assert (out / "base" / "model" / "model.safetensors").is_file()  # trained in full, from scratch
-    base = yaml.safe_load((out / "recipes" / "base.yaml").read_text())
+    assert (out / "seed0" / "base" / "model" / "model.safetensors").is_file()  # trained in full, from scratch
+    base = yaml.safe_load((out / "recipes" / "seed0-base.yaml").read_text())
     assert base["finetuning_type"] == "full" and base["freeze_vision_tower"] is False
-    assert base["max_steps"] == SMOKE.base_steps
+    assert base["max_steps"] == SMOKE.base_steps and base["seed"] == 0
+    for recipe in (
+        "seed0-pref_stic",
+        "seed0-stic",
+        "seed0-infuse",
+        "eval-seed0-stage2-test-dar",
+    ):  # all on seed 0's base
+        assert (
+            yaml.safe_load((out / "recipes" / f"{recipe}.yaml").read_text())["model_name_or_path"] == base["output_dir"]
+        )
 
     pairs = read_records(out / "seed0" / "data" / "pref_stic")
     assert 0 < len(pairs) <= SMOKE.unlabeled_images
@@ -55,7 +72,7 @@ def test_the_report_holds_the_scores_of_the_predictions_written(demo):
     assert set(report["rows"]) == {"base", "base_dar", "stic_stage1", "stic_stage12", "stic_dar"}
     truth = read_truth(out / "world", "test")
     for row, folder, dar in (
-        ("base", "base-test-direct", False),
+        ("base", "seed0-base-test-direct", False),
         ("stic_stage1", "seed0-stic-test-direct", False),
         ("stic_dar", "seed0-stage2-test-dar", True),
     ):
