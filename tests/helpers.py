@@ -19,6 +19,10 @@ needs_vllm = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None and os.environ.get("STIC_REQUIRE_VLLM") != "1",
     reason="vLLM is not installed (bash scripts/install_vllm.sh .venv)",
 )
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None and os.environ.get("STIC_REQUIRE_VLLM") != "1",
+    reason="Ray is not installed (bash scripts/install_vllm.sh .venv installs it with vLLM)",
+)
 # A small KV cache, and vLLM's engine in the command's own process: it starts in about 35 s instead of 55 s. (Users
 # run it in its own process, vLLM's default: tests/generation/test_vllm_engine.py runs pref that way once.)
 VLLM_ENV = dict(VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING", VLLM_ENABLE_V1_MULTIPROCESSING="0")
@@ -349,3 +353,33 @@ def kill_after_lines(args: list[str], cwd: Path, part: Path, lines: int, timeout
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     return part.read_bytes().count(b"\n")
+
+
+# ---- stic-cli on vLLM's CPU build ----
+
+
+def pref_command(model: str, template: str, images, data: Path, **keys) -> list[str]:
+    values = dict(
+        model_name_or_path=model,
+        template=template,
+        image_dir=str(images),
+        dataset_dir=str(data),
+        engine="vllm",
+        infer_dtype="float32",
+        max_new_tokens=24,
+        batch_size=4,
+        temperature=0.7,
+    )
+    values.update(keys)
+    return ["stic-cli", "pref", *key_values(**values)]
+
+
+def texts_by_image(data: Path, name: str = "stic_pref") -> dict[str, tuple[str, str]]:
+    records = [json.loads(line) for part in sorted((data / name).glob("*.jsonl")) for line in part.open()]
+    return {r["stic"]["image"]: (r["chosen"]["content"], r["rejected"]["content"]) for r in records}
+
+
+def run_vllm(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    result = run_cli(args, cwd=cwd, timeout=900, **{**VLLM_ENV, **env})
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result

@@ -211,6 +211,12 @@ class GeneratorConfig:
     tensor_parallel_size: int = option(
         1, help="engine: vllm only: GPUs that hold one copy of the model together (vLLM's tensor parallelism)."
     )
+    executor: typing.Literal["local", "ray"] = option(
+        "local",
+        help="local: the engine runs in this process (or torchrun's); ray (engine: vllm only): Ray Data LLM runs "
+        "`concurrency` vLLM engines on the Ray cluster that RAY_ADDRESS names, or on a new one on this machine.",
+    )
+    concurrency: int = option(1, help="executor: ray only: vLLM engines that Ray Data runs side by side.")
     compile_decoding: typing.Literal["auto", True, False] = option(
         "auto",
         help="Compile the continuous engine's decoding step (CUDA graphs): true from the first step, "
@@ -224,9 +230,18 @@ class GeneratorConfig:
     )
 
     def __post_init__(self):
-        for name in ("batch_size", "max_new_tokens", "image_max_pixels", "max_image_pixels", "tensor_parallel_size"):
+        for name in (
+            "batch_size",
+            "max_new_tokens",
+            "image_max_pixels",
+            "max_image_pixels",
+            "tensor_parallel_size",
+            "concurrency",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1; got {getattr(self, name)}")
+        if self.executor == "ray" and self.engine != "vllm":
+            raise ValueError(f"`executor: ray` runs vLLM engines: set `engine: vllm` (got engine: {self.engine})")
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0; got {self.temperature}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -247,6 +262,8 @@ class GeneratorConfig:
             "compile_decoding",
             "verbose",
             "tensor_parallel_size",
+            "executor",
+            "concurrency",
         }
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         values["model_files"] = files_signature(self.model_name_or_path)

@@ -4,7 +4,12 @@
 
 
 def load_generator(cfg):
-    """``engine: continuous`` or ``plain``: transformers through LLaMA-Factory's loader; ``engine: vllm``: vLLM."""
+    """``engine: continuous`` or ``plain``: transformers through LLaMA-Factory's loader; ``engine: vllm``: vLLM,
+    in this process or (``executor: ray``) on Ray Data's engines."""
+    if getattr(cfg, "executor", "local") == "ray":
+        from .ray_executor import RayVllmGenerator
+
+        return RayVllmGenerator.from_config(cfg)
     if cfg.engine == "vllm":
         from .vllm_engine import VllmGenerator
 

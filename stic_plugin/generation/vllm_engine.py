@@ -255,8 +255,14 @@ class VllmGenerator:
             engine_args["enable_chunked_prefill"] = False
         if self.lora is not None:
             engine_args["max_lora_rank"] = lora_rank(adapters[0])
-        self.llm = vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**engine_args))
+        self.engine_args = engine_args
+        self.on_gpu = on_gpu
+        self.llm = self.start_engine(vllm)
         self._requests = 0
+
+    def start_engine(self, vllm):
+        """The engine of this process (the Ray executor starts its engines in Ray's workers instead)."""
+        return vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**self.engine_args))
 
     @classmethod
     def from_config(cls, cfg) -> "VllmGenerator":
@@ -300,9 +306,13 @@ class VllmGenerator:
     def sampling(self, request: Request, max_new_tokens: int, temperature, top_p, seed: int, index: int):
         from vllm import SamplingParams
 
+        return SamplingParams(**self.sampling_keys(request, max_new_tokens, temperature, top_p, seed, index))
+
+    def sampling_keys(self, request: Request, max_new_tokens: int, temperature, top_p, seed: int, index: int) -> dict:
+        """The keys of one request's ``SamplingParams``."""
         key = request.key if request.key is not None else str(index)
         sampling = temperature is not None and temperature > 0
-        return SamplingParams(
+        return dict(
             n=1,
             temperature=temperature if sampling else 0.0,
             top_p=top_p if (sampling and top_p is not None) else 1.0,
@@ -367,11 +377,19 @@ class VllmGenerator:
                     yield request, self.finished(output.outputs[0], limit)
 
     def finished(self, completion, max_new_tokens: int) -> Generation:
-        tokens = list(completion.token_ids)
+        return self.finished_tokens(completion.token_ids, max_new_tokens, completion.finish_reason == "length")
+
+    def finished_tokens(self, token_ids, max_new_tokens: int, ran_out: bool | None = None) -> Generation:
+        """The result of generated ``token_ids``, cut at the stop tokens. ``ran_out``: vLLM's finish reason was
+        the length; where the reason is not known (Ray Data's rows), a request that ends without its stop token
+        ran out (vLLM keeps the stop token that ended a request in its token ids)."""
+        tokens = [int(token) for token in token_ids]
         stops = set(self.stop_token_ids)
+        if ran_out is None:
+            ran_out = not (tokens and tokens[-1] in stops)
         while tokens and tokens[-1] in stops:
             tokens.pop()
-        truncated = completion.finish_reason == "length" and len(tokens) >= max_new_tokens
+        truncated = ran_out and len(tokens) >= max_new_tokens
         return clean_response(self.tokenizer, self.template, tokens, truncated)
 
 

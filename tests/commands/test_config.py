@@ -72,3 +72,12 @@ def test_engine_keys():
         load_config(PrefConfig, None, [*base, "engine=vllm", "tensor_parallel_size=0"])
     with pytest.raises(ValueError, match="`compile_decoding` must be one of"):
         load_config(PrefConfig, None, [*base, "compile_decoding=yes please"])
+    on_ray = load_config(PrefConfig, None, [*base, "engine=vllm", "executor=ray", "concurrency=4"])
+    assert on_ray.executor == "ray" and on_ray.concurrency == 4 and default.executor == "local"
+    assert on_ray.generation_fingerprint() == default.generation_fingerprint()  # resumes across executors
+    with pytest.raises(ValueError, match="`executor: ray` runs vLLM engines: set `engine: vllm`"):
+        load_config(PrefConfig, None, [*base, "executor=ray"])
+    with pytest.raises(ValueError, match="`concurrency` must be at least 1"):
+        load_config(PrefConfig, None, [*base, "engine=vllm", "executor=ray", "concurrency=0"])
+    with pytest.raises(ValueError, match="`executor` must be one of local, ray"):
+        load_config(PrefConfig, None, [*base, "executor=slurm"])

@@ -1,4 +1,8 @@
-"""The tiny models as plain and continuous generators, built once for every engine test."""
+"""The tiny models as plain and continuous generators, built once for every engine test; the tiny models that
+vLLM's CPU build runs."""
+
+import json
+import subprocess
 
 import pytest
 
@@ -18,4 +22,24 @@ def generators(tiny):
         built[name] = {
             engine: tiny_generator(tiny[name], template, stop_bias, engine=engine) for engine in ("plain", "continuous")
         }
+    return built
+
+
+@pytest.fixture(scope="session")
+def vllm_models(tmp_path_factory):
+    import sys
+
+    from stic_plugin.fixtures import make_images
+
+    # Built in a process of their own: in make test, after earlier tests of the same worker, saving a LLaVA in
+    # the worker failed (transformers took LLaVA's config class for remote code and looked for its file).
+    folder = tmp_path_factory.mktemp("vllm-models")
+    built = subprocess.run(
+        [sys.executable, "-m", "stic_plugin.fixtures", "--vllm", str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    built = json.loads(built.stdout)
+    built["images"] = str(make_images(tmp_path_factory.mktemp("vllm-images"), count=12, seed=5)[0].parent)
     return built

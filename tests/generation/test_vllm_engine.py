@@ -3,14 +3,13 @@ subprocess (marked slow), on tiny models whose heads vLLM's CPU attention accept
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from stic_plugin.generation import vllm_engine
 
-from helpers import VLLM_ENV, key_values, kill_after_lines, needs_vllm, run_cli
+from helpers import VLLM_ENV, key_values, kill_after_lines, needs_vllm, pref_command, run_cli, run_vllm, texts_by_image
 
 # ---- pure parts ----
 
@@ -137,53 +136,6 @@ def test_without_vllm_engine_vllm_stops_with_the_install_command(tiny, tmp_path,
 
 
 # ---- stic-cli on vLLM's CPU build ----
-
-
-@pytest.fixture(scope="module")
-def vllm_models(tmp_path_factory):
-    import sys
-
-    from stic_plugin.fixtures import make_images
-
-    # Built in a process of their own: in make test, after earlier tests of the same worker, saving a LLaVA in
-    # the worker failed (transformers took LLaVA's config class for remote code and looked for its file).
-    folder = tmp_path_factory.mktemp("vllm-models")
-    built = subprocess.run(
-        [sys.executable, "-m", "stic_plugin.fixtures", "--vllm", str(folder)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    built = json.loads(built.stdout)
-    built["images"] = str(make_images(tmp_path_factory.mktemp("vllm-images"), count=12, seed=5)[0].parent)
-    return built
-
-
-def pref_command(model: str, template: str, images, data: Path, **keys) -> list[str]:
-    values = dict(
-        model_name_or_path=model,
-        template=template,
-        image_dir=str(images),
-        dataset_dir=str(data),
-        engine="vllm",
-        infer_dtype="float32",
-        max_new_tokens=24,
-        batch_size=4,
-        temperature=0.7,
-    )
-    values.update(keys)
-    return ["stic-cli", "pref", *key_values(**values)]
-
-
-def texts_by_image(data: Path, name: str = "stic_pref") -> dict[str, tuple[str, str]]:
-    records = [json.loads(line) for part in sorted((data / name).glob("*.jsonl")) for line in part.open()]
-    return {r["stic"]["image"]: (r["chosen"]["content"], r["rejected"]["content"]) for r in records}
-
-
-def run_vllm(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    result = run_cli(args, cwd=cwd, timeout=900, **{**VLLM_ENV, **env})
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
 
 
 @needs_vllm
