@@ -113,9 +113,9 @@ class Experiment:
     def train_base(self, seed: int) -> None:
         """The base model of one seed: its own initial weights and order of the pretraining data (the world and
         the tokenizer are the same for every seed). Each seed has its own base model because 3000 steps amplify
-        the smallest numerical difference: the same code and seed, trained again after the environment's
-        packages had changed, gave a base model that hallucinated in 33% of its object mentions instead of
-        26%, and STIC's effect on it was another."""
+        the smallest numerical difference, and training on a CPU is not bit for bit the same from run to run:
+        three runs of the same code and seed on one machine gave twice the same base model (26% of its object
+        mentions hallucinated) and once another (33%), on which STIC had another effect."""
         init = self.base_dir(seed) / "init"
         prompts = Prompts.shipped()
         init_inputs = {"prompts": prompts.all(), "seed": seed}
