@@ -214,9 +214,11 @@ class GeneratorConfig:
     executor: typing.Literal["local", "ray"] = option(
         "local",
         help="local: the engine runs in this process (or torchrun's); ray (engine: vllm only): Ray Data LLM runs "
-        "`concurrency` vLLM engines on the Ray cluster that RAY_ADDRESS names, or on a new one on this machine.",
+        "up to `concurrency` vLLM engines on the Ray cluster that RAY_ADDRESS names, or on a new one on this machine.",
     )
-    concurrency: int = option(1, help="executor: ray only: vLLM engines that Ray Data runs side by side.")
+    concurrency: int = option(
+        1, help="executor: ray only: most vLLM engines that Ray Data runs side by side (it adds them as rows wait)."
+    )
     compile_decoding: typing.Literal["auto", True, False] = option(
         "auto",
         help="Compile the continuous engine's decoding step (CUDA graphs): true from the first step, "

@@ -7,6 +7,7 @@ gives it back, so the files, the resume and the exactly-once guarantee are those
 request carries its own seed, so the texts are those of ``engine: vllm`` whatever the number of engines.
 """
 
+import dataclasses
 import io
 import logging
 
@@ -36,10 +37,18 @@ def require_ray():
 
 
 def png_bytes(image) -> bytes:
-    """An image as lossless PNG: what a row carries to another machine, pixel for pixel."""
+    """An image as lossless PNG: what a row carries to another machine, pixel for pixel (light compression:
+    the command encodes every image of a stream before Ray starts)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def on_every_node(path: str) -> str:
+    """A local folder as an absolute path (Ray's workers do not start in this process's folder); a hub name as is."""
+    from pathlib import Path
+
+    return str(Path(path).resolve()) if Path(path).exists() else path
 
 
 def images_from_png(row: dict) -> dict:
@@ -77,55 +86,62 @@ class RayVllmGenerator(VllmGenerator):
         self.ray = require_ray()
         self.concurrency = concurrency
         self.verbose = cfg.verbose
+        self.connect()
+        self.cluster_gpus = int(self.ray.cluster_resources().get("GPU", 0))
+        if not self.cluster_gpus and cfg.tensor_parallel_size > 1:
+            # Ray Data splits such an engine over Ray's workers, which vLLM's CPU build cannot do.
+            raise ValueError("`tensor_parallel_size` above 1 needs GPUs in the Ray cluster; it has none")
         super().__init__(cfg)
 
     @classmethod
     def from_config(cls, cfg) -> "RayVllmGenerator":
         return cls(VllmSettings.of(cfg), concurrency=cfg.concurrency)
 
-    def start_engine(self, vllm):
-        """No engine here: Ray Data starts one in each of its workers for every stream."""
+    def connect(self) -> None:
+        """Join the Ray cluster that RAY_ADDRESS names, or start one on this machine."""
         import os
 
         if not self.ray.is_initialized():
-            # RAY_ADDRESS names a running cluster; without it Ray starts one on this machine. Unless `verbose`,
-            # the workers' output (vLLM's engine messages) stays in Ray's session logs (/tmp/ray by default).
+            # Unless `verbose`, the workers' output (vLLM's engine messages) stays in Ray's session logs
+            # (/tmp/ray by default), and Ray Data's progress lines (every few seconds, INFO) are not shown:
+            # the command's progress bar is. Ray's warnings (a cluster short of resources) still are.
             self.ray.init(
                 include_dashboard=False,
                 log_to_driver=self.verbose,
                 logging_level=logging.INFO if self.verbose else logging.WARNING,
                 ignore_reinit_error=True,
             )
+        if not self.verbose:
+            self.ray.data.DataContext.get_current().enable_progress_bars = False
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         where = os.environ.get("RAY_ADDRESS", "a new Ray instance on this machine")
         logger.info("executor ray: %d vLLM engine(s) on %s", self.concurrency, where)
-        if not self.verbose:
-            # Ray Data reports its progress every few seconds: those lines go to the command's log file instead,
-            # through the root logger, and the command's own progress bar stays on the console.
-            self.ray.data.DataContext.get_current().enable_progress_bars = False
-            for name in ("ray", "ray.data"):
-                library = logging.getLogger(name)
-                for handler in list(library.handlers):
-                    library.removeHandler(handler)
-                library.propagate = True
+
+    def generates_on_gpu(self) -> bool:
+        return self.cluster_gpus > 0  # the engines' settings follow the cluster's devices, not this process's
+
+    def start_engine(self, vllm):
+        """No engine here: Ray Data starts one in each of its workers for every stream."""
         return None
 
     def processor_config(self, batch_size: int):
         from ray.data.llm import vLLMEngineProcessorConfig
 
         engine_kwargs = {k: v for k, v in self.engine_args.items() if k != "model"}
-        gpus = self.ray.cluster_resources().get("GPU", 0)
         placement = None
-        if not gpus:
+        if not self.cluster_gpus:
             # Without GPUs, each engine takes one CPU bundle (Ray Data asks for GPUs by default).
-            placement = {"bundles": [{"CPU": 1}] * self.engine_args.get("tensor_parallel_size", 1)}
+            placement = {"bundles": [{"CPU": 1}]}
         return vLLMEngineProcessorConfig(
-            model_source=self.engine_args["model"],
+            model_source=on_every_node(self.engine_args["model"]),
             engine_kwargs=engine_kwargs,
+            # A pool of 1 to `concurrency` engines: Ray Data adds engines while rows wait and the cluster has room.
+            # (A fixed pool of n can take every CPU of a small machine and leave none for the steps around it.)
             concurrency=self.concurrency,
             batch_size=batch_size,
-            apply_chat_template=False,  # the rows hold the LLaMA-Factory template's token ids already
-            tokenize=False,
-            detokenize=False,  # the command decodes, as for the other engines
+            chat_template_stage=False,  # the rows hold the LLaMA-Factory template's token ids already
+            tokenize_stage=False,
+            detokenize_stage=False,  # the command decodes, as for the other engines
             log_engine_metrics=False,
             placement_group_config=placement,
         )
@@ -143,7 +159,7 @@ class RayVllmGenerator(VllmGenerator):
             "logit_bias": [[int(token), float(value)] for token, value in bias.items()],
         }
         if self.lora is not None:
-            row["model"] = self.lora.lora_path  # Ray Data's engines load the adapter that a row names
+            row["model"] = on_every_node(self.lora.lora_path)  # Ray Data's engines load the adapter a row names
         return row
 
     def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
@@ -155,8 +171,9 @@ class RayVllmGenerator(VllmGenerator):
         pending: dict[int, Request] = {}
         rows = []
         for index, request in enumerate(requests):
-            pending[index] = request
             rows.append(self.row(index, request, max_new_tokens, temperature, top_p, base_seed))
+            # The images travel in the row; what the caller gets back is the request without them.
+            pending[index] = dataclasses.replace(request, images=[])
         if not rows:
             return
         batch_size = max(1, min(slots or 64, len(rows)))
@@ -164,6 +181,7 @@ class RayVllmGenerator(VllmGenerator):
             self.processor_config(batch_size), preprocess=images_from_png, postprocess=result_columns
         )
         dataset = processor(self.ray.data.from_items(rows))
+        del rows  # Ray's object store holds them now
         for result in dataset.iter_rows():
             request = pending.pop(int(result[INDEX]), None)
             if request is None:  # Ray retried a batch that had already given this result: written once

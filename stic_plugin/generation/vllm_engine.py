@@ -30,12 +30,16 @@ LORA_MODEL_TYPES = {"llava", "qwen2_vl", "qwen2_5_vl"}
 BANNED_BIAS = -100.0
 
 
-def vllm_dtype(infer_dtype: str, config) -> str:
+def vllm_dtype(infer_dtype: str, config, gpus_elsewhere: bool = False) -> str:
     """``infer_dtype`` as LLaMA-Factory reads it for the transformers engines: auto is the checkpoint's bf16 on a
     GPU that has it, else fp16 on a GPU, fp32 on a CPU. (vLLM's own "auto" would keep an fp16 checkpoint in
-    fp16 on a CPU too.)"""
+    fp16 on a CPU too.) ``gpus_elsewhere``: the engines run on GPUs this process cannot see (Ray's workers),
+    taken to have bf16 (Ampere or newer: set ``infer_dtype`` for older ones)."""
     if infer_dtype != "auto":
         return infer_dtype
+    if gpus_elsewhere:
+        checkpoint = str(getattr(config, "torch_dtype", None) or "bfloat16").removeprefix("torch.")
+        return "bfloat16" if checkpoint == "bfloat16" else "float16"
     from llamafactory.extras.misc import infer_optim_dtype
 
     return str(infer_optim_dtype(getattr(config, "torch_dtype", None))).removeprefix("torch.")
@@ -231,15 +235,15 @@ class VllmGenerator:
 
         import torch
 
-        on_gpu = torch.cuda.is_available()
-        if on_gpu:
+        on_gpu = self.generates_on_gpu()
+        if on_gpu and torch.cuda.is_available():
             show_this_process_its_gpus(cfg.tensor_parallel_size, torch.cuda.device_count())
         compile_graphs = cfg.compile_decoding if cfg.compile_decoding != "auto" else on_gpu
         engine_args = dict(
             model=model_dir,
             tokenizer=model_dir,
             trust_remote_code=cfg.trust_remote_code,
-            dtype=vllm_dtype(cfg.infer_dtype, config),
+            dtype=vllm_dtype(cfg.infer_dtype, config, gpus_elsewhere=on_gpu and not torch.cuda.is_available()),
             seed=cfg.seed,
             tensor_parallel_size=cfg.tensor_parallel_size,
             enforce_eager=not compile_graphs,
@@ -259,6 +263,12 @@ class VllmGenerator:
         self.on_gpu = on_gpu
         self.llm = self.start_engine(vllm)
         self._requests = 0
+
+    def generates_on_gpu(self) -> bool:
+        """Whether the engines run on GPUs: this process's (the Ray executor asks its cluster)."""
+        import torch
+
+        return torch.cuda.is_available()
 
     def start_engine(self, vllm):
         """The engine of this process (the Ray executor starts its engines in Ray's workers instead)."""
@@ -385,8 +395,8 @@ class VllmGenerator:
         ran out (vLLM keeps the stop token that ended a request in its token ids)."""
         tokens = [int(token) for token in token_ids]
         stops = set(self.stop_token_ids)
-        if ran_out is None:
-            ran_out = not (tokens and tokens[-1] in stops)
+        if ran_out is None:  # vLLM also stops at the tokenizer's end-of-sequence token
+            ran_out = not (tokens and tokens[-1] in stops | {self.tokenizer.eos_token_id})
         while tokens and tokens[-1] in stops:
             tokens.pop()
         truncated = ran_out and len(tokens) >= max_new_tokens

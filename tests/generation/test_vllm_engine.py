@@ -116,6 +116,11 @@ def test_auto_dtype_is_read_as_the_transformers_engines_read_it():
 
     assert vllm_engine.vllm_dtype("float16", Config()) == "float16"
     assert vllm_engine.vllm_dtype("auto", Config()) == ("bfloat16" if torch.cuda.is_available() else "float32")
+    # Ray's GPU workers, seen from a command without a GPU: a GPU's rule, not this process's float32.
+    assert vllm_engine.vllm_dtype("auto", Config(), gpus_elsewhere=True) == "bfloat16"
+    Config.torch_dtype = torch.float32
+    assert vllm_engine.vllm_dtype("auto", Config(), gpus_elsewhere=True) == "float16"
+    assert vllm_engine.vllm_dtype("float32", Config(), gpus_elsewhere=True) == "float32"
 
 
 def test_lora_rank_is_rounded_up_to_one_vllm_accepts(tmp_path):
