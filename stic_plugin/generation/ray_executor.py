@@ -60,7 +60,7 @@ def images_from_png(row: dict) -> dict:
     if pictures:
         row["multimodal_data"] = {"image": pictures if len(pictures) > 1 else pictures[0]}
     sampling = dict(row.pop("sampling_keys"))
-    # Arrow keeps a dict's keys as text and a missing seed as a column of nulls: both go back here.
+    # The bias travels as [token, bias] pairs (Arrow holds no dict with number keys); lists come back as arrays.
     sampling["logit_bias"] = {int(token): float(bias) for token, bias in row.pop("logit_bias")}
     sampling["stop_token_ids"] = [int(token) for token in sampling["stop_token_ids"]]
     row["sampling_params"] = sampling
