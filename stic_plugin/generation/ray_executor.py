@@ -76,7 +76,6 @@ class RayVllmGenerator(VllmGenerator):
     """``generate_stream`` of ``VllmGenerator``, on the vLLM engines of Ray Data LLM."""
 
     engine = "vllm"
-    executor = "ray"
 
     def __init__(self, cfg: VllmSettings, concurrency: int = 1):
         import os

@@ -260,7 +260,6 @@ class VllmGenerator:
         if self.lora is not None:
             engine_args["max_lora_rank"] = lora_rank(adapters[0])
         self.engine_args = engine_args
-        self.on_gpu = on_gpu
         self.llm = self.start_engine(vllm)
         self._requests = 0
 
