@@ -24,7 +24,7 @@ from ..data.infusion import read_infusion_format
 from ..data.metrics import accuracy, scorable
 from ..data.output import atomic_write_text
 from ..data.runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
-from ..data.sources import Sample, load_samples, source_signature
+from ..data.sources import Sample, image_root, load_samples, source_signature
 from .config import DarConfig
 
 
@@ -65,6 +65,7 @@ def run_dar(cfg: DarConfig) -> int:
         output.meta_dir,
         output.records_path.name,
         reuse=not cfg.overwrite,
+        image_root=image_root(cfg),
     )
     responder = DescribeAndRespond(describer, infusion_format, cfg.image_placement, cfg.dar)
     run = Counter()

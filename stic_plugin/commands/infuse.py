@@ -23,7 +23,7 @@ from ..data.describe import ImageDescriber, bad_image_entry, load_images
 from ..data.infusion import infuse_messages, read_infusion_format
 from ..data.output import atomic_write_text
 from ..data.runs import finish_run, my_todo, prefetched_batches, progress_name, sample_reproducibly, start_run
-from ..data.sources import Sample, load_samples, source_signature
+from ..data.sources import Sample, image_root, load_samples, source_signature
 from .config import InfuseConfig
 
 
@@ -94,7 +94,14 @@ def run_infuse(cfg: InfuseConfig) -> int:
     part = output.records_path.name
     # Descriptions of earlier runs are reused on resume, never after overwrite=true (the model may have changed).
     describer = ImageDescriber(
-        make_generator, prompts, cfg, cfg.max_new_tokens, output.meta_dir, part, reuse=not cfg.overwrite
+        make_generator,
+        prompts,
+        cfg,
+        cfg.max_new_tokens,
+        output.meta_dir,
+        part,
+        reuse=not cfg.overwrite,
+        image_root=image_root(cfg),
     )
     from tqdm import tqdm
 

@@ -51,8 +51,23 @@ def lazy_stream(get_generator, requests, *args, **kwargs):
     yield from get_generator().generate_stream(itertools.chain([first], requests), *args, **kwargs)
 
 
+def stable_image_key(path: str, image_root: str | None) -> str:
+    """An image's name below the folder its source's paths start from (POSIX separators), else the path as
+    given: what a description's prompt and sampling seed are drawn from, so that the same data and seed give
+    the same descriptions wherever the folders lie."""
+    if image_root is None:
+        return path
+    try:
+        return Path(path).absolute().relative_to(Path(image_root).absolute()).as_posix()
+    except ValueError:  # an absolute path elsewhere, or a URL
+        return path
+
+
 class ImageDescriber:
-    """Describes images with the prompt drawn for each from (seed, path); remembers every description."""
+    """Describes images with the prompt drawn for each from (seed, image key); remembers every description.
+
+    ``image_root``: the folder the input's image paths start from; an image's key is its path below it (see
+    :func:`stable_image_key`)."""
 
     def __init__(
         self,
@@ -63,10 +78,12 @@ class ImageDescriber:
         log_dir: Path | None,
         part: str,
         reuse: bool = True,
+        image_root: str | None = None,
     ):
         self._make_generator = make_generator
         self._generator = None
         self.prompts, self.cfg, self.max_new_tokens = prompts, cfg, max_new_tokens
+        self.image_root = image_root
         self.descriptions: dict[str, dict] = {}
         self.counts = Counter()
         self._log = None
@@ -86,11 +103,13 @@ class ImageDescriber:
     def prompt_for(self, path: str) -> str:
         if len(self.prompts) == 1:
             return self.prompts[0]
-        return image_rng(self.cfg.seed, path, "describe").choice(self.prompts)
+        return image_rng(self.cfg.seed, stable_image_key(path, self.image_root), "describe").choice(self.prompts)
 
     def request(self, path: str, image) -> Request:
-        """The description request of one image: its prompt drawn from (seed, path), its own sampling stream."""
-        return Request.single(user_turn(self.prompt_for(path)), image, key=f"describe:{path}", tag=path)
+        """The description request of one image: its prompt drawn from (seed, image key), and its own sampling
+        stream, seeded from the request key."""
+        key = f"describe:{stable_image_key(path, self.image_root)}"
+        return Request.single(user_turn(self.prompt_for(path)), image, key=key, tag=path)
 
     def describe(self, images: dict[str, object]) -> None:
         """Describe the good images not described yet, ``batch_size`` of them decoding at a time."""

@@ -176,6 +176,13 @@ def source_signature(cfg) -> list | None:
         return None  # load_samples says what is wrong
 
 
+def image_root(cfg) -> str:
+    """The folder that the input's relative image paths start from."""
+    if cfg.llava_file is not None:
+        return cfg.image_folder or str(Path(cfg.llava_file).parent)
+    return cfg.media_dir or cfg.source_dataset_dir
+
+
 def load_samples(cfg, unanswered_ok: bool = False) -> list[Sample]:
     """``unanswered_ok``: a LLaVA record ending with a question is read with an empty answer (for dar)."""
     if (cfg.dataset is None) == (cfg.llava_file is None):

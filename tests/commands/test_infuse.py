@@ -264,3 +264,44 @@ def test_an_input_without_images_is_an_error(tiny, tmp_path, stic):
     (tmp_path / "mix.json").write_text(json.dumps(rows))
     result = stic(*infuse_args(tiny, tmp_path / "mix.json", tiny["images"], tmp_path / "data"))
     assert result.returncode == 2 and "no sample with an image (1 text-only sample(s) only" in result.stderr
+
+
+@pytest.mark.parametrize("source", ["llava_file", "dataset"])
+def test_the_same_data_in_another_folder_gets_the_same_prompts_and_descriptions(tiny, tmp_path, stic, source):
+    """Prompts and sampling seeds are drawn from each image's path below the input's image folder, not from
+    where that folder lies: a copy of the data elsewhere is described alike, text for text."""
+    import shutil
+
+    descriptions = {}
+    for copy in ("first", "second/deeper"):
+        folder = tmp_path / copy
+        shutil.copytree(tiny["images"], folder / "images")
+        records = llava_records()[:2] + llava_records()[4:5]  # three samples, four images
+        for record in records:
+            names = record["image"] if isinstance(record["image"], list) else [record["image"]]
+            record["image"] = [f"images/{name}" for name in names]
+        (folder / "mix.json").write_text(json.dumps(records))
+        if source == "dataset":
+            info = {"mix": {"file_name": "mix.json", "formatting": "llava"}}
+            (folder / "dataset_info.json").write_text(json.dumps(info))
+            keys = ["dataset=mix", f"source_dataset_dir={folder}"]
+        else:
+            keys = [f"llava_file={folder / 'mix.json'}"]
+        result = stic(
+            "infuse",
+            f"model_name_or_path={tiny['tiny-llava']}",
+            "template=llava",
+            *keys,
+            f"dataset_dir={folder / 'out'}",
+            "temperature=1.0",
+            "max_new_tokens=12",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        written = sorted(read_records(folder / "out" / "stic_sft"), key=lambda record: record["stic"]["sample"])
+        descriptions[copy] = [
+            (record["stic"]["description_prompts"], record["stic"]["descriptions"]) for record in written
+        ]
+    assert len(descriptions["first"]) == 3
+    prompts = {prompt for record_prompts, _ in descriptions["first"] for prompt in record_prompts}
+    assert len(prompts) > 1  # prompts were drawn, not one for all
+    assert descriptions["first"] == descriptions["second/deeper"]
