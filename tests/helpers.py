@@ -25,7 +25,17 @@ needs_ray = pytest.mark.skipif(
 )
 # A small KV cache, and vLLM's engine in the command's own process: it starts in about 35 s instead of 55 s. (Users
 # run it in its own process, vLLM's default: tests/generation/test_vllm_engine.py runs pref that way once.)
-VLLM_ENV = dict(VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING", VLLM_ENABLE_V1_MULTIPROCESSING="0")
+# TORCH_COMPILE_DISABLE: vLLM's CPU warm-up samples once without seeds, through a sampler it compiles with
+# torch.compile; even from inductor's cache that costs about 20 s per start (inductor test-builds a C++ file per
+# CPU instruction set, each in a new Python process), and the engine's start goes from 26 s to 4 s without it.
+# Nothing these tests generate goes through that sampler: every request of ours has its own seed (or is greedy),
+# which vLLM samples uncompiled.
+VLLM_ENV = dict(
+    VLLM_CPU_KVCACHE_SPACE="1",
+    VLLM_LOGGING_LEVEL="WARNING",
+    VLLM_ENABLE_V1_MULTIPROCESSING="0",
+    TORCH_COMPILE_DISABLE="1",
+)
 
 PREF_DATASET_INFO = {
     "file_name": "stic_pref.jsonl",

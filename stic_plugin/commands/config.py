@@ -474,8 +474,8 @@ class DemoConfig:
     full: bool = option(
         False,
         help="The whole comparison: learning rates chosen on the validation split, every ablation, each seed of "
-        "`seeds`; writes report.md, report.json and the plots (about 40 minutes on 2 CPU cores, the base model "
-        "included).",
+        "`seeds`; writes report.md, report.json and the plots (about an hour on 2 CPU cores for three seeds, "
+        "each with its own base model).",
     )
     seeds: list = option([0, 1, 2], help="Training seeds of the full comparison; the demo alone uses the first.")
     scale: typing.Literal["demo", "smoke"] = option(
