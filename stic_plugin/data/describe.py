@@ -3,6 +3,7 @@ and describe-and-respond's two passes, shared by ``stic-cli dar`` and the lmms-e
 
 import itertools
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,8 @@ def stable_image_key(path: str, image_root: str | None) -> str:
     the same descriptions wherever the folders lie."""
     if image_root is None:
         return path
-    try:
-        return Path(path).absolute().relative_to(Path(image_root).absolute()).as_posix()
+    try:  # abspath also folds "x/../" away, which Path.absolute leaves
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(image_root)).as_posix()
     except ValueError:  # an absolute path elsewhere, or a URL
         return path
 

@@ -7,6 +7,7 @@ def test_an_image_below_its_folder_is_keyed_by_its_path_below_it(tmp_path):
     root = tmp_path / "data"
     assert stable_image_key(str(root / "images" / "a.png"), str(root)) == "images/a.png"
     assert stable_image_key(str(root / "a.png"), str(root) + "/") == "a.png"
+    assert stable_image_key(str(root / "sub" / ".." / "a.png"), str(tmp_path / "x" / ".." / "data")) == "a.png"
 
 
 def test_a_relative_folder_and_path_are_read_from_the_working_folder(tmp_path, monkeypatch):
