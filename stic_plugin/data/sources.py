@@ -40,6 +40,17 @@ def _report_unreadable(what: str, unreadable: list[str]) -> None:
         )
 
 
+def llava_image_folder(path: str, image_folder: str | None) -> str:
+    """Where a LLaVA file's relative image paths start: ``image_folder``, else the file's own folder."""
+    return str(Path(image_folder).absolute()) if image_folder else str(Path(path).absolute().parent)
+
+
+def dataset_media_folder(dataset_dir: str, media_dir: str | None) -> str:
+    """Where a named dataset's relative image paths start, as LLaMA-Factory reads them: ``media_dir``, else
+    ``dataset_dir``."""
+    return media_dir or dataset_dir
+
+
 def load_llava_file(
     path: str, image_folder: str | None, unanswered_ok: bool = False, image_placement: str = "front"
 ) -> list[Sample]:
@@ -58,7 +69,7 @@ def load_llava_file(
         raise ValueError(f"cannot read the LLaVA data {path}: {err}") from err
     if not isinstance(rows, list):
         raise ValueError(f"{path}: LLaVA data is a JSON list of records")
-    folder = str(Path(image_folder).absolute()) if image_folder else str(source.absolute().parent)
+    folder = llava_image_folder(path, image_folder)
     attr = DatasetAttr("file", dataset_name=source.name)
     attr.join({"formatting": "llava"})
     converter = converter_classes()["llava"](attr, DataArguments(dataset_dir=folder, media_dir=folder))
@@ -99,7 +110,7 @@ def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> li
     (attr,) = get_dataset_list([name], dataset_dir)
     if attr.ranking:
         raise ValueError(f"dataset `{name}` is preference data (`ranking: true`); give instruction (SFT) data")
-    data_args = DataArguments(dataset_dir=dataset_dir, media_dir=media_dir or dataset_dir)
+    data_args = DataArguments(dataset_dir=dataset_dir, media_dir=dataset_media_folder(dataset_dir, media_dir))
     if attr.load_from in ("ms_hub", "om_hub"):
         # The ModelScope and Modelers hubs' clients are wired only into LLaMA-Factory's private loader: no
         # public function reads them. It reads and aligns; of the model arguments it uses the hub settings.
@@ -177,10 +188,10 @@ def source_signature(cfg) -> list | None:
 
 
 def image_root(cfg) -> str:
-    """The folder that the input's relative image paths start from."""
+    """The folder that the input's relative image paths start from: the one its loader resolves them in."""
     if cfg.llava_file is not None:
-        return cfg.image_folder or str(Path(cfg.llava_file).parent)
-    return cfg.media_dir or cfg.source_dataset_dir
+        return llava_image_folder(cfg.llava_file, cfg.image_folder)
+    return dataset_media_folder(cfg.source_dataset_dir, cfg.media_dir)
 
 
 def load_samples(cfg, unanswered_ok: bool = False) -> list[Sample]:

@@ -12,7 +12,8 @@ from stic_plugin.toyworld.scoring import score_predictions
 
 from helpers import run_cli
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: its demo fixture then runs once, not once per worker that takes one of its tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]
 
 
 @pytest.fixture(scope="module")
