@@ -46,9 +46,11 @@ def llava_image_folder(path: str, image_folder: str | None) -> str:
 
 
 def dataset_media_folder(dataset_dir: str, media_dir: str | None) -> str:
-    """Where a named dataset's relative image paths start, as LLaMA-Factory reads them: ``media_dir``, else
-    ``dataset_dir``."""
-    return media_dir or dataset_dir
+    """Where a named dataset's relative image paths start: the folder LLaMA-Factory's own ``DataArguments``
+    settles on (``media_dir``, else ``dataset_dir``), which ``load_named_dataset`` reads the dataset with."""
+    from llamafactory.hparams import DataArguments
+
+    return DataArguments(dataset_dir=dataset_dir, media_dir=media_dir).media_dir
 
 
 def load_llava_file(
@@ -110,7 +112,7 @@ def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> li
     (attr,) = get_dataset_list([name], dataset_dir)
     if attr.ranking:
         raise ValueError(f"dataset `{name}` is preference data (`ranking: true`); give instruction (SFT) data")
-    data_args = DataArguments(dataset_dir=dataset_dir, media_dir=dataset_media_folder(dataset_dir, media_dir))
+    data_args = DataArguments(dataset_dir=dataset_dir, media_dir=media_dir)
     if attr.load_from in ("ms_hub", "om_hub"):
         # The ModelScope and Modelers hubs' clients are wired only into LLaMA-Factory's private loader: no
         # public function reads them. It reads and aligns; of the model arguments it uses the hub settings.
