@@ -25,7 +25,8 @@ llamafactory.webui.interface                ``create_train_tab``: the "STIC" acc
 llamafactory.data.converter                 dataset formatters ``llava`` and ``stic`` registered
 ==========================================  ==================================================================
 
-Private names of LLaMA-Factory the plugin relies on, and why (0.9.5 offers no public hook for any):
+Private names of LLaMA-Factory the patches rely on, and why (0.9.5 offers no public hook for any); these and every
+other host internal the package touches are listed in ``stic_plugin.host``:
 
 - ``hparams.parser._TRAIN_ARGS`` (and ``_INFER_ARGS``, ``_EVAL_ARGS``, ``_TRAIN_MCA_ARGS``): the argument
   classes every parser is built from; the only place a stage and options can be added.
@@ -58,8 +59,9 @@ import threading
 from collections import namedtuple
 
 from .constants import STAGE, STAGE_DISPLAY_NAME
+from .host import CHECKED
 
-WRITTEN_FOR = "0.9.5"  # the LLaMA-Factory version these patches were written and tested against
+WRITTEN_FOR = CHECKED["llamafactory"]  # the LLaMA-Factory version these patches were written and tested against
 
 # Kept to modules that load in microseconds (no dataclasses, typing or importlib.abc): this runs in every
 # interpreter of the environment. `apply(module)` returns what `revert(module, saved)` needs. `needs`: the
@@ -530,6 +532,26 @@ def _check_host_once() -> None:
         missing = {patch.name: missing_names(patch) for patch in PATCHES}
         _reported.update(name for name, names in missing.items() if names)  # named once, here
         _warn(version_warning(found, missing))
+    others = internals_warning()
+    if others:
+        _warn(others)
+
+
+def internals_warning() -> str | None:
+    """One warning when transformers, torch or gradio is not the version the plugin's use of their internals
+    was checked against (``stic_plugin.host``), naming the internals that are gone; None otherwise."""
+    from . import host
+
+    differing = {library: pair for library, pair in host.differing_versions().items() if library != "llamafactory"}
+    if not differing:
+        return None
+    versions = ", ".join(f"{library} {checked} (found {found})" for library, (checked, found) in differing.items())
+    gone = host.unresolved(imported_only=True)
+    return f"stic_plugin was checked with {versions}: " + (
+        f"these internals it uses are gone: {', '.join(gone)}."
+        if gone
+        else "every internal it uses is there (stic_plugin.host lists them), but what they do may have changed."
+    )
 
 
 def _patch_module(module):

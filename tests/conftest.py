@@ -27,7 +27,7 @@ from helpers import pref_args, run_cli, write_lmms_eval_tasks, write_pref_datase
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict[str, str]:
     """Paths of the tiny LLaVA, LLaVA-NeXT and Qwen2-VL and sample images (built offline, once per session)."""
-    from stic_plugin.fixtures import build_all
+    from stic_plugin.tools.fixtures import build_all
 
     return build_all(tmp_path_factory.mktemp("tiny"))
 

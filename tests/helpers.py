@@ -198,14 +198,23 @@ def write_pref_dataset(dataset_dir: Path, images: list[Path], name: str = "stic_
 
 
 # ---- tiny generators for the engine tests ----
-def tiny_generator(path: str, template: str, stop_bias: float = 0.3, **options):
+def tiny_model(path: str, template: str, stop_bias: float = 0.3):
     """A tiny model in float32 with sharp attention and a likely stop token (rows end at varied points)."""
-    from stic_plugin.generation.engine import VisionLanguageGenerator
+    from stic_plugin.generation.base import GeneratorSettings
+    from stic_plugin.generation.transformers_engine import TransformersModel
 
-    generator = VisionLanguageGenerator.load(path, template, infer_dtype="float32", **options)
-    sharpen_attention(generator.model)
-    generator.banned_bias[generator.stop_token_ids[0]] = stop_bias
-    return generator
+    loaded = TransformersModel.load(GeneratorSettings(path, template, infer_dtype="float32"))
+    sharpen_attention(loaded.model)
+    loaded.banned_bias[loaded.stop_token_ids[0]] = stop_bias
+    return loaded
+
+
+def tiny_generator(path: str, template: str, stop_bias: float = 0.3, engine: str = "continuous", **options):
+    """An engine (``engine``: continuous or plain; ``options``: the continuous engine's) on a ``tiny_model``."""
+    from stic_plugin.generation.transformers_engine import ContinuousGenerator, PlainGenerator
+
+    loaded = tiny_model(path, template, stop_bias)
+    return PlainGenerator(loaded) if engine == "plain" else ContinuousGenerator(loaded, **options)
 
 
 def sharpen_attention(model, factor: float = 625.0):
@@ -225,7 +234,7 @@ def mixed_requests(count: int, long_from: int | None = None):
     """Requests of varied images (sizes, so that Qwen2-VL's grids differ), prompts, limits, and some text-only."""
     from PIL import Image
 
-    from stic_plugin.generation.engine import Request, user_turn
+    from stic_plugin.generation.base import Request, user_turn
 
     requests = []
     for index in range(count):

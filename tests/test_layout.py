@@ -1,9 +1,12 @@
 """The package's imports flow one way and form no cycle (every import, inside functions too, read with ast).
 
-commands -> data -> generation -> shared (constants, assets, fixtures);  commands -> toyworld -> shared
-commands -> evaluation -> data, generation, shared
-train -> shared, data.formats          seam (stic_plugin, _autoload, patches) -> train, data.formats, webui, shared
-webui -> commands, train, data, generation, shared (only the seam imports it)
+commands -> pipeline -> data, generation, method -> shared (constants, assets)
+method (what STIC does) -> generation.base (the request and result types), data.formats;  data -> method.keys
+commands -> evaluation -> pipeline and below;  train -> shared, data.formats
+webui -> commands and below (only the seam imports it)
+seam (stic_plugin, _autoload, patches) -> train, data.formats, webui
+tools (the demo and its toy world, the bench, the fixtures) -> commands and below; nothing imports tools but the
+command line, which names their modules to load them lazily
 """
 
 import ast
@@ -13,18 +16,20 @@ import pytest
 
 PACKAGE = "stic_plugin"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
-SHARED = {"constants", "assets", "fixtures"}
+SHARED = {"constants", "assets", "host"}
 SEAM = {"", "_autoload", "patches"}  # "" is the package itself (apply, revert, applied)
 # group: what its modules may import (groups, or single modules as "group.module")
 ALLOWED = {
     "shared": {"shared"},
     "generation": {"generation", "shared"},
-    "data": {"data", "generation", "shared"},
+    "method": {"method", "generation.base", "data.formats", "shared"},
+    "data": {"data", "method.keys", "shared"},
+    "pipeline": {"pipeline", "data", "generation", "method", "shared"},
     "train": {"train", "shared", "data.formats"},
-    "toyworld": {"toyworld", "shared"},
-    "evaluation": {"evaluation", "data", "generation", "shared"},
-    "commands": {"commands", "toyworld", "evaluation", "data", "generation", "train", "shared"},
-    "webui": {"webui", "commands", "data", "generation", "train", "shared"},
+    "evaluation": {"evaluation", "pipeline", "method", "data", "generation", "shared"},
+    "commands": {"commands", "evaluation", "pipeline", "method", "data", "generation", "train", "shared"},
+    "webui": {"webui", "commands", "pipeline", "method", "data", "generation", "train", "shared"},
+    "tools": {"tools", "commands", "evaluation", "pipeline", "method", "data", "generation", "train", "shared"},
     "seam": {"seam", "train", "data.formats", "webui", "shared"},
 }
 
@@ -49,7 +54,7 @@ def imports_of(name: str, path: Path, known) -> set[str]:
     """The package's modules that ``name`` imports anywhere in its source."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
 
-    def relative(dotted: str) -> str | None:  # "stic_plugin.data.runs" -> "data.runs"; None outside the package
+    def relative(dotted: str) -> str | None:  # "stic_plugin.pipeline.run" -> "pipeline.run"; None outside the package
         if dotted == PACKAGE:
             return ""
         return dotted[len(PACKAGE) + 1 :] if dotted.startswith(PACKAGE + ".") else None
@@ -107,11 +112,15 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_imports_flow_one_way():
     graph = import_graph()
-    assert graph["commands.pref"] >= {"commands.config", "data.runs", "generation.engine", "assets"}  # it reads them
+    assert graph["commands.pref"] >= {"commands.config", "pipeline.run", "generation.base", "method.pairs", "assets"}
     assert graph["webui.command_line"] >= {"commands.config", "commands.cli"}
     assert graph["patches"] >= {"webui.train_tab", "webui.data_tab", "webui.locales"}
     assert graph["commands.eval"] >= {"evaluation", "evaluation.benchmarks", "evaluation.harness"}
-    assert graph["evaluation.model"] >= {"data.describe", "data.infusion"}  # dar's code, not a copy
+    assert graph["evaluation.model"] >= {
+        "pipeline.describer",
+        "method.dar",
+        "generation.base",
+    }  # dar's code, not a copy
     assert violations(graph) == []
 
 
@@ -120,9 +129,9 @@ def test_no_import_cycle():
 
 
 def test_the_checks_see_what_they_look_for():
-    graph = {"generation.engine": {"data.runs"}, "data.runs": {"generation.engine"}, "train.options": {"constants"}}
-    assert violations(graph) == ["generation.engine (generation) imports data.runs (data)"]
-    assert cycles(graph) == [["data.runs", "generation.engine", "data.runs"]]
+    graph = {"generation.base": {"pipeline.run"}, "pipeline.run": {"generation.base"}, "train.options": {"constants"}}
+    assert violations(graph) == ["generation.base (generation) imports pipeline.run (pipeline)"]
+    assert cycles(graph) == [["generation.base", "pipeline.run", "generation.base"]]
     assert violations({"data.formats": {"patches"}}) == ["data.formats (data) imports patches (seam)"]
     assert violations({"commands.config": {"webui.command_line"}}) == [
         "commands.config (commands) imports webui.command_line (webui)"

@@ -1,6 +1,5 @@
 """Every shipped recipe parses with the real parsers, explains itself, and never truncates an image."""
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -155,7 +154,7 @@ def _processor_and_plugin(model: str):
         Qwen2VLVideoProcessor,
     )
 
-    from stic_plugin.fixtures import llava_tokenizer, qwen_tokenizer
+    from stic_plugin.tools.fixtures import llava_tokenizer, qwen_tokenizer
 
     folder = model_configs_dir() / model
     settings = json.loads((folder / "preprocessor_config.json").read_text())
@@ -211,7 +210,7 @@ def _most_image_tokens(model: str, image_max_pixels: int) -> int:
 
 def _text_tokens(text: str) -> int:
     """A generous count: the small test tokenizer splits ordinary English into more pieces than real ones do."""
-    from stic_plugin.fixtures import LLAVA_SPECIALS, train_tokenizer
+    from stic_plugin.tools.fixtures import LLAVA_SPECIALS, train_tokenizer
 
     return len(train_tokenizer(LLAVA_SPECIALS).encode(text).ids)
 
@@ -258,21 +257,7 @@ def test_example_records_load_with_their_dataset_entry(name, tmp_path):
         assert placeholders == len(aligned["_images"] or [])
 
 
-def test_readme_documents_every_key():
-    import dataclasses
-
-    from stic_plugin.commands.config import BenchConfig, DemoConfig, Pref2SftConfig
-    from stic_plugin.train.options import stic_option_names
-
-    readme = (REPO / "README.md").read_text()
-    for cls in (PrefConfig, InfuseConfig, DarConfig, Pref2SftConfig, DemoConfig, BenchConfig, EvalConfig):
-        for f in dataclasses.fields(cls):
-            assert f"| `{f.name}` |" in readme, f"{cls.__name__}.{f.name} is not in the README"
-    for name in stic_option_names():
-        assert f"| `{name}` |" in readme
-
-
-TINY_OF = {  # the tiny model of each recipe's family (stic_plugin.fixtures), and its template
+TINY_OF = {  # the tiny model of each recipe's family (stic_plugin.tools.fixtures), and its template
     "llava-1.5-7b": ("tiny-llava", "llava"),
     "llava-v1.6-mistral-7b": ("tiny-llava-next", "llava_next_mistral"),
     "qwen2-vl-7b": ("tiny-qwen2vl", "qwen2_vl"),
@@ -394,45 +379,3 @@ def test_the_pad_option_reaches_llamafactorys_plugin(tiny, tmp_path):
     reference = clip(_expand2square(image, tuple(int(x * 255) for x in clip.image_mean)), return_tensors="pt")
     assert torch.equal(inputs["pixel_values"], reference["pixel_values"])
     assert not torch.equal(inputs["pixel_values"], clip(image, return_tensors="pt")["pixel_values"])  # no crop
-
-
-def _readme_rows() -> dict[str, list[tuple[str, str]]]:
-    """`| `key` | default | meaning |` rows of the README, by key (a key may have a row in several tables)."""
-    import re
-
-    rows: dict[str, list[tuple[str, str]]] = {}
-    for line in (REPO / "README.md").read_text().splitlines():
-        match = re.match(r"\| `([a-z_0-9]+)` \| (.*?) \| (.*) \|$", line)
-        if match:
-            rows.setdefault(match.group(1), []).append((match.group(2), match.group(3)))
-    return rows
-
-
-def _shown(value) -> str:
-    """A default as the README writes it."""
-    if value is dataclasses.MISSING:
-        return "required"
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, dict):
-        return "`" + ", ".join(f"{key}: {item}" for key, item in value.items()) + "`"
-    if isinstance(value, list):
-        return "`[" + ", ".join(str(item) for item in value) + "]`"
-    if isinstance(value, str) and value.startswith(str(REPO)):
-        return f"`{Path(value).relative_to(REPO).as_posix()}`"
-    return f"`{value}`"
-
-
-def test_readme_rows_say_what_the_help_says():
-    """Each key's README row has its default and the help text of ``stic-cli COMMAND --help``, word for word."""
-    from stic_plugin.commands.config import BenchConfig, Pref2SftConfig
-
-    rows = _readme_rows()
-    for cls in (PrefConfig, InfuseConfig, DarConfig, Pref2SftConfig, BenchConfig, EvalConfig):
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-            wanted = (_shown(default), f.metadata["help"].replace("`", ""))
-            found = [(d, meaning.replace("`", "")) for d, meaning in rows.get(f.name, [])]
-            assert wanted in found, f"{cls.__name__}.{f.name}: README rows {found}, help {wanted}"

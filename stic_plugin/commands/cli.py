@@ -14,28 +14,27 @@ stic-cli COMMAND --help                       every key, its default and what it
 import argparse
 import sys
 
-from .config import (
-    BenchConfig,
-    DarConfig,
-    DemoConfig,
-    EvalConfig,
-    InfuseConfig,
-    Pref2SftConfig,
-    PrefConfig,
-    describe_keys,
-    load_config,
-)
+from .config import describe_keys, load_config
 
-# name: (configuration, module that runs it, its function); the module is imported only when its command runs
+# name: (module with its configuration, the configuration's class, module that runs it, its function); the modules
+# are imported when needed. demo and bench are the project's tools (stic_plugin.tools), apart from the method.
 COMMANDS = {
-    "pref": (PrefConfig, "stic_plugin.commands.pref", "run_pref"),
-    "infuse": (InfuseConfig, "stic_plugin.commands.infuse", "run_infuse"),
-    "dar": (DarConfig, "stic_plugin.commands.dar", "run_dar"),
-    "pref2sft": (Pref2SftConfig, "stic_plugin.commands.pref2sft", "run_pref2sft"),
-    "demo": (DemoConfig, "stic_plugin.commands.demo", "run_demo"),
-    "bench": (BenchConfig, "stic_plugin.commands.bench", "run_bench"),
-    "eval": (EvalConfig, "stic_plugin.commands.eval", "run_eval"),
+    "pref": ("stic_plugin.commands.config", "PrefConfig", "stic_plugin.commands.pref", "run_pref"),
+    "infuse": ("stic_plugin.commands.config", "InfuseConfig", "stic_plugin.commands.infuse", "run_infuse"),
+    "dar": ("stic_plugin.commands.config", "DarConfig", "stic_plugin.commands.dar", "run_dar"),
+    "pref2sft": ("stic_plugin.commands.config", "Pref2SftConfig", "stic_plugin.commands.pref2sft", "run_pref2sft"),
+    "demo": ("stic_plugin.tools.demo", "DemoConfig", "stic_plugin.tools.demo", "run_demo"),
+    "bench": ("stic_plugin.tools.bench", "BenchConfig", "stic_plugin.tools.bench", "run_bench"),
+    "eval": ("stic_plugin.commands.config", "EvalConfig", "stic_plugin.commands.eval", "run_eval"),
 }
+
+
+def config_class(command: str):
+    """The configuration class of a command."""
+    import importlib
+
+    module, name, _, _ = COMMANDS[command]
+    return getattr(importlib.import_module(module), name)
 
 
 # What each command needs besides its defaults, and example command lines (checked by tests/commands/test_cli.py).
@@ -88,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="stic-cli", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (config_cls, _, _) in COMMANDS.items():
+    for name in COMMANDS:
+        config_cls = config_class(name)
         summary = plain(" ".join((config_cls.__doc__ or "").split()))
         examples = "\n".join(f"  {line}" for line in EXAMPLES[name])
         keys = plain(describe_keys(config_cls))
@@ -112,12 +112,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config_cls, module_name, function_name = COMMANDS[args.command]
+    _, _, module_name, function_name = COMMANDS[args.command]
+    config_cls = config_class(args.command)
     config_path = args.args[0] if args.args and "=" not in args.args[0] else None
     overrides = args.args[1:] if config_path else args.args
     from ..data.output import release_locks
-    from ..data.runs import ACTIVE_OUTPUTS, interrupted_message
     from ..generation.continuous import CacheTooLarge
+    from ..pipeline.run import ACTIVE_OUTPUTS, interrupted_message
 
     try:
         if getattr(args, "compare", None):

@@ -25,7 +25,7 @@ from collections import Counter
 
 from ..assets import dataset_entry
 from ..data.output import ShardedOutput, atomic_write_text
-from ..data.runs import finish_run, my_todo, start_run
+from ..pipeline.run import finish_run, start_run, todo_for_this_process
 from .config import Pref2SftConfig
 
 logger = logging.getLogger("stic_plugin.pref2sft")
@@ -93,7 +93,9 @@ def run_pref2sft(cfg: Pref2SftConfig) -> int:
     for pair in pairs:
         key = pair.get("stic", {}).get("image") if isinstance(pair.get("stic"), dict) else None
         keyed.setdefault(str(key), pair)  # a key written twice (two runs on one output) is converted once
-    todo = my_todo(output, sorted(keyed), lambda key: key, lambda record: record["stic"]["image"], cfg.overwrite)
+    todo = todo_for_this_process(
+        output, sorted(keyed), lambda key: key, lambda record: record["stic"]["image"], cfg.overwrite
+    )
 
     run = Counter()
     records, skipped_log = output.open_writers()

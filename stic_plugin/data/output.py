@@ -322,6 +322,7 @@ class ShardedOutput:
         self.records_path = self.data_dir / part
         self.skipped_path = self.meta_dir / f"skipped-{part}"
         self._lock = PartLock(self.meta_dir / f"part-{rank:05d}-of-{world_size:05d}.lock")
+        self._records_writer: JsonlAppender | None = None
 
     def lock(self) -> None:
         """Hold this process's part for the run; stop if another run writes this output (any part of another
@@ -419,5 +420,5 @@ class ShardedOutput:
     @property
     def written_this_run(self) -> int:
         """Records this process has written to its part since ``open_writers``."""
-        writer = getattr(self, "_records_writer", None)
+        writer = self._records_writer
         return writer.count if writer is not None else 0

@@ -176,10 +176,20 @@ def _num_samples(dataset, count: int):
     return dataset.select(indexes)
 
 
+def files_signature(path: str) -> list | None:
+    """(name, size, modification time) of a local file, or of the files directly in a local folder: what
+    tells an input or a model edited in place from the one an output was written with."""
+    target = Path(path.strip())
+    if target.is_file():
+        stat = target.stat()
+        return [[target.name, stat.st_size, stat.st_mtime_ns]]
+    if target.is_dir():
+        return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(target.iterdir()) if p.is_file()]
+    return None  # a hub name: its revision is the hub's business
+
+
 def source_signature(cfg) -> list | None:
     """The input data files, by size and modification time: an edited input is not resumed."""
-    from .runs import files_signature
-
     if cfg.llava_file is not None:
         return files_signature(cfg.llava_file)
     try:

@@ -14,18 +14,19 @@ It answers ``generate_until`` requests, the only kind the paper's seven tasks ma
 ``output_type`` is ``loglikelihood`` or ``multiple_choice`` need log-likelihoods, which it does not compute.
 """
 
-import hashlib
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 from lmms_eval.api.model import lmms
 
 from ..assets import default_infusion_format_file
 from ..constants import DAR_DESCRIPTION_PROMPT
-from ..data.describe import DescribeAndRespond, ImageDescriber, Question
-from ..data.infusion import read_infusion_format
 from ..data.output import JsonlAppender
+from ..generation.base import GeneratorSettings, create_generator
+from ..method.dar import DescribeAndRespond, Question
+from ..method.infusion import read_infusion_format
+from ..method.keys import picture_key
+from ..pipeline.describer import ImageDescriber, Sampling
 from . import MODEL_ID
 from .benchmarks import PAPER_TASKS
 
@@ -38,13 +39,6 @@ def _text(value):
     if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         return value[1:-1]
     return value
-
-
-def image_key(image) -> str:
-    """A name for an image from its pixels: the same picture asked about twice is described once."""
-    digest = hashlib.sha1(f"{image.mode}{image.size}".encode())
-    digest.update(image.tobytes())
-    return digest.hexdigest()
 
 
 def with_placeholders(context: str, images: int) -> str:
@@ -106,9 +100,7 @@ class SticModel(lmms):
             raise ValueError(f"`batch_size` must be a whole number >= 1; got {batch_size!r}")
         if not isinstance(dar, bool):
             raise ValueError(f"`dar` must be true or false; got {dar!r}")
-        # What VisionLanguageGenerator.from_config reads, and the description pass's settings (greedy, as the
-        # authors' evaluation and the dar recipes).
-        self.settings = SimpleNamespace(
+        self.settings = GeneratorSettings(
             model_name_or_path=str(_text(model_name_or_path)),
             template=str(template),
             adapter_name_or_path=_text(adapter_name_or_path) or None,
@@ -118,27 +110,19 @@ class SticModel(lmms):
             engine=str(engine),
             compile_decoding=compile_decoding,
             seed=int(seed),
-            temperature=0.0,
-            top_p=None,
-            batch_size=batch_size,
         )
+        # The description pass is greedy, as the authors' evaluation and the dar recipes.
+        self.sampling = Sampling(temperature=0.0, top_p=None, seed=int(seed), slots=batch_size)
         self.dar = dar
         infusion_format = read_infusion_format(_text(infusion_format_file) or default_infusion_format_file())
         describer = ImageDescriber(
-            self._load_generator,
+            lambda: create_generator(self.settings),
             [str(_text(description_prompt))],
-            self.settings,
+            self.sampling,
             int(description_max_new_tokens),
-            None,
-            "",
         )
-        self.responder = DescribeAndRespond(describer, infusion_format, str(image_placement), dar)
+        self.responder = DescribeAndRespond(describer, infusion_format, str(image_placement), describe_first=dar)
         self.descriptions_file = _text(descriptions_file) or None
-
-    def _load_generator(self):
-        from ..generation.engine import VisionLanguageGenerator
-
-        return VisionLanguageGenerator.from_config(self.settings)
 
     @property
     def generator(self):
@@ -172,8 +156,8 @@ class SticModel(lmms):
                         max_new_tokens,
                         temperature,
                         top_p,
-                        self.settings.seed,
-                        self.settings.batch_size,
+                        self.sampling.seed,
+                        self.sampling.slots,
                     )
                     for index, question, generation in zip(chunk, questions, generated):
                         answers[index] = cut_at_stops(generation.text, stops)
@@ -201,7 +185,7 @@ class SticModel(lmms):
                     raise ValueError(
                         f"{task}: the {MODEL_ID} model answers questions about images; got {type(visual).__name__}"
                     )
-                keys.append(image_key(visual))
+                keys.append(picture_key(visual))
                 images[keys[-1]] = visual
             messages = [{"role": "user", "content": with_placeholders(context, len(keys))}]
             questions.append(Question(messages, keys, key=f"answer:{task}:{split}:{doc_id}"))

@@ -11,15 +11,15 @@ import dataclasses
 import io
 import logging
 
-from .engine import Request
-from .vllm_engine import VllmGenerator, VllmSettings
+from .base import GeneratorSettings, Request
+from .vllm_engine import VllmGenerator
 
 logger = logging.getLogger(__name__)
 
 RAY_VERSION = "2.58.1"
 RAY_INSTALL_HINT = (
     "`executor: ray` needs Ray Data " + RAY_VERSION + " beside vLLM: pip install 'ray[data]==" + RAY_VERSION + "' "
-    "(bash scripts/install_vllm.sh .venv installs both). The README's vLLM section says more."
+    "(bash scripts/install_vllm.sh .venv installs both). docs/engines.md says more."
 )
 INDEX = "stic_request"  # the column that brings each result back to its request
 
@@ -77,13 +77,13 @@ class RayVllmGenerator(VllmGenerator):
 
     engine = "vllm"
 
-    def __init__(self, cfg: VllmSettings, concurrency: int = 1):
+    def __init__(self, cfg: GeneratorSettings):
         import os
 
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ValueError("`executor: ray` spreads the requests over Ray's engines itself: run it without torchrun")
         self.ray = require_ray()
-        self.concurrency = concurrency
+        self.concurrency = cfg.concurrency
         self.verbose = cfg.verbose
         self.connect()
         self.cluster_gpus = int(self.ray.cluster_resources().get("GPU", 0))
@@ -91,10 +91,6 @@ class RayVllmGenerator(VllmGenerator):
             # Ray Data splits such an engine over Ray's workers, which vLLM's CPU build cannot do.
             raise ValueError("`tensor_parallel_size` above 1 needs GPUs in the Ray cluster; it has none")
         super().__init__(cfg)
-
-    @classmethod
-    def from_config(cls, cfg) -> "RayVllmGenerator":
-        return cls(VllmSettings.of(cfg), concurrency=cfg.concurrency)
 
     def connect(self) -> None:
         """Join the Ray cluster that RAY_ADDRESS names, or start one on this machine."""
@@ -189,3 +185,8 @@ class RayVllmGenerator(VllmGenerator):
             yield request, self.finished_tokens(result["generated_tokens"], limit)
         if pending:
             raise RuntimeError(f"Ray Data gave back no result for {len(pending)} request(s)")
+
+
+def create(settings: GeneratorSettings) -> RayVllmGenerator:
+    """``executor: ray`` (``base.EXECUTORS``)."""
+    return RayVllmGenerator(settings)

@@ -1,4 +1,4 @@
-"""Generation on vLLM: the same requests and results as ``engine.VisionLanguageGenerator``, on the field's engine.
+"""``engine: vllm``: the generator contract (``base.Generator``) on vLLM, the field's engine.
 
 Prompts are the token ids of the LLaMA-Factory template the model trains with; each image stays one
 placeholder token, which vLLM expands with its own processor (as LLaMA-Factory's ``chat/vllm_engine.py``
@@ -7,14 +7,14 @@ does not depend on the batch size, the other requests or a resume.
 """
 
 import copy
-import dataclasses
 import logging
 import shutil
 import tempfile
 import weakref
 from pathlib import Path
 
-from .engine import Generation, Request, clean_response
+from .base import Generation, Generator, GeneratorSettings, Request
+from .transformers_engine import check_template_fits, clean_response
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ VLLM_VERSION = "0.26.0"
 INSTALL_HINT = (
     "`engine: vllm` needs vLLM " + VLLM_VERSION + ": bash scripts/install_vllm.sh .venv (a GPU or a CPU build, "
     "LLaMA-Factory's web UI kept working), or on a GPU pip install -e '.[vllm]' (pip then downgrades gradio "
-    "to 5.1). The README's vLLM section says more."
+    "to 5.1). docs/engines.md says more."
 )
 # Model types whose language model takes a LoRA adapter in vLLM 0.26; other adapters are merged first.
 LORA_MODEL_TYPES = {"llava", "qwen2_vl", "qwen2_5_vl"}
@@ -137,41 +137,16 @@ def merged_model(cfg, scratch: Path) -> str:
     return str(out)
 
 
-@dataclasses.dataclass
-class VllmSettings:
-    """What the vLLM engine is built from: the generator keys of ``stic-cli`` that concern it."""
-
-    model_name_or_path: str
-    template: str
-    adapter_name_or_path: str | None = None
-    image_max_pixels: int | None = None
-    trust_remote_code: bool = False
-    infer_dtype: str = "auto"
-    compile_decoding: object = "auto"  # CUDA graphs: "auto" (on a GPU), True or False
-    seed: int = 0
-    tensor_parallel_size: int = 1
-    verbose: bool = False
-    gpu_memory_utilization: float = 0.9  # vLLM's default share of the GPU's memory
-
-    @classmethod
-    def of(cls, cfg) -> "VllmSettings":
-        """The settings of a ``stic-cli`` configuration (keys it lacks keep their defaults)."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        return cls(**{name: getattr(cfg, name) for name in names if hasattr(cfg, name)})
-
-
-class VllmGenerator:
-    """``generate`` and ``generate_stream`` as the transformers engines have them, on a vLLM ``LLMEngine``."""
+class VllmGenerator(Generator):
+    """The generator contract on a vLLM ``LLMEngine`` in this process."""
 
     engine = "vllm"
 
-    def __init__(self, cfg: VllmSettings):
+    def __init__(self, cfg: GeneratorSettings):
         vllm = require_vllm(cfg.verbose)
         from llamafactory.data import get_template_and_fix_tokenizer
         from llamafactory.hparams import get_infer_args
         from llamafactory.model import load_config, load_tokenizer
-
-        from .engine import check_template_fits
 
         args = dict(model_name_or_path=cfg.model_name_or_path, template=cfg.template)
         args.update(trust_remote_code=cfg.trust_remote_code, infer_dtype=cfg.infer_dtype)
@@ -273,10 +248,6 @@ class VllmGenerator:
         """The engine of this process (the Ray executor starts its engines in Ray's workers instead)."""
         return vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**self.engine_args))
 
-    @classmethod
-    def from_config(cls, cfg) -> "VllmGenerator":
-        return cls(VllmSettings.of(cfg))
-
     last_run_stats: dict = {}
 
     def close(self) -> None:
@@ -334,14 +305,6 @@ class VllmGenerator:
             skip_special_tokens=True,
             detokenize=False,
         )
-
-    def generate(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
-        """One generation per request, in request order."""
-        results: dict[int, Generation] = {}
-        tagged = [Request(**{**request.__dict__, "tag": index}) for index, request in enumerate(requests)]
-        for request, generation in self.generate_stream(tagged, max_new_tokens, temperature, top_p, seed, slots):
-            results[request.tag] = generation
-        return [results[index] for index in range(len(requests))]
 
     def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
         """(request, Generation) for each request, in the order they finish; at most ``slots`` requests
@@ -467,3 +430,8 @@ def lora_rank(adapter: str) -> int:
 
     rank = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("r", 16)
     return next((size for size in LORA_RANKS if size >= rank), rank)
+
+
+def create(settings: GeneratorSettings) -> VllmGenerator:
+    """``engine: vllm`` (``base.ENGINES``)."""
+    return VllmGenerator(settings)

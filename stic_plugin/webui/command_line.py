@@ -35,11 +35,11 @@ LLAVA_FILE_SUFFIXES = (".json", ".jsonl")
 
 def config_class(action: str):
     """The configuration dataclass of ``stic-cli ACTION``."""
-    from ..commands.cli import COMMANDS
+    from ..commands import cli
 
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
-    return COMMANDS[action][0]
+    return cli.config_class(action)
 
 
 def option_fields(action: str) -> dict[str, dataclasses.Field]:
@@ -62,7 +62,10 @@ def help_of(action: str, key: str) -> str:
 
 
 def choices_of(action: str, key: str) -> tuple | None:
-    """The values a ``Literal`` key takes (None for other keys)."""
+    """The values a key takes: its ``Literal``'s, or those its option lists (None for other keys)."""
+    choices = option_fields(action)[key].metadata.get("choices")
+    if choices is not None:
+        return tuple(choices())
     annotation = typing.get_type_hints(config_class(action))[key]
     if typing.get_origin(annotation) is typing.Literal:
         return typing.get_args(annotation)

@@ -91,7 +91,7 @@ def _negative(folder: str, record: dict, lang: str) -> str:
         corrupted = ""
         image = _open_image(folder, (record.get("images") or [""])[0])
         if image is not None:
-            from ..generation.corruption import apply_corruption
+            from ..method.corruption import apply_corruption
 
             try:
                 corrupted = thumbnail(apply_corruption(image, meta["corruption"], params))

@@ -69,7 +69,7 @@ def test_help_is_plain_text_with_what_each_command_needs_and_examples_that_parse
     from helpers import REPO
 
     monkeypatch.chdir(REPO)  # the examples name the shipped recipes
-    for name, (config_cls, _, _) in cli.COMMANDS.items():
+    for name in cli.COMMANDS:
         with pytest.raises(SystemExit) as done:
             cli.main([name, "--help"])
         assert done.value.code == 0
@@ -84,7 +84,9 @@ def test_help_is_plain_text_with_what_each_command_needs_and_examples_that_parse
                 assert cli._parser().parse_args([name, *words]).compare == words[1:]
                 continue
             config_path = words[0] if words and "=" not in words[0] else None
-            load_config(config_cls, config_path, words[1:] if config_path else words)  # keys and values valid
+            load_config(
+                cli.config_class(name), config_path, words[1:] if config_path else words
+            )  # keys and values valid
     with pytest.raises(SystemExit):
         cli.main(["pref", "--help"])
     text = " ".join(capsys.readouterr().out.split())

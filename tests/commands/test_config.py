@@ -5,7 +5,7 @@ import os
 import pytest
 
 from stic_plugin.commands.config import DarConfig, PrefConfig, load_config
-from stic_plugin.data.runs import files_signature
+from stic_plugin.data.sources import files_signature
 
 
 def test_text_overrides_stay_text_and_bad_yaml_names_the_key():

@@ -62,7 +62,7 @@ def test_dar_unanswered_questions_and_rescoring_without_regenerating(tiny, tmp_p
 
 
 def test_the_second_pass_shows_the_image_first_as_llava_does(tiny, tmp_path, stic, monkeypatch):
-    from stic_plugin.generation.engine import VisionLanguageGenerator
+    from stic_plugin.generation.transformers_engine import ContinuousGenerator
 
     questions = [
         {
@@ -73,7 +73,7 @@ def test_the_second_pass_shows_the_image_first_as_llava_does(tiny, tmp_path, sti
     ]
     (tmp_path / "q.json").write_text(json.dumps(questions))
     asked = []
-    stream = VisionLanguageGenerator.generate_stream
+    stream = ContinuousGenerator.generate_stream
 
     def recording(self, requests, *args, **kwargs):
         def answers_seen():  # the second pass's requests, as the engine takes them
@@ -84,7 +84,7 @@ def test_the_second_pass_shows_the_image_first_as_llava_does(tiny, tmp_path, sti
 
         return stream(self, answers_seen(), *args, **kwargs)
 
-    monkeypatch.setattr(VisionLanguageGenerator, "generate_stream", recording)
+    monkeypatch.setattr(ContinuousGenerator, "generate_stream", recording)
     base = dar_args(tiny, tmp_path / "q.json", tmp_path / "pred", max_new_tokens=4, description_max_new_tokens=6)
     for extra in ([], ["dar=false", "predictions_name=direct"], ["image_placement=keep", "predictions_name=kept"]):
         assert stic(*base, *extra).returncode == 0
@@ -124,7 +124,7 @@ def test_answers_cut_at_max_new_tokens_are_flagged(tiny, tmp_path, stic):
 
 
 def test_a_resumed_dar_answers_from_the_descriptions_it_logged(tiny, tmp_path, stic, monkeypatch):
-    from stic_plugin.generation.engine import VisionLanguageGenerator
+    from stic_plugin.generation.transformers_engine import ContinuousGenerator
 
     questions = [
         {"id": str(i), "image": f"image_00{i % 2}.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"}]}
@@ -144,7 +144,7 @@ def test_a_resumed_dar_answers_from_the_descriptions_it_logged(tiny, tmp_path, s
     first_line = part.read_text().splitlines()[0]
     part.write_text(first_line + "\n")
     keys = []
-    stream = VisionLanguageGenerator.generate_stream
+    stream = ContinuousGenerator.generate_stream
 
     def recording(self, requests, *args, **kwargs):
         def seen():
@@ -154,7 +154,7 @@ def test_a_resumed_dar_answers_from_the_descriptions_it_logged(tiny, tmp_path, s
 
         return stream(self, seen(), *args, **kwargs)
 
-    monkeypatch.setattr(VisionLanguageGenerator, "generate_stream", recording)
+    monkeypatch.setattr(ContinuousGenerator, "generate_stream", recording)
     again = stic(*base)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "1 already done, 2 to do" in again.stderr

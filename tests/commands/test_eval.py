@@ -61,12 +61,12 @@ def finished(run_dir: Path) -> SimpleNamespace:
 def runs(tiny, eval_tasks, tmp_path_factory):
     """Every model x {base, adapter} x {direct, dar}, with each run's generation requests recorded."""
     from stic_plugin.commands import cli
-    from stic_plugin.generation.engine import VisionLanguageGenerator
+    from stic_plugin.generation.transformers_engine import ContinuousGenerator
 
     out = tmp_path_factory.mktemp("eval_runs")
     recorded: dict[str, list] = {}
     current = [""]
-    original = VisionLanguageGenerator.generate_stream
+    original = ContinuousGenerator.generate_stream
 
     def recording(self, requests, *args, **kwargs):
         requests = list(requests)
@@ -75,7 +75,7 @@ def runs(tiny, eval_tasks, tmp_path_factory):
 
     done = {}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(VisionLanguageGenerator, "generate_stream", recording)
+        patch.setattr(ContinuousGenerator, "generate_stream", recording)
         patch.delenv("OPENAI_API_KEY", raising=False)
         patch.delenv("API_TYPE", raising=False)
         for name, (model, template) in MODELS.items():

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from stic_plugin.assets import default_infusion_format_file
-from stic_plugin.data.infusion import infuse_messages, read_infusion_format
+from stic_plugin.method.infusion import infuse_messages, read_infusion_format
 
 from helpers import key_values, random_lora_adapter, read_records, run_cli
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from stic_plugin.fixtures import make_images
+from stic_plugin.tools.fixtures import make_images
 
 from helpers import BIN, kill_after_lines, llamafactory_dataset, pref_args, run_cli, subprocess_env
 
@@ -79,8 +79,8 @@ def test_pref_output_loads_and_trains_with_stic_dpo(tiny, pref_output, tmp_path)
 
 def test_choices_do_not_depend_on_batch_size(tiny, tmp_path, stic):
     from stic_plugin.assets import default_prompt_file, read_prompts
-    from stic_plugin.generation.corruption import corruption_record
-    from stic_plugin.generation.planning import plan_pair
+    from stic_plugin.method.corruption import corruption_record
+    from stic_plugin.method.pairs import plan_pair
 
     images = tmp_path / "images"
     make_images(images, count=10, seed=5)
@@ -396,9 +396,9 @@ def test_a_dataset_info_that_cannot_be_written_stops_before_generating(tiny, tmp
 
 def test_ctrl_c_ends_with_one_line_and_the_run_resumes(tiny, tmp_path, stic, monkeypatch):
     """Before: a 40-line traceback."""
-    from stic_plugin.generation.engine import VisionLanguageGenerator
+    from stic_plugin.generation.transformers_engine import ContinuousGenerator
 
-    stream = VisionLanguageGenerator.generate_stream
+    stream = ContinuousGenerator.generate_stream
 
     def interrupted(self, *args, **kwargs):
         for index, result in enumerate(stream(self, *args, **kwargs)):
@@ -406,13 +406,13 @@ def test_ctrl_c_ends_with_one_line_and_the_run_resumes(tiny, tmp_path, stic, mon
                 raise KeyboardInterrupt
             yield result
 
-    monkeypatch.setattr(VisionLanguageGenerator, "generate_stream", interrupted)
+    monkeypatch.setattr(ContinuousGenerator, "generate_stream", interrupted)
     data = tmp_path / "data"
     result = stic(*pref_args(tiny, tiny["images"], data, batch_size=1))
     assert result.returncode == 130
     lines = [line for line in result.stderr.splitlines() if "interrupted" in line or "Traceback" in line]
     assert lines == ["stic-cli pref: interrupted: 1 written; run the same command to resume"]
-    monkeypatch.setattr(VisionLanguageGenerator, "generate_stream", stream)
+    monkeypatch.setattr(ContinuousGenerator, "generate_stream", stream)
     again = stic(*pref_args(tiny, tiny["images"], data, batch_size=1))
     assert again.returncode == 0, again.stderr[-2000:]
     assert "1 already done, 7 to do" in again.stderr  # and the lock was released: no take-over
@@ -438,7 +438,7 @@ def test_a_garbled_line_is_reported_and_the_output_loads_again(tiny, tmp_path, s
 
 def test_the_lengths_plot_shows_chosen_and_rejected_side_by_side():
     """Before: the rejected bars were drawn over the chosen ones and hid them."""
-    from stic_plugin.commands.pref import lengths_figure
+    from stic_plugin.commands.summaries import lengths_figure
 
     by_negative = {
         "hallucination": {"pairs": 3, "chosen_tokens": [100, 120, 300], "rejected_tokens": [100, 125, 310]},

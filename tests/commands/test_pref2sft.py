@@ -99,7 +99,7 @@ def test_configuration_errors_name_what_is_wrong(tmp_path, stic):
 
 
 def test_the_documented_training_command_parses(monkeypatch):
-    """README: stage 2's recipe on the positives, from the base model (no stage-1 adapter)."""
+    """docs/commands.md: stage 2's recipe on the positives, from the base model (no stage-1 adapter)."""
     from llamafactory.hparams.parser import _parse_train_args, read_args
 
     from helpers import REPO
@@ -108,7 +108,7 @@ def test_the_documented_training_command_parses(monkeypatch):
         "recipes/llava-v1.6-mistral-7b/stage2.yaml dataset=stic_pref_sft adapter_name_or_path=null "
         "output_dir=saves/llava-v1.6-mistral-7b/sft-positives"
     )
-    assert f"llamafactory-cli train {command}" in " ".join((REPO / "README.md").read_text().split())
+    assert f"llamafactory-cli train {command}" in " ".join((REPO / "docs" / "commands.md").read_text().split())
     monkeypatch.chdir(REPO)
     monkeypatch.setattr("sys.argv", ["llamafactory-cli", *command.split()])
     values = dict(read_args(), bf16=False)  # bf16 needs a GPU to be accepted

@@ -29,13 +29,13 @@ def generators(tiny):
 def vllm_models(tmp_path_factory):
     import sys
 
-    from stic_plugin.fixtures import make_images
+    from stic_plugin.tools.fixtures import make_images
 
     # Built in a process of their own: in make test, after earlier tests of the same worker, saving a LLaVA in
     # the worker failed (transformers took LLaVA's config class for remote code and looked for its file).
     folder = tmp_path_factory.mktemp("vllm-models")
     built = subprocess.run(
-        [sys.executable, "-m", "stic_plugin.fixtures", "--vllm", str(folder)],
+        [sys.executable, "-m", "stic_plugin.tools.fixtures", "--vllm", str(folder)],
         capture_output=True,
         text=True,
         check=True,

@@ -211,7 +211,7 @@ def test_sampled_generations_do_not_depend_on_slots_or_order(generators):
 @pytest.mark.parametrize("model", ["tiny-llava", "tiny-qwen2vl", "tiny-llava-next"])
 def test_requests_on_the_same_image_share_its_prefix(generators, model):
     """As pref sends them: two prompts on one image object; the prefix with the image runs once."""
-    from stic_plugin.generation.engine import Request, user_turn
+    from stic_plugin.generation.base import Request, user_turn
 
     plain, continuous = generators[model]["plain"], generators[model]["continuous"]
     requests = []
@@ -352,7 +352,7 @@ def test_older_transformers_fall_back_to_plain_batches(generators, monkeypatch):
 def test_a_finished_row_hands_its_slot_to_the_next_request(generators):
     """Two slots, one long request and five short ones: the short ones pass through the second slot
     while the long one decodes, so the run takes as many steps as the long request alone."""
-    from stic_plugin.generation.engine import Request, user_turn
+    from stic_plugin.generation.base import Request, user_turn
 
     continuous = generators["tiny-llava"]["continuous"]
     lengths = [30, 3, 3, 3, 3, 3]

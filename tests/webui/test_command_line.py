@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from stic_plugin.commands import cli
+from stic_plugin.commands import config
 from stic_plugin.commands.config import DarConfig, InfuseConfig, PrefConfig
 from stic_plugin.webui import command_line
 from stic_plugin.webui.command_line import advanced_keys, check, field_overrides, overrides, parse_advanced, preview
@@ -80,7 +80,7 @@ def test_a_new_key_of_a_command_appears_by_itself(monkeypatch):
     class Extended(PrefConfig):
         verbose: bool = dataclasses.field(default=False, metadata={"help": "More output."})
 
-    monkeypatch.setitem(cli.COMMANDS, "pref", (Extended, *cli.COMMANDS["pref"][1:]))
+    monkeypatch.setattr(config, "PrefConfig", Extended)
     assert "verbose" in advanced_keys("pref") and command_line.help_of("pref", "verbose") == "More output."
     assert check("pref", ["model_name_or_path=m", "template=t", "image_dir=/i", "verbose=true"]).verbose is True
 

@@ -5,7 +5,7 @@ import re
 
 from PIL import Image
 
-from stic_plugin.generation.corruption import corruption_record
+from stic_plugin.method.corruption import corruption_record
 from stic_plugin.webui.results import corruption_parameters, lengths_plot, records_html, summary
 
 

@@ -1,0 +1,209 @@
+"""Finding and reading images: every bad file becomes a reason to skip, never a crash; the pixels are the
+ones training reads.
+
+An image is known by its *key* (``method.keys.image_key``): its path relative to the image root in POSIX
+form; random choices and resume bookkeeping use the key, so moving the whole folder changes nothing.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..method.keys import image_key
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".ppm", ".pgm"}
+
+# Skip reasons, as counted in the summary.
+EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, MISSING, BAD_NAME = (
+    "empty file",
+    "not an image",
+    "unreadable",
+    "truncated",
+    "too many pixels",
+    "missing file",
+    "file name is not valid UTF-8",
+)
+
+
+class BadImage(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    key: str  # relative to the image root, POSIX separators; always valid UTF-8
+    path: str  # absolute
+    unusable: str = ""  # a reason to skip it without reading it (a name that is not UTF-8)
+
+
+@dataclass
+class FolderScan:
+    """The images of a folder tree, and what was left out of the listing (for the summary)."""
+
+    items: list[ImageItem]
+    folder_links: list[str] = field(default_factory=list)  # links to a folder already listed (a loop, an alias)
+    file_links: list[tuple[str, str]] = field(default_factory=list)  # (left out, the key of the same file kept)
+
+
+def _key(path: Path, root: Path) -> str:
+    return image_key(str(path), str(root))
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of what a path leads to, links followed; None for a broken link."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _escaped(text: str) -> str:
+    """A file system name as valid UTF-8 text: bytes that are not UTF-8 written as \\xNN."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def scan_folder(image_dir: str) -> FolderScan:
+    """Every image file under ``image_dir``, links followed, each folder and each file once.
+
+    Folders are known by (device, inode): a link to a folder already listed (``loop -> .``, an alias of a
+    sibling) is not followed again, and the folders really under the root win over links to them; a file
+    reached twice (a link to an image already listed) counts once, the real file first. A name that is not
+    valid UTF-8 becomes an item to skip with that reason, named with its bytes escaped."""
+    root = Path(image_dir).absolute()
+    if not root.is_dir():
+        raise ValueError(f"image_dir {image_dir} is not a folder")
+    claimed = set()  # folders listed or to be listed: first the real ones, then the linked ones as found
+    for folder, dirs, _ in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        claimed.add(_identity(folder))
+    scan = FolderScan([])
+    candidates = []  # (identity, is a link, key, path)
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(d for d in dirs if not d.startswith(".")):
+            full = os.path.join(folder, name)
+            if os.path.islink(full):
+                identity = _identity(full)
+                if identity is None or identity in claimed:
+                    scan.folder_links.append(_escaped(_key(Path(full), root)))
+                    continue
+                claimed.add(identity)
+            kept.append(name)
+        dirs[:] = kept
+        for name in files:
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            path = os.path.join(folder, name)
+            key = _key(Path(path), root)
+            if _escaped(key) != key:  # surrogates: bytes that are not UTF-8 in the name or a folder's
+                scan.items.append(ImageItem(_escaped(key), _escaped(path), BAD_NAME))
+                continue
+            candidates.append((_identity(path) or ("missing", key), os.path.islink(path), key, path))
+    kept_keys: dict = {}
+    for identity, _, key, path in sorted(candidates, key=lambda c: (c[1], c[2])):  # real files first, by key
+        if identity in kept_keys:
+            scan.file_links.append((key, kept_keys[identity]))
+            continue
+        kept_keys[identity] = key
+        scan.items.append(ImageItem(key, path))
+    scan.items.sort(key=lambda item: item.key)
+    return scan
+
+
+def images_in_folder(image_dir: str) -> list[ImageItem]:
+    return scan_folder(image_dir).items
+
+
+def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:
+    text = image_list.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is not a path
+    suffix = image_list.suffix.lower()
+    if suffix == ".json":
+        rows = json.loads(text)
+        if not isinstance(rows, list):
+            raise ValueError(f"{image_list}: a JSON image list is a list of paths or of records")
+    elif suffix == ".jsonl":
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    paths = []
+    for index, row in enumerate(rows):
+        value = row.get(image_column) if isinstance(row, dict) else row
+        if isinstance(value, list):  # one record, several images
+            paths.extend(str(v) for v in value if v)
+        elif isinstance(value, str) and value:
+            paths.append(value)
+        elif isinstance(row, dict) and value is None:
+            continue  # a text-only record
+        else:
+            raise ValueError(f"{image_list}: row {index} has no image path in `{image_column}`")
+    return paths
+
+
+def images_in_list(image_list: str, image_root: str | None = None, image_column: str = "image") -> list[ImageItem]:
+    """Paths from a text file (one per line), or a JSON/JSONL file with an image column."""
+    list_path = Path(image_list).absolute()
+    if not list_path.is_file():
+        raise ValueError(f"image_list {image_list} is not a file")
+    root = Path(image_root).absolute() if image_root else list_path.parent
+    items = {}
+    for value in _paths_in_list_file(list_path, image_column):
+        path = Path(value) if os.path.isabs(value) else root / value
+        item = ImageItem(_key(path, root), str(path))
+        items.setdefault(item.key, item)  # an image listed twice is described once
+    return sorted(items.values(), key=lambda item: item.key)
+
+
+def load_image(path: str, max_file_pixels: int):
+    """A PIL image with the pixels LLaMA-Factory's training loader reads from the same file.
+
+    Training opens the file with ``Image.open`` and its multimodal plugin scales it to ``image_max_pixels``
+    and converts it to RGB; the generator hands the model's plugin this image, unconverted, so that the
+    description is of exactly the pixels trained on. EXIF orientation is therefore not applied (training
+    does not apply it, nor did the authors' LLaVA code), and odd modes are converted as training converts
+    them. Raises BadImage with the reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.exists(path):
+        raise BadImage(MISSING, path)
+    if os.path.getsize(path) == 0:
+        raise BadImage(EMPTY, path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                raise BadImage(EMPTY, f"{width}x{height} pixels")
+            if width * height > max_file_pixels:  # checked on the header, before decoding anything
+                raise BadImage(TOO_MANY_PIXELS, f"{width}x{height} > max_file_pixels={max_file_pixels}")
+            image.load()
+            return image
+    except BadImage:
+        raise
+    except UnidentifiedImageError as err:
+        raise BadImage(NOT_AN_IMAGE, str(err)) from err
+    except Image.DecompressionBombError as err:
+        raise BadImage(TOO_MANY_PIXELS, str(err)) from err
+    except OSError as err:
+        reason = TRUNCATED if "truncated" in str(err).lower() else UNREADABLE
+        raise BadImage(reason, str(err)) from err
+    except (ValueError, SyntaxError, EOFError) as err:  # PIL raises these for some corrupt headers
+        raise BadImage(UNREADABLE, str(err)) from err
+
+
+def as_training_rgb(image):
+    """The RGB image LLaMA-Factory's plugin makes of ``image`` (Pillow's ``convert("RGB")``), for the
+    corruptions, which work on RGB."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def lossy_training_conversion(image) -> str | None:
+    """What LLaMA-Factory's RGB conversion loses from this image, if anything (to warn about)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return f"{image.mode} pixels: training converts them to 8-bit RGB by clipping at 255; save the image as 8-bit"
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        return "transparent pixels: training drops the transparency and shows the colour stored under it"
+    return None

@@ -1,0 +1,488 @@
+"""The transformers engines, with LLaMA-Factory's own model loading, template and multimodal plugin:
+``continuous`` (a finished row's slot goes to the next request at once: ``continuous.py``) and ``plain``
+(transformers' ``generate`` on consecutive fixed batches). Both drive one ``TransformersModel``.
+
+Prompts are encoded exactly as LLaMA-Factory encodes training samples for the same ``template``
+(placeholder expansion by the template's mm plugin, chat format by the template), so what the model
+sees when it writes its descriptions is what it sees when it trains on them.
+"""
+
+import logging
+
+from .base import Generation, Generator, GeneratorSettings, Request
+
+logger = logging.getLogger(__name__)
+
+
+def process_device():
+    """This process's device: under torchrun (or any launcher that sets LOCAL_RANK), its own GPU."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+class RowLimits:
+    """A transformers logits processor: per-row bias (banned ids) and per-row min/max new tokens."""
+
+    def __init__(self, bias, prompt_width: int, minimums: list[int], maximums: list[int], stop_id: int):
+        self.bias, self.prompt_width, self.stop_id = bias, prompt_width, stop_id
+        self.minimums, self.maximums = minimums, maximums
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores = scores + self.bias.to(scores.dtype)  # on the device already: no copy per step
+        written = input_ids.shape[1] - self.prompt_width
+        for row, (low, high) in enumerate(zip(self.minimums, self.maximums)):
+            if written < low:
+                scores[row, self.stop_id] = -torch.inf
+            elif written >= high:  # this row's own limit: make it stop here
+                scores[row] = -torch.inf
+                scores[row, self.stop_id] = 0.0
+        return scores
+
+
+class TransformersModel:
+    """One model with its tokenizer, processor and LLaMA-Factory template: what the transformers engines drive.
+
+    ``load`` builds it the way LLaMA-Factory loads a model for inference (adapters merged); the constructor
+    takes components already built (the bench's random-weight models)."""
+
+    def __init__(self, model, tokenizer, processor, template):
+        if processor is None:
+            raise ValueError("the model has no image processor: STIC needs a vision-language model")
+        if template.mm_plugin.image_token is None:
+            raise ValueError("the template has no image support; use the template of your VLM")
+        self.model, self.tokenizer, self.processor, self.template = model, tokenizer, processor, template
+        self.model.eval()
+        self.stop_token_ids = self.template.get_stop_token_ids(self.tokenizer)
+        self.pad_token_id = self.tokenizer.pad_token_id
+        if self.pad_token_id is None:
+            self.pad_token_id = self.stop_token_ids[0]
+        self.banned_bias = self._banned_bias()
+
+    def _banned_bias(self):
+        """(vocab,) additive bias: -inf for ids that must never be written, 0 elsewhere.
+
+        Banned: the image token (a description holding one breaks training on it) and ids past the
+        tokenizer (padding rows of the output layer, never trained and not decodable).
+        """
+        import torch
+
+        head = self.model.get_output_embeddings()
+        vocab = head.weight.shape[0] if head is not None else self.model.config.get_text_config().vocab_size
+        bias = torch.zeros(vocab, dtype=torch.float32)
+        image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
+        if isinstance(image_token_id, int) and 0 <= image_token_id < vocab:
+            bias[image_token_id] = -torch.inf
+        bias[len(self.tokenizer) :] = -torch.inf
+        return bias
+
+    @classmethod
+    def load(cls, settings: GeneratorSettings) -> "TransformersModel":
+        from llamafactory.data import get_template_and_fix_tokenizer
+        from llamafactory.hparams import get_infer_args
+        from llamafactory.model import load_config, load_model, load_tokenizer
+
+        args = dict(
+            model_name_or_path=settings.model_name_or_path,
+            template=settings.template,
+            trust_remote_code=settings.trust_remote_code,
+            infer_dtype=settings.infer_dtype,
+        )
+        if settings.adapter_name_or_path:
+            args["adapter_name_or_path"] = settings.adapter_name_or_path
+        if settings.image_max_pixels:
+            args["image_max_pixels"] = int(settings.image_max_pixels)
+        model_args, data_args, finetuning_args, _ = get_infer_args(args)
+        model_args.device_map = {"": process_device()}  # one whole copy per process, not spread over every GPU
+        try:
+            tokenizer_module = load_tokenizer(model_args)
+        except OSError as err:
+            raise OSError(f"cannot load the tokenizer and processor of {settings.model_name_or_path}: {err}") from err
+        tokenizer, processor = tokenizer_module["tokenizer"], tokenizer_module["processor"]
+        if processor is None:
+            raise ValueError(
+                f"{settings.model_name_or_path} has no image processor: STIC needs a vision-language model"
+            )
+        chat_template = get_template_and_fix_tokenizer(tokenizer, data_args)
+        if chat_template.mm_plugin.image_token is None:
+            raise ValueError(f"template `{settings.template}` has no image support; use the template of your VLM")
+        check_template_fits(
+            chat_template, processor, load_config(model_args), settings.template, settings.model_name_or_path
+        )
+        # With adapters and is_trainable=False, LLaMA-Factory merges them into the weights.
+        model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+        return cls(model, tokenizer, processor, chat_template)
+
+    @property
+    def device(self):
+        return self.model.device
+
+    def encode(self, request: Request) -> list[int]:
+        """Token ids of the conversation with its images, up to the assistant's first token."""
+        plugin = self.template.mm_plugin
+        messages = plugin.process_messages(request.messages, request.images, [], [], self.processor)
+        prompt_ids, _ = self.template.encode_oneturn(
+            self.tokenizer, messages + [{"role": "assistant", "content": ""}], request.system, None
+        )
+        prompt_ids, _ = plugin.process_token_ids(
+            prompt_ids, None, request.images, [], [], self.tokenizer, self.processor
+        )
+        return prompt_ids
+
+    def mm_inputs(self, requests: list[Request], ids: list[list[int]], batch_ids=None) -> dict:
+        """The processor's tensors for these requests (CPU), as LLaMA-Factory's collator builds them."""
+        import inspect
+
+        inputs = self.template.mm_plugin.get_mm_inputs(
+            images=[image for request in requests for image in request.images],
+            videos=[],
+            audios=[],
+            imglens=[len(request.images) for request in requests],
+            vidlens=[0] * len(requests),
+            audlens=[0] * len(requests),
+            batch_ids=ids,
+            processor=self.processor,
+        )
+        # Models with 2-D positions for image tokens (Qwen2-VL) find the image tokens by their type;
+        # without it transformers silently gives them text positions. Built as LLaMA-Factory's collator does.
+        rope_index = getattr(getattr(self.model, "model", None), "get_rope_index", None)
+        needs_types = rope_index is not None and "mm_token_type_ids" in inspect.signature(rope_index).parameters
+        if needs_types and "mm_token_type_ids" not in inputs and batch_ids is not None:
+            image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
+            inputs["mm_token_type_ids"] = (batch_ids == image_token_id).long()
+        return inputs
+
+    def generation(self, kept: list[int], truncated: bool) -> Generation:
+        return clean_response(self.tokenizer, self.template, kept, truncated)
+
+
+class TransformersGenerator(Generator):
+    """What both transformers engines share: the model they drive, and its parts by name."""
+
+    engine = ""
+
+    def __init__(self, loaded: TransformersModel):
+        self.loaded = loaded
+
+    model = property(lambda self: self.loaded.model)
+    tokenizer = property(lambda self: self.loaded.tokenizer)
+    processor = property(lambda self: self.loaded.processor)
+    template = property(lambda self: self.loaded.template)
+    stop_token_ids = property(lambda self: self.loaded.stop_token_ids)
+    pad_token_id = property(lambda self: self.loaded.pad_token_id)
+    banned_bias = property(lambda self: self.loaded.banned_bias)
+    device = property(lambda self: self.loaded.device)
+
+    def encode(self, request: Request) -> list[int]:
+        return self.loaded.encode(request)
+
+
+def _slots(requests, slots: int | None) -> int:
+    """Sequences decoded together: all requests of a list by default (16 for other iterables), never more
+    than a list has (no slot, and no cache, for requests that do not exist)."""
+    if slots is None:
+        slots = len(requests) if isinstance(requests, (list, tuple)) else 16
+    if isinstance(requests, (list, tuple)):
+        slots = min(slots, len(requests))
+    return max(1, slots)
+
+
+class PlainGenerator(TransformersGenerator):
+    """transformers' ``generate`` on consecutive groups of ``slots`` requests."""
+
+    engine = "plain"
+
+    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
+        slots = _slots(requests, slots)
+        group, index = [], 0
+        for request in requests:
+            group.append(request)
+            if len(group) == slots:
+                batch_seed = None if seed is None else seed + index
+                yield from zip(group, self._generate_plain(group, max_new_tokens, temperature, top_p, batch_seed))
+                group, index = [], index + 1
+        if group:
+            batch_seed = None if seed is None else seed + index
+            yield from zip(group, self._generate_plain(group, max_new_tokens, temperature, top_p, batch_seed))
+
+    def _generate_plain(self, requests, max_new_tokens, temperature, top_p, seed) -> list[Generation]:
+        """transformers' ``generate`` on one left-padded batch."""
+        import torch
+        from transformers import LogitsProcessorList
+
+        from .continuous import inputs_to_device
+
+        ids = [self.encode(request) for request in requests]
+        width = max(len(row) for row in ids)
+        input_ids = torch.full((len(ids), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, tokens in enumerate(ids):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(tokens) :] = torch.tensor(tokens)
+            attention_mask[row, width - len(tokens) :] = 1
+        mm_inputs = inputs_to_device(self.loaded.mm_inputs(requests, ids, input_ids), self.device, self.model.dtype)
+        limits = [request.max_new_tokens or max_new_tokens for request in requests]
+        processor = RowLimits(
+            self.banned_bias.to(self.device),
+            width,
+            [r.min_new_tokens for r in requests],
+            limits,
+            self.stop_token_ids[0],
+        )
+        sampling = temperature is not None and temperature > 0
+        kwargs = dict(do_sample=sampling, max_new_tokens=max(limits), num_beams=1)
+        if sampling:
+            kwargs.update(temperature=temperature, top_p=top_p if top_p is not None else 1.0, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if seed is not None:
+            torch.manual_seed(seed)
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                eos_token_id=self.stop_token_ids,
+                pad_token_id=self.pad_token_id,
+                logits_processor=LogitsProcessorList([processor]),
+                **kwargs,
+                **mm_inputs,
+            )
+        return [self._decode(row[width:].tolist(), limit) for row, limit in zip(output, limits)]
+
+    def _decode(self, new_tokens: list[int], max_new_tokens: int) -> Generation:
+        """A row: up to its first stop token (or without the padding after its end)."""
+        stops = set(self.stop_token_ids)
+        end = next((i for i, token in enumerate(new_tokens) if token in stops), None)
+        kept = new_tokens[:end] if end is not None else [t for t in new_tokens if t != self.pad_token_id]
+        return self.loaded.generation(kept, len(kept) >= max_new_tokens)
+
+
+class ContinuousGenerator(TransformersGenerator):
+    """Continuous batching (``continuous.ContinuousBatcher``): a slot refills as soon as its row ends, and each
+    request's samples come from (seed, request key), whatever else is in the batch. Requests are encoded and
+    their images processed on threads, ahead of the model."""
+
+    engine = "continuous"
+
+    def __init__(self, loaded: TransformersModel, compile_decoding="auto", attention: str = "auto"):
+        """``attention``: the decoding attention (see ``ContinuousBatcher``): "auto", "sdpa" or "flex"."""
+        from .continuous import COMPILE_AFTER_STEPS, unsupported_reason
+
+        reason = unsupported_reason(loaded.model)
+        if reason:
+            raise ValueError(f"the continuous engine cannot drive this model: {reason}")
+        super().__init__(loaded)
+        # Decoding steps run before the step is compiled: 0 from the first, None never.
+        if compile_decoding == "auto":
+            self.compile_after_steps = COMPILE_AFTER_STEPS if self.device.type == "cuda" else None
+        else:
+            self.compile_after_steps = 0 if compile_decoding else None
+        self.attention = attention
+        self._batcher = None
+
+    # ---- what the engine did: read-only, for reports and tests ----
+    @property
+    def last_run_stats(self) -> dict:
+        """The counters of the last run (a copy; empty before the first): see ``continuous.run_stats``."""
+        return dict(self._batcher.stats) if self._batcher is not None else {}
+
+    @property
+    def decoding_attention(self) -> str | None:
+        """The decoding attention in use ("sdpa", "flex", "flex-when-compiled" or "eager"); None before the
+        first run."""
+        return self._batcher.attention if self._batcher is not None else None
+
+    @property
+    def decoding_compiled(self) -> bool:
+        """Whether the decoding step runs compiled now."""
+        return self._batcher is not None and self._batcher.compiled
+
+    @property
+    def cache_slots(self) -> int:
+        """Rows of the key/value cache (0 before the first run); they never shrink."""
+        return self._batcher.cache_slots if self._batcher is not None else 0
+
+    @property
+    def cache_capacity(self) -> int:
+        """Tokens each row of the key/value cache holds (0 before the first run)."""
+        cache = self._batcher.cache if self._batcher is not None else None
+        return cache.capacity if cache is not None else 0
+
+    def release_cache(self) -> None:
+        """Drop the key/value cache and compiled step: the next run starts afresh."""
+        self._batcher = None
+
+    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
+        from .continuous import ContinuousBatcher, PendingRequest, request_key
+
+        slots = _slots(requests, slots)
+        if self._batcher is None:
+            self._batcher = ContinuousBatcher(
+                self.model, self.stop_token_ids, self.banned_bias, self.compile_after_steps, self.attention
+            )
+        base_seed = 0 if seed is None else seed
+        image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
+
+        def pending(group: list[tuple[int, Request]]) -> list[PendingRequest]:
+            """Requests on the same images: the images are processed once, and the prompt prefix up to
+            and including the image tokens is run through the model once for all of them."""
+            import torch
+
+            encoded = [self.encode(request) for _, request in group]
+            first_inputs = self.loaded.mm_inputs([group[0][1]], encoded[:1], torch.tensor([encoded[0]]))
+            shared = shared_prefix_length(encoded, image_token_id) if len(group) > 1 else 0
+            items = []
+            for (index, request), ids in zip(group, encoded):
+                inputs = dict(first_inputs)
+                if "mm_token_type_ids" in inputs:  # per prompt: the image tokens' types along its own ids
+                    inputs["mm_token_type_ids"] = (torch.tensor([ids]) == image_token_id).long()
+                limit = request.max_new_tokens or max_new_tokens
+                key = request_key(base_seed, request.key if request.key is not None else str(index))
+                # The ring is sized by the call's limit, so that calls with shorter requests reuse its shapes.
+                items.append(
+                    PendingRequest(
+                        request,
+                        ids,
+                        inputs,
+                        limit,
+                        request.min_new_tokens,
+                        key,
+                        max(limit, max_new_tokens),
+                        (group[0][0], shared) if shared else None,
+                    )
+                )
+            return items
+
+        queue = (item for items in _read_ahead(pending, _same_image_groups(requests), slots) for item in items)
+        # The batcher turns gradients off around its own model calls only: nothing leaks into the caller's loop.
+        for request, new_tokens, truncated in self._batcher.run(queue, slots, temperature, top_p):
+            yield request, self.loaded.generation(new_tokens, truncated)
+
+
+def continuous_or_plain(loaded: TransformersModel, compile_decoding="auto", attention: str = "auto") -> Generator:
+    """The continuous engine on this model, or the plain one (with a warning) for a model it cannot drive."""
+    from .continuous import unsupported_reason
+
+    reason = unsupported_reason(loaded.model)
+    if reason:
+        logger.warning("continuous batching is off for this model (%s): generating in plain batches", reason)
+        return PlainGenerator(loaded)
+    return ContinuousGenerator(loaded, compile_decoding, attention)
+
+
+def create_continuous(settings: GeneratorSettings) -> Generator:
+    """``engine: continuous`` (``base.ENGINES``)."""
+    return continuous_or_plain(TransformersModel.load(settings), settings.compile_decoding)
+
+
+def create_plain(settings: GeneratorSettings) -> Generator:
+    """``engine: plain`` (``base.ENGINES``)."""
+    return PlainGenerator(TransformersModel.load(settings))
+
+
+def clean_response(tokenizer, template, kept: list[int], truncated: bool) -> Generation:
+    """The generation of these new tokens (stop token excluded): decoded, without any media placeholder."""
+    text = tokenizer.decode(kept, skip_special_tokens=True)
+    from llamafactory.extras.constants import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
+
+    for placeholder in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, AUDIO_PLACEHOLDER, template.mm_plugin.image_token):
+        text = text.replace(placeholder, "")  # never store a placeholder inside a response
+    return Generation(text=text.strip(), tokens=len(kept), truncated=truncated)
+
+
+# The image plugin (LLaMA-Factory's template -> mm_plugin) that each model type needs; other model types are
+# checked by the trial run alone.
+PLUGIN_OF_MODEL_TYPE = {
+    "llava": "LlavaPlugin",
+    "llava_next": "LlavaNextPlugin",
+    "qwen2_vl": "Qwen2VLPlugin",
+    "qwen2_5_vl": "Qwen2VLPlugin",
+}
+TEMPLATE_HINT = (
+    "Use the template of your checkpoint, the same in stic-cli and in training: llava for llava-1.5-*-hf, "
+    "llava_next_mistral for llava-v1.6-mistral-7b-hf, qwen2_vl for Qwen2-VL and Qwen2.5-VL."
+)
+
+
+def check_template_fits(chat_template, processor, config, template: str, model_name_or_path: str) -> None:
+    """Stop with a message when the template's image plugin cannot drive the model's processor, before the
+    weights are loaded (a wrong template otherwise fails deep inside the plugin, or writes nonsense)."""
+    from PIL import Image
+
+    plugin = chat_template.mm_plugin
+    model_type = getattr(config, "model_type", "?")
+    image_processor = getattr(processor, "image_processor", None)
+    model = f"{type(processor).__name__} with {type(image_processor).__name__}, model type {model_type}"
+    expected = PLUGIN_OF_MODEL_TYPE.get(model_type)
+    problem = None
+    if expected is not None and type(plugin).__name__ != expected:
+        problem = f"its image plugin is {type(plugin).__name__}, and this model needs {expected}"
+    else:
+        from llamafactory.extras.constants import IMAGE_PLACEHOLDER
+
+        image = Image.new("RGB", (64, 48))
+        try:
+            plugin.process_messages([{"role": "user", "content": IMAGE_PLACEHOLDER}], [image], [], [], processor)
+            plugin.get_mm_inputs([image], [], [], [1], [0], [0], [[0]], processor)
+        except Exception as err:  # whatever the plugin trips over: a message instead of its traceback
+            problem = f"its image plugin {type(plugin).__name__} fails on this processor ({type(err).__name__}: {err})"
+    if problem:
+        raise ValueError(
+            f"template `{template}` does not fit {model_name_or_path} ({model}): {problem}. {TEMPLATE_HINT}"
+        )
+
+
+def _same_image_groups(requests):
+    """(index, request) pairs, grouped: consecutive requests on the very same images (one object each,
+    as ``pref`` sends the two generations of an image) form a group."""
+    group: list = []
+    for index, request in enumerate(requests):
+        if (
+            group
+            and request.images
+            and len(request.images) == len(group[0][1].images)
+            and all(a is b for a, b in zip(request.images, group[0][1].images))
+        ):
+            group.append((index, request))
+            continue
+        if group:
+            yield group
+        group = [(index, request)]
+    if group:
+        yield group
+
+
+def shared_prefix_length(encoded: list[list[int]], image_token_id: int) -> int:
+    """Tokens every prompt of a group starts with, if they include every image token (else 0); at
+    least one token of each prompt is left to run on its own (its logits start the answer)."""
+    length = min(len(ids) for ids in encoded) - 1
+    for position in range(length):
+        if any(ids[position] != encoded[0][position] for ids in encoded[1:]):
+            length = position
+            break
+    last_image_token = max((i for i, token in enumerate(encoded[0]) if token == image_token_id), default=-1)
+    return length if length > last_image_token >= 0 else 0
+
+
+def _read_ahead(function, items, depth: int):
+    """function(item) for each item, computed on worker threads up to ``depth`` items ahead of the
+    consumer, in order (image processing releases the interpreter for most of its work)."""
+    import os
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as worker:
+        pending = deque()
+        for item in items:
+            pending.append(worker.submit(function, item))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
