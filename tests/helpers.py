@@ -349,28 +349,26 @@ def lmms_eval_samples(results_file: Path) -> dict[str, list[dict]]:
     return found
 
 
-def kill_after_lines(args: list[str], cwd: Path, part: Path, lines: int, timeout: int = 600, **env: str) -> int:
-    """Start a command as users do, SIGKILL it (and every process it started) once ``part`` holds ``lines``
-    lines, and return how many it holds then. Fails if the command ends first."""
+def killed_after_records(args: list[str], cwd: Path, part: Path, records: int, timeout: int = 600, **env: str) -> int:
+    """Run a command as users do until it kills itself (SIGKILL) right after writing ``records`` records
+    (``STIC_KILL_AFTER_RECORDS``: a point that does not depend on the machine's speed); then end every process
+    it started, and return the lines ``part`` holds. Fails if the command ends otherwise."""
     import signal
-    import time
 
     process = subprocess.Popen(
         args,
         cwd=cwd,
-        env=subprocess_env(**env),
+        env=subprocess_env(STIC_KILL_AFTER_RECORDS=str(records), **env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.time() + timeout
-    while time.time() < deadline and process.poll() is None:
-        if part.exists() and part.read_bytes().count(b"\n") >= lines:
-            break
-        time.sleep(0.01)
-    assert process.poll() is None, "the run ended before it could be killed midway"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    code = process.wait(timeout=timeout)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # what it left behind, if anything
+    except ProcessLookupError:
+        pass
+    assert code == -signal.SIGKILL, f"the run ended with {code} before it was killed after {records} records"
     return part.read_bytes().count(b"\n")
 
 

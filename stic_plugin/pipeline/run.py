@@ -25,6 +25,9 @@ from ..generation.base import Generation, Request
 from .describer import Sampling, lazy_stream
 
 T = TypeVar("T")
+# For the kill-and-resume tests: the process kills itself (SIGKILL, as a crash or the out-of-memory killer
+# does) right after writing this many records, a point that does not depend on how fast the machine is.
+KILL_AFTER_RECORDS = "STIC_KILL_AFTER_RECORDS"
 logger = logging.getLogger("stic_plugin")
 
 
@@ -175,6 +178,7 @@ class Pipeline:
         self.max_new_tokens, self.sampling, self.batch_size = max_new_tokens, sampling, batch_size
         self.tally = Counter()
         self.seconds = 0.0  # generating, model loading excluded
+        self.kill_after = int(os.environ.get(KILL_AFTER_RECORDS, "0"))
 
     def _generator(self):
         generator = self.make_generator()
@@ -210,6 +214,10 @@ class Pipeline:
         if outcome.record is not None:
             self.records.write(outcome.record)
             self.tally["written"] += 1
+            if self.tally["written"] == self.kill_after:
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
         if outcome.skipped is not None:
             self.skipped.write(outcome.skipped)
             self.tally[f"{outcome.skipped['kind']}: {outcome.skipped['reason']}"] += 1

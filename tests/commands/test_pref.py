@@ -16,7 +16,7 @@ from PIL import Image
 
 from stic_plugin.tools.fixtures import make_images
 
-from helpers import BIN, kill_after_lines, llamafactory_dataset, pref_args, run_cli, subprocess_env
+from helpers import BIN, killed_after_records, llamafactory_dataset, pref_args, run_cli, subprocess_env
 
 
 def read_output(dataset_dir: Path, name: str = "stic_pref"):
@@ -124,8 +124,7 @@ def test_killed_run_resumes_with_every_image_exactly_once(tiny, tmp_path):
     data = tmp_path / "data"
     args = pref_args(tiny, images, data, batch_size=1, max_new_tokens=48)
     part = data / "stic_pref" / "part-00000-of-00001.jsonl"
-    done_before = kill_after_lines(args, tmp_path, part, 3, timeout=300)
-    assert 3 <= done_before < 20
+    assert killed_after_records(args, tmp_path, part, 3, timeout=300) == 3
 
     result = run_cli(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from stic_plugin.generation import ray_executor
 
-from helpers import VLLM_ENV, kill_after_lines, needs_ray, pref_command, run_vllm, texts_by_image
+from helpers import VLLM_ENV, killed_after_records, needs_ray, pref_command, run_vllm, texts_by_image
 
 
 def test_a_row_brings_back_the_exact_pixels_and_the_sampling_keys():
@@ -69,7 +69,7 @@ def test_pref_on_ray_writes_what_vllm_writes_with_a_lora_through_a_kill_and_resu
     on_ray = tmp_path / "ray"
     part = on_ray / "stic_pref" / "part-00000-of-00001.jsonl"
     first = pref_command(model, "llava", images, on_ray, batch_size=1, executor="ray", **common)
-    assert 1 <= kill_after_lines(first, tmp_path, part, 1, **VLLM_ENV) < 6
+    assert killed_after_records(first, tmp_path, part, 1, **VLLM_ENV) == 1
     resumed = pref_command(model, "llava", images, on_ray, batch_size=3, executor="ray", concurrency=2, **common)
     result = run_vllm(resumed, tmp_path)
     assert "already done" in result.stderr

@@ -9,7 +9,16 @@ import pytest
 
 from stic_plugin.generation import vllm_engine
 
-from helpers import VLLM_ENV, key_values, kill_after_lines, needs_vllm, pref_command, run_cli, run_vllm, texts_by_image
+from helpers import (
+    VLLM_ENV,
+    key_values,
+    killed_after_records,
+    needs_vllm,
+    pref_command,
+    run_cli,
+    run_vllm,
+    texts_by_image,
+)
 
 # ---- pure parts ----
 
@@ -159,7 +168,7 @@ def test_pref_on_vllm_same_texts_at_two_batch_sizes_and_after_a_kill_and_resume(
     killed = tmp_path / "killed"
     args = pref_command(model, "llava", images, killed, batch_size=1)
     part = killed / "stic_pref" / "part-00000-of-00001.jsonl"
-    assert 3 <= kill_after_lines(args, tmp_path, part, 3, **VLLM_ENV) < 12
+    assert killed_after_records(args, tmp_path, part, 3, **VLLM_ENV) == 3
     result = run_vllm(args, tmp_path)
     assert "already done" in result.stderr
     keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]

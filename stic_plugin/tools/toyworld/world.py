@@ -59,9 +59,10 @@ COMPANION = {
 }
 IMAGE_SIZE = 48
 MAX_OBJECTS = 4
+VISION_WORLD_SEED = 2  # the pictures the vision tower's warm start sees (a split of their own)
 COMPANION_SHARE = 0.6  # scenes holding an object with a companion hold the companion too
 FAINT_SHARE = 0.35  # objects drawn close to the background
-FAINTNESS = 0.4  # a faint object's colour: this share of the way from the background to its own colour
+FAINTNESS = 0.2  # a faint object's colour: this share of the way from the background to its own colour
 
 # The careless annotator's habits. Where it can hardly see (a faint small object) it misses the object, or
 # names what it expects there: the absent companion of an object in the scene, else the similar hue. Where it
