@@ -9,7 +9,9 @@ llamafactory.hparams.parser                 ``FinetuningArguments`` in the argum
                                             ``stage: stic_dpo`` and the ``stic_*`` options (YAML and argv forms)
 llamafactory.hparams.parser                 ``_parse_args``: an unknown ``stic_*`` key is an error naming it,
                                             even with ``ALLOW_EXTRA_ARGS=1``
-llamafactory.train.tuner                    ``_training_function``: ``stage: stic_dpo`` runs ``run_stic_dpo``
+llamafactory.train.tuner                    ``_training_function``: ``stage: stic_dpo`` runs ``run_stic_dpo``;
+                                            for ``stic_dpo`` and ``sft``, the template is checked against the
+                                            model before the weights are loaded
 llamafactory.extras.constants               ``TRAINING_STAGES`` gets "STIC DPO" (web UI dropdown) and
                                             ``STAGES_USE_PAIR_DATA`` gets ``stic_dpo`` (lists ranking datasets)
 llamafactory.webui.runner                   ``Runner._parse_train_args`` passes ``pref_beta``/``pref_loss``
@@ -124,17 +126,26 @@ def _revert_function(attribute):
 
 # ---------------------------------------------------------------------------------------------------------------
 # llamafactory.train.tuner
+# Stages whose model is checked against its template before the weights are loaded: STIC's, and the SFT of
+# stage 2 (and of any image dataset).
+CHECKED_STAGES = (STAGE, "sft")
+
+
 def _apply_stage_dispatch(tuner):
     original = tuner._training_function
 
     def _training_function(config):
-        if requested_stage(tuner.read_args(config.get("args"))) != STAGE:
+        stage = requested_stage(tuner.read_args(config.get("args")))
+        if stage not in CHECKED_STAGES:
             return original(config)
         # The host's _training_function builds the callbacks (logging for the web UI, reporters, early
-        # stopping...) and then branches on the stage with if/elif. For this one call its `dpo` branch is
-        # routed to run_stic_dpo, so everything around the branch stays LLaMA-Factory's own.
+        # stopping...) and then branches on the stage with if/elif. For this one call the parsed arguments are
+        # checked first, and for stic_dpo its `dpo` branch is routed to run_stic_dpo, so everything around the
+        # branch stays LLaMA-Factory's own.
         get_train_args, run_dpo = tuner.get_train_args, tuner.run_dpo
-        tuner.get_train_args, tuner.run_dpo = _route_to_dpo_branch(get_train_args), _run_stic_dpo
+        tuner.get_train_args = _checked_train_args(get_train_args)
+        if stage == STAGE:
+            tuner.run_dpo = _run_stic_dpo
         try:
             return original(config)
         finally:
@@ -158,17 +169,24 @@ def requested_stage(args):
     return None
 
 
-def _route_to_dpo_branch(get_train_args):
-    def routed_get_train_args(args=None):
+def _checked_train_args(get_train_args):
+    def checked_get_train_args(args=None):
+        from .model_check import check_training_model
+        from .train.options import SticConfigError
+
         model_args, data_args, training_args, finetuning_args, generating_args = get_train_args(args)
+        try:  # before the weights are loaded: a wrong template or a model not found is one line
+            check_training_model(model_args, data_args)
+        except ValueError as err:
+            raise SticConfigError(str(err)) from None
         if finetuning_args.stage != STAGE:
             return model_args, data_args, training_args, finetuning_args, generating_args
         if getattr(finetuning_args, "use_mca", False) or getattr(finetuning_args, "use_hyper_parallel", False):
             raise ValueError(f"`stage: {STAGE}` does not support the MCA or HyperParallel training backends.")
-        finetuning_args.stage = "dpo"  # restored by _run_stic_dpo before anything reads it
+        finetuning_args.stage = "dpo"  # LLaMA-Factory's dpo branch runs it; _run_stic_dpo restores it first
         return model_args, data_args, training_args, finetuning_args, generating_args
 
-    return routed_get_train_args
+    return checked_get_train_args
 
 
 def _run_stic_dpo(model_args, data_args, training_args, finetuning_args, callbacks=None):

@@ -8,11 +8,13 @@ stic-cli demo [full=true]                     STIC in a toy world where a tiny m
 stic-cli bench [architecture=llava-1.5-7b]    speed of generation and training on this machine
 stic-cli eval CONFIG.yaml [key=value ...]     the paper's benchmarks through lmms-eval (stic-plugin[eval])
 stic-cli eval --compare RESULTS ...           lmms-eval results side by side, with the differences
+stic-cli recipes DIR                          a copy of the shipped recipes and data templates in DIR
 stic-cli COMMAND --help                       every key, its default and what it does
 """
 
 import argparse
 import sys
+from pathlib import Path
 
 from .config import describe_keys, load_config
 
@@ -26,6 +28,7 @@ COMMANDS = {
     "demo": ("stic_plugin.tools.demo", "DemoConfig", "stic_plugin.tools.demo", "run_demo"),
     "bench": ("stic_plugin.tools.bench", "BenchConfig", "stic_plugin.tools.bench", "run_bench"),
     "eval": ("stic_plugin.commands.config", "EvalConfig", "stic_plugin.commands.eval", "run_eval"),
+    "recipes": ("stic_plugin.commands.config", "RecipesConfig", "stic_plugin.commands.recipes", "run_recipes"),
 }
 
 
@@ -48,6 +51,7 @@ NEEDS = {
     "pref2sft": "Needs a pref output in dataset_dir (pref_dataset names it).",
     "demo": "Needs nothing: it draws its own world and trains its own base model, on the CPU.",
     "bench": "Needs a GPU for the 7B architectures; architecture=tiny runs on a CPU.",
+    "recipes": "Needs the folder to copy into.",
     "eval": "Needs model_name_or_path, template and lmms-eval (pip install 'stic-plugin[eval]'); the benchmarks' data "
     "from the Hugging Face hub (or task_dir), and for judge-scored tasks the judge's credentials (OPENAI_API_KEY).",
 }
@@ -68,6 +72,7 @@ EXAMPLES = {
     "pref2sft": ["stic-cli pref2sft dataset_dir=data pref_dataset=stic_pref"],
     "demo": ["stic-cli demo", "stic-cli demo full=true output_dir=toyworld_full"],
     "bench": ["stic-cli bench", "stic-cli bench architecture=tiny batch_sizes=[1,4] engines=[continuous]"],
+    "recipes": ["stic-cli recipes my_stic", "stic-cli recipes output_dir=my_stic overwrite=true"],
     "eval": [
         "stic-cli eval recipes/eval.yaml",
         "stic-cli eval recipes/eval.yaml dar=true",
@@ -75,6 +80,17 @@ EXAMPLES = {
         "stic-cli eval --compare eval_output/llava-v1.6-mistral-7b-hf eval_output/llava-v1.6-mistral-7b-hf+stage2-dar",
     ],
 }
+
+
+def split_arguments(command: str, args: list[str]) -> tuple[str | None, list[str]]:
+    """(the YAML file, the key=value overrides) of a command line: a first argument without "=" is the YAML
+    file, or for a command with a positional key (stic-cli recipes DIR) that key's value."""
+    config_path = args[0] if args and "=" not in args[0] else None
+    overrides = args[1:] if config_path else list(args)
+    positional = getattr(config_class(command), "positional", None)
+    if positional and config_path is not None:
+        return None, [f"{positional}={config_path}", *overrides]
+    return config_path, overrides
 
 
 def plain(text: str) -> str:
@@ -114,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _, _, module_name, function_name = COMMANDS[args.command]
     config_cls = config_class(args.command)
-    config_path = args.args[0] if args.args and "=" not in args.args[0] else None
-    overrides = args.args[1:] if config_path else args.args
+    config_path, overrides = split_arguments(args.command, args.args)
     from ..data.output import release_locks
     from ..generation.continuous import CacheTooLarge
     from ..pipeline.run import ACTIVE_OUTPUTS, interrupted_message
@@ -130,11 +145,14 @@ def main(argv: list[str] | None = None) -> int:
 
         from .console import console
 
+        module = importlib.import_module(module_name)
+        if hasattr(module, "preflight"):  # a missing input or a conflicting output: said at once
+            module.preflight(config)
         command_line = "stic-cli " + " ".join(sys.argv[1:] if argv is None else argv)
         with console(config, command_line) as log:
-            code = getattr(importlib.import_module(module_name), function_name)(config)
+            code = getattr(module, function_name)(config)
         if log is not None and not getattr(config, "verbose", True):
-            print(f"  full log:         {log}", flush=True)
+            print(f"  full log:         {Path(log).absolute()}", flush=True)
         return code
     except (ValueError, OSError, CacheTooLarge) as err:  # configuration, data, model loading, memory: a message
         print(f"stic-cli {args.command}: error: {err}", file=sys.stderr)

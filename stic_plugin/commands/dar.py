@@ -9,7 +9,7 @@ answers with the description infused into the question exactly as in stage 2 (``
 """
 
 from ..data.images import BadImage
-from ..data.sources import Sample, image_root, load_samples, source_signature
+from ..data.sources import Sample, check_input_file, image_root, load_samples, source_signature
 from ..generation.base import GeneratorSettings, create_generator
 from ..method.dar import DescribeAndRespond, Question
 from ..method.infusion import read_infusion_format
@@ -18,6 +18,7 @@ from ..pipeline.run import (
     Job,
     Outcome,
     Pipeline,
+    check_output,
     finish_run,
     prefetched_batches,
     progress_name,
@@ -97,17 +98,30 @@ def describe_every_image(cfg: DarConfig, describer: ImageDescriber, todo: list[S
         pass
 
 
-def run_dar(cfg: DarConfig) -> int:
-    infusion_format = read_infusion_format(cfg.infusion_format_file)
-    samples = sample_reproducibly(load_samples(cfg, unanswered_ok=True), cfg.num_samples, cfg.seed, "dar")
-    if not samples:
-        raise ValueError("the input holds no question")
+def output_fingerprint(cfg: DarConfig, infusion_format: str) -> dict:
+    """What decides the predictions."""
     fingerprint = {
         **cfg.generation_fingerprint(),
         "infusion_format": infusion_format,
         "source_files": source_signature(cfg),
     }
     fingerprint.pop("metric")  # scoring again with another metric needs no new predictions
+    return fingerprint
+
+
+def preflight(cfg: DarConfig) -> None:
+    """What the run would refuse about its input and output, refused at once, with nothing written."""
+    check_input_file(cfg)
+    fingerprint = output_fingerprint(cfg, read_infusion_format(cfg.infusion_format_file))
+    check_output(cfg, cfg.predictions_name, fingerprint, name_key="predictions_name")
+
+
+def run_dar(cfg: DarConfig) -> int:
+    infusion_format = read_infusion_format(cfg.infusion_format_file)
+    samples = sample_reproducibly(load_samples(cfg, unanswered_ok=True), cfg.num_samples, cfg.seed, "dar")
+    if not samples:
+        raise ValueError("the input holds no question")
+    fingerprint = output_fingerprint(cfg, infusion_format)
     output = start_run(cfg, cfg.predictions_name, fingerprint, name_key="predictions_name")
     todo = todo_for_this_process(output, samples, lambda s: s.key, lambda record: str(record["id"]), cfg.overwrite)
     # The describer loads the model when first needed; the answers use the same model. Descriptions are logged

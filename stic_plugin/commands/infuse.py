@@ -9,11 +9,20 @@ description goes into the first user turn; every other turn and every answer is 
 from collections import Counter
 
 from ..assets import dataset_entry, read_prompts
-from ..data.sources import Sample, image_root, load_samples, source_signature
+from ..data.sources import Sample, check_input_file, image_root, load_samples, source_signature
 from ..generation.base import GeneratorSettings, create_generator
 from ..method.infusion import infuse_messages, infused_record, read_infusion_format
 from ..pipeline.describer import ImageDescriber, Sampling, bad_image_entry, load_images
-from ..pipeline.run import Job, Outcome, Pipeline, finish_run, sample_reproducibly, start_run, todo_for_this_process
+from ..pipeline.run import (
+    Job,
+    Outcome,
+    Pipeline,
+    check_output,
+    finish_run,
+    sample_reproducibly,
+    start_run,
+    todo_for_this_process,
+)
 from . import summaries
 from .config import InfuseConfig
 
@@ -91,17 +100,29 @@ class InfuseJob(Job):
                 yield self.outcome(sample)
 
 
-def run_infuse(cfg: InfuseConfig) -> int:
-    infusion_format = read_infusion_format(cfg.infusion_format_file)
-    prompts = read_prompts(cfg.description_prompts_file, "description")
-    samples = draw_samples(load_samples(cfg), cfg.num_samples, cfg.keep_text_only, cfg.seed)
+def output_settings(cfg: InfuseConfig, prompts: list[str], infusion_format: str) -> tuple[dict, dict]:
+    """(what decides the output's content, its dataset_info.json entry)."""
     fingerprint = {
         **cfg.generation_fingerprint(),
         "prompts": prompts,
         "infusion_format": infusion_format,
         "source_files": source_signature(cfg),
     }
-    entry = {"file_name": cfg.dataset_name, **dataset_entry("stic_sft")}
+    return fingerprint, {"file_name": cfg.dataset_name, **dataset_entry("stic_sft")}
+
+
+def preflight(cfg: InfuseConfig) -> None:
+    """What the run would refuse about its input and output, refused at once, with nothing written."""
+    check_input_file(cfg)
+    prompts = read_prompts(cfg.description_prompts_file, "description")
+    check_output(cfg, cfg.dataset_name, *output_settings(cfg, prompts, read_infusion_format(cfg.infusion_format_file)))
+
+
+def run_infuse(cfg: InfuseConfig) -> int:
+    infusion_format = read_infusion_format(cfg.infusion_format_file)
+    prompts = read_prompts(cfg.description_prompts_file, "description")
+    samples = draw_samples(load_samples(cfg), cfg.num_samples, cfg.keep_text_only, cfg.seed)
+    fingerprint, entry = output_settings(cfg, prompts, infusion_format)
     output = start_run(cfg, cfg.dataset_name, fingerprint, dataset_entry=entry)
     todo = todo_for_this_process(output, samples, lambda s: s.key, lambda r: str(r["stic"]["sample"]), cfg.overwrite)
     generator = lambda: create_generator(GeneratorSettings.of(cfg))  # noqa: E731 - loaded when first needed

@@ -10,6 +10,7 @@ record is ``method.pairs.pair_record``'s.
 import logging
 from collections import Counter
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from ..assets import dataset_entry, read_prompts
 from ..data.images import (
@@ -26,7 +27,16 @@ from ..generation.base import GeneratorSettings, Request, create_generator, user
 from ..method.corruption import apply_corruption
 from ..method.pairs import NEGATIVE_CORRUPTION, PairPlan, drop_reason, pair_record, plan_pair
 from ..pipeline.describer import Sampling
-from ..pipeline.run import Job, Outcome, Pipeline, finish_run, sample_reproducibly, start_run, todo_for_this_process
+from ..pipeline.run import (
+    Job,
+    Outcome,
+    Pipeline,
+    check_output,
+    finish_run,
+    sample_reproducibly,
+    start_run,
+    todo_for_this_process,
+)
 from . import summaries
 from .config import PrefConfig
 
@@ -138,18 +148,36 @@ class PairJob(Job):
         yield Outcome(record=pair_record(one.plan, one.item.path, chosen, rejected, self.dataset_dir), counts=counts)
 
 
-def run_pref(cfg: PrefConfig) -> int:
-    prompts = {
+def read_prompt_sets(cfg: PrefConfig) -> dict:
+    return {
         "preferred": read_prompts(cfg.preferred_prompt_file, "preferred"),
         "captioning": read_prompts(cfg.captioning_prompts_file, "captioning"),
         "hallucination": read_prompts(cfg.hallucination_prompts_file, "hallucination"),
     }
+
+
+def output_settings(cfg: PrefConfig, prompts: dict) -> tuple[dict, dict]:
+    """(what decides the output's content, its dataset_info.json entry)."""
+    fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts}
+    return fingerprint, {"file_name": cfg.dataset_name, **dataset_entry("stic_pref")}
+
+
+def preflight(cfg: PrefConfig) -> None:
+    """What the run would refuse about its input and output, refused at once, with nothing written."""
+    if cfg.image_dir is not None and not Path(cfg.image_dir).is_dir():
+        raise ValueError(f"`image_dir`: {Path(cfg.image_dir).absolute()} is not a folder")
+    if cfg.image_list is not None and not Path(cfg.image_list).is_file():
+        raise ValueError(f"`image_list`: {Path(cfg.image_list).absolute()} is not a file")
+    check_output(cfg, cfg.dataset_name, *output_settings(cfg, read_prompt_sets(cfg)))
+
+
+def run_pref(cfg: PrefConfig) -> int:
+    prompts = read_prompt_sets(cfg)
     listing = list_source_images(cfg)
     items = select_images(listing.items, cfg.max_samples, cfg.seed)
     if not items:
         raise ValueError(f"no image files found in {cfg.image_dir or cfg.image_list}")
-    fingerprint = {**cfg.generation_fingerprint(), "prompts": prompts}
-    entry = {"file_name": cfg.dataset_name, **dataset_entry("stic_pref")}
+    fingerprint, entry = output_settings(cfg, prompts)
     output = start_run(cfg, cfg.dataset_name, fingerprint, dataset_entry=entry)
     todo = todo_for_this_process(output, items, lambda item: item.key, lambda r: r["stic"]["image"], cfg.overwrite)
     tally, seconds = Counter(), 0.0

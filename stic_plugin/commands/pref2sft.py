@@ -117,7 +117,7 @@ def run_pref2sft(cfg: Pref2SftConfig) -> int:
         "source": cfg.pref_dataset,
         "samples": total,
         "pairs_in_source": len(pairs),
-        "left_out": sum(1 for _ in output.skipped()),
+        "left_out": len(output.open_skips(lambda record: record["stic"]["image"])),
         "chosen_truncated": sum(bool(r["stic"]["chosen_truncated"]) for r in output.records()),
     }
     atomic_write_text(output.stats_path, json.dumps(stats, indent=2) + "\n")

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..data.metrics import accuracy, scorable
-from ..data.output import ShardedOutput, atomic_write_bytes, atomic_write_text
+from ..data.output import DROPPED, ShardedOutput, atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger("stic_plugin")
 
@@ -30,8 +30,8 @@ def pref_stats(output: ShardedOutput, name: str, run: Counter, seconds: float, l
         entry["rejected_tokens"].append(meta["rejected_tokens"])
         truncated += bool(meta["chosen_truncated"])
     skipped, dropped = Counter(), Counter()
-    for entry in output.skipped():
-        (dropped if entry["kind"] == "dropped" else skipped)[entry["reason"]] += 1
+    for entry in output.open_skips(lambda record: record["stic"]["image"]):
+        (dropped if entry["kind"] == DROPPED else skipped)[entry["reason"]] += 1
     stats = {
         "dataset": name,
         "pairs": records,
@@ -133,18 +133,20 @@ def print_pref(stats: dict, output: ShardedOutput) -> None:
 
 def infuse_summary(output: ShardedOutput, name: str, run: Counter, seconds: float) -> None:
     """``NAME.stats.json`` of ``infuse``, and its summary on the console."""
-    written = text_only = 0
+    written = text_only = truncated = 0
     for record in output.records():
         written += 1
         text_only += not record["images"]
+        truncated += any(record["stic"].get("descriptions_truncated", []))
     skipped, dropped = Counter(), Counter()
-    for entry in output.skipped():
-        (dropped if entry["kind"] == "dropped" else skipped)[entry["reason"]] += 1
+    for entry in output.open_skips(lambda record: str(record["stic"]["sample"])):
+        (dropped if entry["kind"] == DROPPED else skipped)[entry["reason"]] += 1
     stats = {
         "dataset": name,
         "samples": written,
         "samples_with_images": written - text_only,
         "text_only": text_only,
+        "descriptions_truncated": truncated,  # samples with a description cut at max_new_tokens (flagged)
         "skipped": dict(sorted(skipped.items())),
         "dropped": dict(sorted(dropped.items())),
         "last_process": {
@@ -163,12 +165,13 @@ def infuse_summary(output: ShardedOutput, name: str, run: Counter, seconds: floa
     print(
         f"stic-cli infuse: {written} samples in {output.data_dir}: {written - text_only} with images (described), "
         f"{text_only} text-only (keep_text_only)\n"
-        f"  this process:   {last['infused']} infused, {last['text_only_kept']} text-only kept, "
+        f"  this process:     {last['infused']} infused, {last['text_only_kept']} text-only kept, "
         f"{last['images_described']} images described, {last['output_tokens']} output tokens in "
         f"{last['seconds']:.1f} s ({last['output_tokens_per_second']:.1f} tokens/s)\n"
-        f"  skipped:        {stats['skipped'] or 'none'}\n"
-        f"  dropped:        {stats['dropped'] or 'none'}\n"
-        f"  statistics:     {output.stats_path}",
+        f"  truncated:        {truncated} sample(s) with a description cut at max_new_tokens (flagged in the records)\n"
+        f"  skipped:          {stats['skipped'] or 'none'}\n"
+        f"  dropped:          {stats['dropped'] or 'none'}\n"
+        f"  statistics:       {output.stats_path}",
         flush=True,
     )
 
@@ -181,7 +184,7 @@ def dar_summary(cfg, output: ShardedOutput, run: Counter, seconds: float) -> Non
         "mode": "describe-and-respond" if cfg.dar else "direct",
         "truncated_answers": sum(bool(r.get("truncated")) for r in records),
         "truncated_descriptions": sum(bool(r.get("description_truncated")) for r in records),
-        "skipped": dict(Counter(entry["reason"] for entry in output.skipped())),
+        "skipped": dict(Counter(entry["reason"] for entry in output.open_skips(lambda record: str(record["id"])))),
         "last_process": {
             "rank": output.rank,
             "answered": run["answered"],
@@ -205,15 +208,19 @@ def dar_summary(cfg, output: ShardedOutput, run: Counter, seconds: float) -> Non
         else:
             lines.append(f"  accuracy ({cfg.metric}): no prediction has a reference answer it can score")
         if unscorable:
-            lines.append(f"  not scored: {unscorable} reference(s) that `{cfg.metric}` cannot read (e.g. no letter)")
+            lines.append(
+                f"  not scored:       {unscorable} reference(s) that `{cfg.metric}` cannot read (e.g. no letter)"
+            )
     if stats["truncated_answers"] or stats["truncated_descriptions"]:
-        lines.append(
-            f"  truncated: {stats['truncated_answers']} answer(s) at max_new_tokens={cfg.max_new_tokens}, "
-            f"{stats['truncated_descriptions']} description(s) at description_max_new_tokens="
-            f"{cfg.description_max_new_tokens} (flagged in the predictions)"
-        )
+        cut = [f"{stats['truncated_answers']} answer(s) at max_new_tokens={cfg.max_new_tokens}"]
+        if cfg.dar:  # answering directly describes nothing
+            cut.append(
+                f"{stats['truncated_descriptions']} description(s) at description_max_new_tokens="
+                f"{cfg.description_max_new_tokens}"
+            )
+        lines.append(f"  truncated:        {', '.join(cut)} (flagged in the predictions)")
     if stats["skipped"]:
         lines.append(f"  skipped questions (not answered, not counted): {stats['skipped']}")
     atomic_write_text(output.stats_path, json.dumps(stats, indent=2) + "\n")
-    lines.append(f"  statistics: {output.stats_path}")
+    lines.append(f"  statistics:       {output.stats_path}")
     print("\n".join(lines), flush=True)

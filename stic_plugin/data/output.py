@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger("stic_plugin")
+SKIPPED, DROPPED = "skipped", "dropped"  # the kinds of skip-log entries: an input not usable, a result left out
 
 
 class OutputBusy(ValueError):
@@ -345,27 +346,40 @@ class ShardedOutput:
         return self.data_dir.exists() and any(self.data_dir.iterdir())
 
     def has_results(self) -> bool:
-        """Any record or skip entry written: a configuration is then bound to this output."""
-        return any(path.stat().st_size > 0 for path in self.part_files() + self.skipped_files())
+        """Any record, or a result dropped, written: a configuration is then bound to this output. An input
+        skipped (a missing or bad file) binds nothing: it is tried again by the next run."""
+        if any(path.stat().st_size > 0 for path in self.part_files()):
+            return True
+        return any(entry.get("kind") == DROPPED for entry in self.skipped())
 
-    def check_configuration(self, fingerprint: dict, overwrite: bool, name_key: str = "dataset_name") -> None:
-        """Check that existing output was written by the same configuration; clear it if ``overwrite``."""
+    def conflict(self, fingerprint: dict, overwrite: bool, name_key: str = "dataset_name") -> str | None:
+        """Why this output cannot be written with this configuration (None when it can): existing results of
+        another configuration, or files this tool did not write; ``overwrite`` is the way out of both."""
         if self.data_dir.exists() and not self.data_dir.is_dir():
-            raise ValueError(f"{self.data_dir} exists and is not a folder; choose another `{name_key}`")
-        stored = json.loads(self.config_path.read_text()) if self.config_path.exists() else None
+            return f"{self.data_dir} exists and is not a folder; choose another `{name_key}`"
         if overwrite:
-            self._clear_own_files()
-        elif stored is not None and stored != fingerprint and self.has_results():
+            return None
+        stored = json.loads(self.config_path.read_text()) if self.config_path.exists() else None
+        if stored is not None and stored != fingerprint and self.has_results():
             changed = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
-            raise ValueError(
+            return (
                 f"{self.data_dir} was written with a different configuration (changed: {', '.join(changed)}). "
                 f"Use another `{name_key}`, or overwrite=true to replace it."
             )
-        elif stored is None and self.exists():
-            raise ValueError(
+        if stored is None and self.exists():
+            return (
                 f"{self.data_dir} holds files this tool did not write (no {self.config_path}). "
                 f"Use another `{name_key}`, or overwrite=true to replace them."
             )
+        return None
+
+    def check_configuration(self, fingerprint: dict, overwrite: bool, name_key: str = "dataset_name") -> None:
+        """Check that existing output was written by the same configuration; clear it if ``overwrite``."""
+        problem = self.conflict(fingerprint, overwrite, name_key)
+        if problem:
+            raise ValueError(problem)
+        if overwrite:
+            self._clear_own_files()
         # This process's own files, under its lock: torn or garbled lines out, so that they load again.
         self.repair(self.records_path)
         self.repair(self.skipped_path)
@@ -408,10 +422,17 @@ class ShardedOutput:
             yield from read_jsonl(path)
 
     def done_keys(self, key_of_record) -> set[str]:
-        """Keys of every image already written or skipped, by any process of any earlier run."""
+        """Keys of every unit already written, or whose result was dropped, by any process of any earlier run.
+        A unit skipped for its input (a missing or bad file) is not done: the next run tries it again."""
         done = {key_of_record(record) for record in self.records()}
-        done.update(entry["key"] for entry in self.skipped())
+        done.update(entry["key"] for entry in self.skipped() if entry.get("kind") == DROPPED)
         return done
+
+    def open_skips(self, key_of_record) -> list[dict]:
+        """The skip log as it stands: the last entry of each unit, less the units written since."""
+        written = {key_of_record(record) for record in self.records()}
+        last = {entry["key"]: entry for entry in self.skipped()}
+        return [entry for key, entry in last.items() if key not in written]
 
     def open_writers(self) -> tuple[JsonlAppender, JsonlAppender]:
         self._records_writer = JsonlAppender(self.records_path)

@@ -120,15 +120,20 @@ def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> li
         from llamafactory.hparams import ModelArguments
 
         dataset = _load_single_dataset(attr, ModelArguments(model_name_or_path="unused"), data_args, _MainProcess())
+        ids = None
     else:
         dataset = _read_entry(attr, name, data_args)
         if attr.num_samples is not None:
             dataset = _num_samples(dataset, attr.num_samples)
+        # the records' own ids, where they have an `id` column (the aligned records keep none)
+        ids = dataset["id"] if "id" in dataset.column_names else None
         dataset = align_dataset(dataset, attr, data_args, _MainProcess())
     samples, unreadable = [], []
     for index, aligned in enumerate(dataset):
         if aligned["_prompt"]:
             samples.append(_to_sample(index, aligned))
+            if ids is not None and ids[index] is not None:
+                samples[-1].source_id = str(ids[index])
         else:  # LLaMA-Factory's converter logged why and left it empty
             unreadable.append(f"sample {index}")
     _report_unreadable(f"dataset `{name}`", unreadable)
@@ -186,6 +191,12 @@ def files_signature(path: str) -> list | None:
     if target.is_dir():
         return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(target.iterdir()) if p.is_file()]
     return None  # a hub name: its revision is the hub's business
+
+
+def check_input_file(cfg) -> None:
+    """A ``llava_file`` that is not there, said at once."""
+    if cfg.llava_file is not None and not Path(cfg.llava_file).is_file():
+        raise ValueError(f"`llava_file`: {Path(cfg.llava_file).absolute()} is not a file")
 
 
 def source_signature(cfg) -> list | None:

@@ -9,6 +9,7 @@ sees when it writes its descriptions is what it sees when it trains on them.
 
 import logging
 
+from ..model_check import check_template_fits, model_not_loaded
 from .base import Generation, Generator, GeneratorSettings, Request
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class TransformersModel:
         try:
             tokenizer_module = load_tokenizer(model_args)
         except OSError as err:
-            raise OSError(f"cannot load the tokenizer and processor of {settings.model_name_or_path}: {err}") from err
+            raise OSError(model_not_loaded(settings.model_name_or_path, err)) from err
         tokenizer, processor = tokenizer_module["tokenizer"], tokenizer_module["processor"]
         if processor is None:
             raise ValueError(
@@ -395,48 +396,6 @@ def clean_response(tokenizer, template, kept: list[int], truncated: bool) -> Gen
     for placeholder in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, AUDIO_PLACEHOLDER, template.mm_plugin.image_token):
         text = text.replace(placeholder, "")  # never store a placeholder inside a response
     return Generation(text=text.strip(), tokens=len(kept), truncated=truncated)
-
-
-# The image plugin (LLaMA-Factory's template -> mm_plugin) that each model type needs; other model types are
-# checked by the trial run alone.
-PLUGIN_OF_MODEL_TYPE = {
-    "llava": "LlavaPlugin",
-    "llava_next": "LlavaNextPlugin",
-    "qwen2_vl": "Qwen2VLPlugin",
-    "qwen2_5_vl": "Qwen2VLPlugin",
-}
-TEMPLATE_HINT = (
-    "Use the template of your checkpoint, the same in stic-cli and in training: llava for llava-1.5-*-hf, "
-    "llava_next_mistral for llava-v1.6-mistral-7b-hf, qwen2_vl for Qwen2-VL and Qwen2.5-VL."
-)
-
-
-def check_template_fits(chat_template, processor, config, template: str, model_name_or_path: str) -> None:
-    """Stop with a message when the template's image plugin cannot drive the model's processor, before the
-    weights are loaded (a wrong template otherwise fails deep inside the plugin, or writes nonsense)."""
-    from PIL import Image
-
-    plugin = chat_template.mm_plugin
-    model_type = getattr(config, "model_type", "?")
-    image_processor = getattr(processor, "image_processor", None)
-    model = f"{type(processor).__name__} with {type(image_processor).__name__}, model type {model_type}"
-    expected = PLUGIN_OF_MODEL_TYPE.get(model_type)
-    problem = None
-    if expected is not None and type(plugin).__name__ != expected:
-        problem = f"its image plugin is {type(plugin).__name__}, and this model needs {expected}"
-    else:
-        from llamafactory.extras.constants import IMAGE_PLACEHOLDER
-
-        image = Image.new("RGB", (64, 48))
-        try:
-            plugin.process_messages([{"role": "user", "content": IMAGE_PLACEHOLDER}], [image], [], [], processor)
-            plugin.get_mm_inputs([image], [], [], [1], [0], [0], [[0]], processor)
-        except Exception as err:  # whatever the plugin trips over: a message instead of its traceback
-            problem = f"its image plugin {type(plugin).__name__} fails on this processor ({type(err).__name__}: {err})"
-    if problem:
-        raise ValueError(
-            f"template `{template}` does not fit {model_name_or_path} ({model}): {problem}. {TEMPLATE_HINT}"
-        )
 
 
 def _same_image_groups(requests):

@@ -13,8 +13,9 @@ import tempfile
 import weakref
 from pathlib import Path
 
+from ..model_check import check_template_fits, model_not_loaded
 from .base import Generation, Generator, GeneratorSettings, Request
-from .transformers_engine import check_template_fits, clean_response
+from .transformers_engine import clean_response
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class VllmGenerator(Generator):
         try:
             tokenizer_module = load_tokenizer(model_args)
         except OSError as err:
-            raise OSError(f"cannot load the tokenizer and processor of {cfg.model_name_or_path}: {err}") from err
+            raise OSError(model_not_loaded(cfg.model_name_or_path, err)) from err
         self.tokenizer, self.processor = tokenizer_module["tokenizer"], tokenizer_module["processor"]
         if self.processor is None:
             raise ValueError(f"{cfg.model_name_or_path} has no image processor: STIC needs a vision-language model")

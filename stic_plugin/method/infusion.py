@@ -88,7 +88,8 @@ def infused_record(sample, messages: list[dict], dataset_dir, descriptions: list
             {"role": "assistant", "content": "Red."}],
          "images": ["../coco/train2017/000000033471.jpg"],
          "stic": {"sample": 1234, "descriptions": ["A red bus ..."],
-                  "description_prompts": ["Explain what is depicted in the photograph."]}}
+                  "description_prompts": ["Explain what is depicted in the photograph."],
+                  "descriptions_truncated": [false]}}
     """
     system = [{"role": "system", "content": sample.system}] if sample.system else []
     return {
@@ -100,5 +101,6 @@ def infused_record(sample, messages: list[dict], dataset_dir, descriptions: list
             "sample": sample.index,
             "descriptions": [d["description"] for d in descriptions],
             "description_prompts": [d["prompt"] for d in descriptions],
+            "descriptions_truncated": [bool(d.get("truncated")) for d in descriptions],  # cut at max_new_tokens
         },
     }

@@ -63,6 +63,17 @@ def start_run(
     return output
 
 
+def check_output(cfg, name: str, fingerprint: dict, name_key: str = "dataset_name", dataset_entry=None) -> None:
+    """What ``start_run`` refuses (another configuration's output, a dataset_info.json entry of other data),
+    refused now, with nothing locked or written: the web UI's preview checks a command line so."""
+    output = ShardedOutput(cfg.dataset_dir, name)
+    if dataset_entry is not None:
+        read_dataset_info(output.dataset_dir, name, dataset_entry)
+    problem = output.conflict(fingerprint, cfg.overwrite, name_key)
+    if problem:
+        raise ValueError(problem)
+
+
 ACTIVE_OUTPUTS: list[ShardedOutput] = []  # the outputs of the command running in this process
 
 

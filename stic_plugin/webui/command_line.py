@@ -166,11 +166,19 @@ def overrides(action: str, model: dict, fields: dict, advanced: str) -> list[str
 
 
 def check(action: str, args: list[str]):
-    """The command's configuration built from ``args`` exactly as ``stic-cli`` builds it; its ValueError (the
-    command's own message) when stic-cli would refuse it."""
+    """The command's configuration built from ``args`` exactly as ``stic-cli`` builds it, and checked against
+    its output as the run checks it (another configuration's output, an entry of other data); its ValueError
+    (the command's own message) when stic-cli would refuse it."""
+    import importlib
+
+    from ..commands.cli import COMMANDS
     from ..commands.config import load_config
 
-    return load_config(config_class(action), None, args)
+    config = load_config(config_class(action), None, args)
+    preflight = getattr(importlib.import_module(COMMANDS[action][2]), "preflight", None)
+    if preflight is not None:
+        preflight(config)
+    return config
 
 
 def output_location(config) -> tuple[str, str]:

@@ -18,6 +18,14 @@ from . import command_line
 from .command_line import ACTION_FIELDS, ACTIONS, SHARED_FIELDS
 from .locales import english_texts, field_element, message
 from .process import DataRun, error_line, last_progress, readable_log
+from .recipe_values import (
+    FORM_FIELDS,
+    RECIPE_FOLDER_OF_TEMPLATE,
+    describe,
+    merged_extra_arguments,
+    recipe_path,
+    recipe_values,
+)
 from .results import lengths_plot, records_html, summary
 from .train_tab import place_after
 
@@ -129,9 +137,14 @@ class DataTab:
         elems["stic_start_btn"].click(self.start, inputs, outputs)
         elems["stic_abort_btn"].click(self.abort, [lang], [elems["stic_output_box"]], queue=False)
         train = {name: manager.get_elem_by_id(f"train.{name}") for name in ("training_stage", "dataset_dir", "dataset")}
+        form = [manager.get_elem_by_id(f"train.{element}") for element, _, _ in FORM_FIELDS]
+        extra_arguments = manager.get_elem_by_id("train.extra_args")
+        template = manager.get_elem_by_id("top.template")
         elems["stic_handover_btn"].click(
             self.handover, [lang], [train["training_stage"], train["dataset_dir"], elems["stic_output_box"]]
-        ).then(self.handover_dataset, outputs=[train["dataset"]]).then(None, js=_show_tab_js(self.train_tab_label))
+        ).then(self.handover_dataset, outputs=[train["dataset"]]).then(
+            self.handover_recipe, [lang, template, extra_arguments], [*form, extra_arguments, elems["stic_output_box"]]
+        ).then(None, js=_show_tab_js(self.train_tab_label))
 
     # ---- the command --------------------------------------------------------------------------------------
     def _getter(self, data: dict):
@@ -289,6 +302,27 @@ class DataTab:
         display = next(name for name, value in TRAINING_STAGES.items() if value == stage)
         folder, name = self.run.location
         return display, folder, message("handover", lang, stage=display, name=name, folder=folder)
+
+    def handover_recipe(self, lang: str, template: str, extra_arguments: str):
+        """The Train tab's settings from the shipped recipe of the run's stage and the template's model family
+        (learning rate, epochs, LoRA, cutoff, batch, beta, alpha...), and a message that says what was set, or
+        that no recipe matches (the form then keeps its values)."""
+        import gradio as gr
+
+        unchanged = [gr.update() for _ in FORM_FIELDS] + [gr.update()]
+        if self.run.action not in TRAIN_STAGE or self.run.location is None:
+            return [*unchanged, gr.update()]
+        stage, name, folder = TRAIN_STAGE[self.run.action], self.run.location[1], self.run.location[0]
+        handed = message("handover", lang, stage=stage, name=name, folder=folder)
+        path = recipe_path(template, self.run.action)
+        if path is None:
+            known = ", ".join(RECIPE_FOLDER_OF_TEMPLATE)
+            return [*unchanged, f"{handed} {message('no_recipe', lang, template=template, known=known)}"]
+        fields, extra = recipe_values(path)
+        updates = [
+            gr.update(value=fields[element]) if element in fields else gr.update() for element, _, _ in FORM_FIELDS
+        ]
+        return [*updates, merged_extra_arguments(extra_arguments, extra), f"{handed} {describe(path, fields, extra)}"]
 
     def handover_dataset(self):
         """After the stage change (which empties the Train tab's dataset list), the dataset itself."""

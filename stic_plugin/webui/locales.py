@@ -199,6 +199,11 @@ MESSAGES = {
         "en": "Train tab: stage {stage}, dataset {name} in {folder}.",
         "zh": "训练页：阶段 {stage}，数据集 {name}（{folder}）。",
     },
+    "no_recipe": {
+        "en": "No shipped recipe for template `{template}` (recipes exist for {known}): the Train tab keeps its "
+        "values; set the learning rate, epochs and LoRA as the recipes do.",
+        "zh": "模板 `{template}` 没有随附的配方（已有：{known}）：训练页保留原值；请按配方设置学习率、轮数与 LoRA。",
+    },
     "no_handover": {
         "en": "Only a dataset written by pref or infuse can be trained on.",
         "zh": "只有 pref 或 infuse 生成的数据集可以用于训练。",

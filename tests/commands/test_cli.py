@@ -83,10 +83,7 @@ def test_help_is_plain_text_with_what_each_command_needs_and_examples_that_parse
             if words and words[0].startswith("--"):  # an option of the command (stic-cli eval --compare A B)
                 assert cli._parser().parse_args([name, *words]).compare == words[1:]
                 continue
-            config_path = words[0] if words and "=" not in words[0] else None
-            load_config(
-                cli.config_class(name), config_path, words[1:] if config_path else words
-            )  # keys and values valid
+            load_config(cli.config_class(name), *cli.split_arguments(name, words))  # keys and values valid
     with pytest.raises(SystemExit):
         cli.main(["pref", "--help"])
     text = " ".join(capsys.readouterr().out.split())

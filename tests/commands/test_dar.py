@@ -120,7 +120,7 @@ def test_answers_cut_at_max_new_tokens_are_flagged(tiny, tmp_path, stic):
     stats = json.loads((tmp_path / "pred" / "dar.stats.json").read_text())
     assert stats["truncated_answers"] == cut
     assert stats["truncated_descriptions"] == sum(p["description_truncated"] for p in predictions)
-    assert f"truncated: {cut} answer(s) at max_new_tokens=2" in result.stdout
+    assert f"truncated:        {cut} answer(s) at max_new_tokens=2" in result.stdout
 
 
 def test_a_resumed_dar_answers_from_the_descriptions_it_logged(tiny, tmp_path, stic, monkeypatch):

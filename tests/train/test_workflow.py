@@ -125,6 +125,39 @@ def test_a_dataset_name_not_in_dataset_info_names_the_folder_and_the_closest_nam
     assert failed.value.code == f"stic_plugin: error: {message}"
 
 
+@pytest.mark.parametrize("stage", ["stic_dpo", "sft"])
+def test_a_template_that_does_not_fit_the_model_stops_before_the_weights_load(tiny, pref_dataset_dir, tmp_path, stage):
+    """Before: a LLaVA-1.5 trained with llava_next_mistral ended a 315-line log with `KeyError: 'image_sizes'`."""
+    from llamafactory.train.tuner import run_exp
+
+    recipe = yaml.safe_load(
+        _recipe(tmp_path, tiny["tiny-llava"], "llava_next_mistral", pref_dataset_dir, "stic_pref").read_text()
+    )
+    if stage == "sft":
+        recipe.update(stage="sft", stic_alpha=None)
+        recipe = {key: value for key, value in recipe.items() if value is not None}
+    with pytest.raises(SystemExit) as failed:
+        run_exp(recipe)
+    message = str(failed.value)
+    assert "template `llava_next_mistral` does not fit" in message and "model type llava" in message
+    assert "llava for llava-1.5-*-hf" in message  # which template to use
+    assert not (tmp_path / "out").exists()  # stopped before anything was trained or saved
+
+
+def test_a_model_not_found_offline_says_where_it_was_looked_for(tiny, pref_dataset_dir, tmp_path, monkeypatch):
+    from llamafactory.train.tuner import run_exp
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recipe = yaml.safe_load(
+        _recipe(tmp_path, "my-org/no-such-model", "llava", pref_dataset_dir, "stic_pref").read_text()
+    )
+    with pytest.raises(SystemExit) as failed:
+        run_exp(recipe)
+    message = str(failed.value)
+    assert "cannot load the model 'my-org/no-such-model': looked up on the Hugging Face hub" in message
+    assert "HF_HUB_OFFLINE is set" in message and "local folder" in message
+
+
 @pytest.mark.slow
 def test_configuration_mistakes_end_with_one_message_not_a_traceback(tiny, pref_dataset_dir, tmp_path):
     """As users see them, through llamafactory-cli: a dataset name not in dataset_info.json, a misspelled key."""
@@ -132,6 +165,7 @@ def test_configuration_mistakes_end_with_one_message_not_a_traceback(tiny, pref_
     for overrides, message in (
         ([], "dataset `stic_prefs` is not in"),
         (["dataset=stic_pref", "stic_alpah=0.1"], "Unknown STIC option `stic_alpah`. Did you mean `stic_alpha`?"),
+        (["dataset=stic_pref", "template=llava_next_mistral"], "template `llava_next_mistral` does not fit"),
     ):
         result = run_cli(["llamafactory-cli", "train", str(recipe), *overrides], cwd=tmp_path)
         assert result.returncode == 1

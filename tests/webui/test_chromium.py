@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import read_records, subprocess_env
+from helpers import REPO, read_records, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("webui")]
 
@@ -253,10 +253,12 @@ def wait_for_text(page, text: str, timeout: float = RUN_TIMEOUT) -> None:
 
 
 def set_extra_arguments(page, values: dict) -> None:
+    """These keys added to the "Extra arguments" JSON (its other keys kept, as a user adds to it)."""
     extra = field(page, "Extra arguments")
     if not extra.count():
         page.get_by_text("Extra configurations", exact=True).click()
-    fill(page, "Extra arguments", json.dumps(values))
+    current = json.loads(field(page, "Extra arguments").input_value() or "{}")
+    fill(page, "Extra arguments", json.dumps({**current, **values}))
 
 
 def screenshot(page, tmp_path, name: str, element=None) -> Path:
@@ -368,6 +370,12 @@ def test_pref_results_then_the_dataset_in_the_train_tab(webui, page, tmp_path):
     expect(field(page, "Stage")).to_have_value("STIC DPO")
     chosen = page.locator(".token", has_text="stic_pref").filter(visible=True)
     expect(chosen).to_have_count(1)
+    # ... with the settings of the stage-1 recipe of the template's model family, not the form's defaults
+    expect(field(page, "Learning rate")).to_have_value("1e-07")
+    expect(field(page, "Epochs")).to_have_value("1")
+    open_tab(page, "STIC data")
+    wait_for_text(page, "set from recipes/llava-1.5-7b/stage1.yaml: learning_rate 1e-07")
+    open_tab(page, "Train")
 
 
 def test_stic_options_only_for_stic_dpo_and_a_bad_value_refused_before_start(webui, page):
@@ -442,6 +450,14 @@ def test_stic_dpo_trains_with_alpha_from_its_field(webui, page, tmp_path):
     steps = trainer_steps(stage1, 2, webui)
     for step in steps:
         assert step["loss"] == pytest.approx(step["stic/dpo_loss"] + 0.5 * step["stic/nll"], rel=1e-5)
+    # Trained with the recipe's settings that "Train on this dataset" put into the form (the form's own
+    # defaults are 5e-5, 3 epochs, rank 8, cutoff 2048), the CPU keys added to them in "Extra arguments".
+    args = yaml.safe_load((stage1 / "training_args.yaml").read_text())
+    recipe = yaml.safe_load((REPO / "recipes" / "llava-1.5-7b" / "stage1.yaml").read_text())
+    for key in ("learning_rate", "lora_rank", "lora_alpha", "lora_target", "lr_scheduler_type", "warmup_ratio"):
+        assert args[key] == recipe[key], key
+    assert args["num_train_epochs"] == recipe["num_train_epochs"] and args["cutoff_len"] == recipe["cutoff_len"]
+    assert args["pref_beta"] == recipe["pref_beta"] and args["per_device_train_batch_size"] == 1
     # The log the web UI shows is kept whole and written once (one LogCallback, one log handler).
     lines = (stage1 / "running_log.txt").read_text().splitlines()
     assert sum("Loading dataset stic_pref" in line for line in lines) == 1
@@ -492,6 +508,7 @@ def test_infuse_with_the_stage_one_adapter_then_sft_continuing_it(webui, page, t
     trainer_steps(stage2, 2, webui)
     args = yaml.safe_load((stage2 / "training_args.yaml").read_text())
     assert args["adapter_name_or_path"] == str(SAVES / "stage1") and args["stage"] == "sft"
+    assert args["learning_rate"] == 2e-5 and args["num_train_epochs"] == 1.0  # the stage-2 recipe's
     wait_for_text(page, "Finished.")
 
 

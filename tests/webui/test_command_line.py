@@ -1,6 +1,7 @@
 """The STIC data tab's command line: built from its form and the command's configuration class, checked by it."""
 
 import dataclasses
+import tempfile
 
 import pytest
 
@@ -10,6 +11,8 @@ from stic_plugin.webui import command_line
 from stic_plugin.webui.command_line import advanced_keys, check, field_overrides, overrides, parse_advanced, preview
 
 MODEL = {"model_name_or_path": "/models/llava", "template": "llava", "adapter_name_or_path": None}
+
+IMAGES = tempfile.mkdtemp(prefix="stic-webui-images-")  # a folder that exists: the command checks it
 
 
 def test_images_are_a_folder_or_a_list_file(tmp_path):
@@ -33,16 +36,16 @@ def test_an_empty_field_is_the_default_or_null():
     args = overrides("infuse", MODEL, {"source": "x", "num_samples": ""}, "")
     assert "num_samples=null" in args and check("infuse", args).num_samples is None
     with pytest.raises(ValueError, match="`batch_size` must be a whole number"):
-        check("pref", overrides("pref", MODEL, {"images": "/images", "batch_size": None}, ""))
+        check("pref", overrides("pref", MODEL, {"images": IMAGES, "batch_size": None}, ""))
 
 
 def test_the_command_line_is_model_then_fields_then_advanced_which_wins():
-    fields = {"images": "/images", "dataset_dir": "data", "batch_size": 4, "temperature": 0.2, "engine": "plain"}
+    fields = {"images": IMAGES, "dataset_dir": "data", "batch_size": 4, "temperature": 0.2, "engine": "plain"}
     args = overrides("pref", MODEL, fields, "# a comment\n\nseed=7\n batch_size = 2\n")
     assert args == [
         "model_name_or_path=/models/llava",
         "template=llava",
-        "image_dir=/images",
+        f"image_dir={IMAGES}",
         "dataset_dir=data",
         "temperature=0.2",
         "engine=plain",
@@ -56,7 +59,7 @@ def test_the_command_line_is_model_then_fields_then_advanced_which_wins():
 
 def test_what_stic_cli_refuses_is_refused_with_its_own_message():
     with pytest.raises(ValueError, match=r"Unknown key `sed`\. Did you mean `seed`\?"):
-        check("pref", overrides("pref", MODEL, {"images": "/images"}, "sed=1"))
+        check("pref", overrides("pref", MODEL, {"images": IMAGES}, "sed=1"))
     with pytest.raises(ValueError, match="Set exactly one of `image_dir` and `image_list`"):
         check("pref", overrides("pref", MODEL, {}, ""))
     with pytest.raises(ValueError, match="Missing required key.*`template`"):
@@ -82,7 +85,7 @@ def test_a_new_key_of_a_command_appears_by_itself(monkeypatch):
 
     monkeypatch.setattr(config, "PrefConfig", Extended)
     assert "verbose" in advanced_keys("pref") and command_line.help_of("pref", "verbose") == "More output."
-    assert check("pref", ["model_name_or_path=m", "template=t", "image_dir=/i", "verbose=true"]).verbose is True
+    assert check("pref", ["model_name_or_path=m", "template=t", f"image_dir={IMAGES}", "verbose=true"]).verbose is True
 
 
 def test_the_preview_is_the_command_a_shell_runs():

@@ -40,9 +40,12 @@ def tab_and_form(action: str, top: dict, fields: dict, advanced: str = ""):
 TOP = dict(lang="en", model_name="LLaVA-1.5-7B-Chat", model_path="/models/llava", template="llava")
 
 
-def test_the_adapters_come_from_the_top_bars_checkpoints():
+def test_the_adapters_come_from_the_top_bars_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the dataset folder of the command (data/), checked for a conflicting output
+    llava = tmp_path / "llava.json"
+    llava.write_text("[]")
     top = dict(TOP, finetuning_type="lora", checkpoint_path=["stage1", "extra"])
-    tab, data = tab_and_form("infuse", top, {"source": "/d/llava.json", "batch_size": 2, "num_samples": "4"})
+    tab, data = tab_and_form("infuse", top, {"source": str(llava), "batch_size": 2, "num_samples": "4"})
     action, args, config = tab.command(data)
     saves = os.path.join("saves", "LLaVA-1.5-7B-Chat", "lora")
     assert action == "infuse" and config.adapter_name_or_path == f"{saves}/stage1,{saves}/extra"
@@ -50,11 +53,11 @@ def test_the_adapters_come_from_the_top_bars_checkpoints():
         "model_name_or_path=/models/llava",
         f"adapter_name_or_path={saves}/stage1,{saves}/extra",
         "template=llava",
-        "llava_file=/d/llava.json",
+        f"llava_file={llava}",
     ]
     assert "not this action's" not in " ".join(args) and config.num_samples == 4
     full = dict(TOP, finetuning_type="full", checkpoint_path="run1")
-    tab, data = tab_and_form("pref", full, {"images": "/images"})
+    tab, data = tab_and_form("pref", full, {"images": str(tmp_path)})
     assert tab.command(data)[2].model_name_or_path == os.path.join("saves", "LLaVA-1.5-7B-Chat", "full", "run1")
 
 

@@ -11,6 +11,7 @@ from .infuse import InfuseConfig
 from .keys import RENAMED, check_plain_name, describe_keys, load_config, option, parse_override
 from .pref import PrefConfig
 from .pref2sft import Pref2SftConfig
+from .recipes import RecipesConfig
 
 __all__ = [
     "DarConfig",
@@ -19,6 +20,7 @@ __all__ = [
     "Pref2SftConfig",
     "PrefConfig",
     "RENAMED",
+    "RecipesConfig",
     "check_plain_name",
     "describe_keys",
     "load_config",

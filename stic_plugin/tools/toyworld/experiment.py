@@ -193,7 +193,7 @@ class Experiment:
             "stage": "sft",
             "do_train": True,
             "finetuning_type": "full",
-            "freeze_vision_tower": False,
+            "freeze_vision_tower": True,  # the warm-started tower keeps what it sees; the rest learns to read it
             "freeze_multi_modal_projector": False,
             "dataset": "toy_pretrain",
             "dataset_dir": str(self.world_dir),
