@@ -13,16 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..assets import dataset_entry, read_prompts
-from ..data.images import (
-    BadImage,
-    FolderScan,
-    ImageItem,
-    as_training_rgb,
-    images_in_list,
-    load_image,
-    lossy_training_conversion,
-    scan_folder,
-)
+from ..data.images import BadImage, ImageItem, as_training_rgb, list_images, load_image, lossy_training_conversion
 from ..generation.base import GeneratorSettings, Request, create_generator, user_turn
 from ..method.corruption import apply_corruption
 from ..method.pairs import NEGATIVE_CORRUPTION, PairPlan, drop_reason, pair_record, plan_pair
@@ -41,23 +32,6 @@ from . import summaries
 from .config import PrefConfig
 
 logger = logging.getLogger("stic_plugin.pref")
-
-
-def select_images(items: list[ImageItem], max_samples: int | None, seed: int) -> list[ImageItem]:
-    """All images (sorted by key), or ``max_samples`` of them drawn with ``seed``: the same in every process."""
-    return sample_reproducibly(sorted(items, key=lambda item: item.key), max_samples, seed, "images")
-
-
-def list_source_images(cfg) -> FolderScan:
-    """The images to describe; from a folder, with the links left out of the listing (for the summary)."""
-    if cfg.image_dir is not None:
-        scan = scan_folder(cfg.image_dir)
-        for link in scan.folder_links:
-            logger.info("not followed: %s leads to a folder already listed", link)
-        for link, kept in scan.file_links:
-            logger.info("counted once: %s is the same file as %s", link, kept)
-        return scan
-    return FolderScan(images_in_list(cfg.image_list, cfg.image_root, cfg.image_column))
 
 
 def plan_for(key: str, cfg: PrefConfig, prompts: dict) -> PairPlan:
@@ -173,8 +147,8 @@ def preflight(cfg: PrefConfig) -> None:
 
 def run_pref(cfg: PrefConfig) -> int:
     prompts = read_prompt_sets(cfg)
-    listing = list_source_images(cfg)
-    items = select_images(listing.items, cfg.max_samples, cfg.seed)
+    listing = list_images(cfg.image_dir, cfg.image_list, cfg.image_root, cfg.image_column)
+    items = sample_reproducibly(sorted(listing.items, key=lambda item: item.key), cfg.max_samples, cfg.seed, "images")
     if not items:
         raise ValueError(f"no image files found in {cfg.image_dir or cfg.image_list}")
     fingerprint, entry = output_settings(cfg, prompts)

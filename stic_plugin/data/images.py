@@ -6,11 +6,14 @@ form; random choices and resume bookkeeping use the key, so moving the whole fol
 """
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..method.keys import image_key
+
+logger = logging.getLogger("stic_plugin")
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".ppm", ".pgm"}
 
@@ -117,6 +120,18 @@ def scan_folder(image_dir: str) -> FolderScan:
 
 def images_in_folder(image_dir: str) -> list[ImageItem]:
     return scan_folder(image_dir).items
+
+
+def list_images(image_dir: str | None, image_list: str | None, image_root: str | None, column: str) -> FolderScan:
+    """The images of a folder (links left out of the listing are logged and kept for the summary), or of a list."""
+    if image_dir is not None:
+        scan = scan_folder(image_dir)
+        for link in scan.folder_links:
+            logger.info("not followed: %s leads to a folder already listed", link)
+        for link, kept in scan.file_links:
+            logger.info("counted once: %s is the same file as %s", link, kept)
+        return scan
+    return FolderScan(images_in_list(image_list, image_root, column))
 
 
 def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:

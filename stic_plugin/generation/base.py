@@ -84,10 +84,12 @@ class Generator(ABC):
         top_p: float | None = None,
         seed: int | None = None,
         slots: int | None = None,
+        top_k: int | None = None,
     ) -> Iterator[tuple[Request, Generation]]:
         """(request, Generation) for each request of the iterable (read as slots free up, so it may be long and
         lazy), in the order they finish. Each request samples from its own stream, named by (seed, its key), so
-        a text depends neither on the other requests nor on ``slots`` (sequences decoded together)."""
+        a text depends neither on the other requests nor on ``slots`` (sequences decoded together). Sampling
+        (``temperature`` > 0) keeps the ``top_k`` most likely tokens (None: all), then the nucleus ``top_p``."""
 
     def generate(
         self,
@@ -97,11 +99,13 @@ class Generator(ABC):
         top_p: float | None = None,
         seed: int | None = None,
         slots: int | None = None,
+        top_k: int | None = None,
     ) -> list[Generation]:
         """One generation per request, in request order."""
         results: dict[int, Generation] = {}
         tagged = [dataclasses.replace(request, tag=index) for index, request in enumerate(requests)]
-        for request, generation in self.generate_stream(tagged, max_new_tokens, temperature, top_p, seed, slots):
+        stream = self.generate_stream(tagged, max_new_tokens, temperature, top_p, seed, slots, top_k=top_k)
+        for request, generation in stream:
             results[request.tag] = generation
         return [results[index] for index in range(len(requests))]
 

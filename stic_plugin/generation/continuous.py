@@ -62,9 +62,10 @@ def uniform_noise(row_keys, steps, vocab_size: int):
     return ((bits >> 9).to(torch.float32) + 0.5) / float(1 << 23)  # 23 bits + 0.5: exact in float32
 
 
-def sample_tokens(logits, temperature: float, top_p: float | None, row_keys, steps):
+def sample_tokens(logits, temperature: float, top_p: float | None, row_keys, steps, top_k: int | None = None):
     """Next token of each row: greedy when ``temperature`` is 0, else a draw from softmax(logits / T)
-    restricted to the nucleus (the fewest most likely tokens whose probability reaches ``top_p``).
+    restricted to the ``top_k`` most likely tokens (ties at the k-th kept), then to the nucleus (the fewest most
+    likely tokens whose probability reaches ``top_p``), in transformers' order.
 
     The draw is the Gumbel-max trick on counter-based noise, so it is an exact sample of that
     distribution and repeats for the same (row key, step) whatever the other rows are.
@@ -74,6 +75,9 @@ def sample_tokens(logits, temperature: float, top_p: float | None, row_keys, ste
     if not temperature:
         return logits.argmax(dim=-1)
     scaled = logits.float() / temperature
+    if top_k:
+        kth = scaled.topk(min(top_k, scaled.shape[-1]), dim=-1).values[..., -1:]
+        scaled = scaled.masked_fill(scaled < kth, -torch.inf)
     if top_p is not None and top_p < 1.0:
         ordered, order = scaled.sort(dim=-1, descending=True)
         probs = ordered.softmax(dim=-1)
@@ -354,7 +358,7 @@ class ContinuousBatcher:
         self.cache_slots = 0
         self.stats = run_stats(0)
         self._prefix = None  # (group, layers, delta) of the last shared prompt prefix
-        self.sampling = (0.0, None)  # (temperature, top_p) of the run: constants of the compiled step
+        self.sampling = (0.0, None, None)  # (temperature, top_p, top_k) of the run: constants of the compiled step
 
     @property
     def compiled(self) -> bool:
@@ -509,13 +513,13 @@ class ContinuousBatcher:
                     flex = False
         return (self._step_flex if flex else self._step_dense)(*args)
 
-    def _next_tokens(self, logits, generated, min_new, keys, temperature, top_p):
+    def _next_tokens(self, logits, generated, min_new, keys, temperature, top_p, top_k=None):
         import torch
 
         logits = logits + self.banned
         too_early = generated < min_new  # rows that may not stop yet (no test on the host: no wait for the GPU)
         logits[:, self.stop_ids] = torch.where(too_early[:, None], -torch.inf, logits[:, self.stop_ids])
-        return sample_tokens(logits, temperature, top_p, keys, generated)
+        return sample_tokens(logits, temperature, top_p, keys, generated, top_k)
 
     def _allocate(self, slots: int, capacity: int, layers: list[tuple]):
         import torch
@@ -549,14 +553,15 @@ class ContinuousBatcher:
         slots: int,
         temperature: float,
         top_p: float | None,
+        top_k: int | None = None,
     ) -> Iterator[tuple[object, list[int], bool]]:
         """(tag, new tokens without the stop token, truncated) per request, in the order they finish."""
         try:
-            yield from self._run(items, slots, temperature, top_p)
+            yield from self._run(items, slots, temperature, top_p, top_k)
         finally:
             self._prefix = None  # a stored prompt prefix does not outlive the run
 
-    def _run(self, items, slots, temperature, top_p):
+    def _run(self, items, slots, temperature, top_p, top_k):
         import torch
 
         source = iter(items)
@@ -593,7 +598,7 @@ class ContinuousBatcher:
         def room(item: PendingRequest) -> int:
             return len(item.ids) + max(item.reserve, item.max_new_tokens)
 
-        self.sampling = (float(temperature or 0.0), top_p)
+        self.sampling = (float(temperature or 0.0), top_p, top_k)
 
         def finish(slot_index: int, truncated: bool):
             slot = active[slot_index]
@@ -635,6 +640,7 @@ class ContinuousBatcher:
                     keys[slot_index : slot_index + 1],
                     temperature,
                     top_p,
+                    top_k,
                 )
                 token = int(first[0])
                 active[slot_index] = _Slot(item, [])

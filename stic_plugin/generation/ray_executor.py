@@ -141,10 +141,10 @@ class RayVllmGenerator(VllmGenerator):
             placement_group_config=placement,
         )
 
-    def row(self, index: int, request: Request, max_new_tokens, temperature, top_p, seed: int) -> dict:
+    def row(self, index: int, request: Request, max_new_tokens, temperature, top_p, top_k, seed: int) -> dict:
         prompt = self.prompt(request)
         images = (prompt.get("multi_modal_data") or {}).get("image", [])
-        sampling = self.sampling_keys(request, max_new_tokens, temperature, top_p, seed, index)
+        sampling = self.sampling_keys(request, max_new_tokens, temperature, top_p, top_k, seed, index)
         bias = sampling.pop("logit_bias") or {}
         row = {
             INDEX: index,
@@ -157,7 +157,7 @@ class RayVllmGenerator(VllmGenerator):
             row["model"] = on_every_node(self.lora.lora_path)  # Ray Data's engines load the adapter a row names
         return row
 
-    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
+    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None, top_k=None):
         """(request, Generation) for each request, as Ray gives the results back. The requests are read up
         front (one dataset for Ray); ``slots`` is the number of requests in each of Ray Data's batches."""
         from ray.data.llm import build_processor
@@ -166,7 +166,7 @@ class RayVllmGenerator(VllmGenerator):
         pending: dict[int, Request] = {}
         rows = []
         for index, request in enumerate(requests):
-            rows.append(self.row(index, request, max_new_tokens, temperature, top_p, base_seed))
+            rows.append(self.row(index, request, max_new_tokens, temperature, top_p, top_k, base_seed))
             # The images travel in the row; what the caller gets back is the request without them.
             pending[index] = dataclasses.replace(request, images=[])
         if not rows:

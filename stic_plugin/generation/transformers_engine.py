@@ -201,20 +201,22 @@ class PlainGenerator(TransformersGenerator):
 
     engine = "plain"
 
-    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
+    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None, top_k=None):
         slots = _slots(requests, slots)
         group, index = [], 0
         for request in requests:
             group.append(request)
             if len(group) == slots:
                 batch_seed = None if seed is None else seed + index
-                yield from zip(group, self._generate_plain(group, max_new_tokens, temperature, top_p, batch_seed))
+                yield from zip(
+                    group, self._generate_plain(group, max_new_tokens, temperature, top_p, top_k, batch_seed)
+                )
                 group, index = [], index + 1
         if group:
             batch_seed = None if seed is None else seed + index
-            yield from zip(group, self._generate_plain(group, max_new_tokens, temperature, top_p, batch_seed))
+            yield from zip(group, self._generate_plain(group, max_new_tokens, temperature, top_p, top_k, batch_seed))
 
-    def _generate_plain(self, requests, max_new_tokens, temperature, top_p, seed) -> list[Generation]:
+    def _generate_plain(self, requests, max_new_tokens, temperature, top_p, top_k, seed) -> list[Generation]:
         """transformers' ``generate`` on one left-padded batch."""
         import torch
         from transformers import LogitsProcessorList
@@ -237,24 +239,34 @@ class PlainGenerator(TransformersGenerator):
             limits,
             self.stop_token_ids[0],
         )
+        from transformers import GenerationConfig
+
         sampling = temperature is not None and temperature > 0
-        kwargs = dict(do_sample=sampling, max_new_tokens=max(limits), num_beams=1)
+        # The request's settings alone: the model's generation_config (a repetition penalty, its own top_k...)
+        # would change the texts here and not on the other engines.
+        config = GenerationConfig(do_sample=sampling, max_new_tokens=max(limits), num_beams=1)
         if sampling:
-            kwargs.update(temperature=temperature, top_p=top_p if top_p is not None else 1.0, top_k=0)
+            config.update(temperature=temperature, top_p=top_p if top_p is not None else 1.0, top_k=top_k or 0)
         else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+            config.update(temperature=None, top_p=None, top_k=None)
         if seed is not None:
             torch.manual_seed(seed)
-        with torch.inference_mode():
-            output = self.model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention_mask.to(self.device),
-                eos_token_id=self.stop_token_ids,
-                pad_token_id=self.pad_token_id,
-                logits_processor=LogitsProcessorList([processor]),
-                **kwargs,
-                **mm_inputs,
-            )
+        # transformers fills what `config` leaves unset from the model's own generation_config: a neutral one
+        # stands in for it during the call.
+        saved, self.model.generation_config = self.model.generation_config, GenerationConfig()
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=attention_mask.to(self.device),
+                    generation_config=config,
+                    eos_token_id=self.stop_token_ids,
+                    pad_token_id=self.pad_token_id,
+                    logits_processor=LogitsProcessorList([processor]),
+                    **mm_inputs,
+                )
+        finally:
+            self.model.generation_config = saved
         return [self._decode(row[width:].tolist(), limit) for row, limit in zip(output, limits)]
 
     def _decode(self, new_tokens: list[int], max_new_tokens: int) -> Generation:
@@ -320,7 +332,7 @@ class ContinuousGenerator(TransformersGenerator):
         """Drop the key/value cache and compiled step: the next run starts afresh."""
         self._batcher = None
 
-    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
+    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None, top_k=None):
         from .continuous import ContinuousBatcher, PendingRequest, request_key
 
         slots = _slots(requests, slots)
@@ -363,7 +375,7 @@ class ContinuousGenerator(TransformersGenerator):
 
         queue = (item for items in _read_ahead(pending, _same_image_groups(requests), slots) for item in items)
         # The batcher turns gradients off around its own model calls only: nothing leaks into the caller's loop.
-        for request, new_tokens, truncated in self._batcher.run(queue, slots, temperature, top_p):
+        for request, new_tokens, truncated in self._batcher.run(queue, slots, temperature, top_p, top_k):
             yield request, self.loaded.generation(new_tokens, truncated)
 
 

@@ -284,12 +284,14 @@ class VllmGenerator(Generator):
             prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
         return prompt
 
-    def sampling(self, request: Request, max_new_tokens: int, temperature, top_p, seed: int, index: int):
+    def sampling(self, request: Request, max_new_tokens: int, temperature, top_p, top_k, seed: int, index: int):
         from vllm import SamplingParams
 
-        return SamplingParams(**self.sampling_keys(request, max_new_tokens, temperature, top_p, seed, index))
+        return SamplingParams(**self.sampling_keys(request, max_new_tokens, temperature, top_p, top_k, seed, index))
 
-    def sampling_keys(self, request: Request, max_new_tokens: int, temperature, top_p, seed: int, index: int) -> dict:
+    def sampling_keys(
+        self, request: Request, max_new_tokens: int, temperature, top_p, top_k, seed: int, index: int
+    ) -> dict:
         """The keys of one request's ``SamplingParams``."""
         key = request.key if request.key is not None else str(index)
         sampling = temperature is not None and temperature > 0
@@ -297,7 +299,7 @@ class VllmGenerator(Generator):
             n=1,
             temperature=temperature if sampling else 0.0,
             top_p=top_p if (sampling and top_p is not None) else 1.0,
-            top_k=0 if sampling else -1,
+            top_k=(top_k or 0) if sampling else -1,
             seed=vllm_seed(seed, key) if sampling else None,
             max_tokens=request.max_new_tokens or max_new_tokens,
             min_tokens=request.min_new_tokens,
@@ -307,7 +309,7 @@ class VllmGenerator(Generator):
             detokenize=False,
         )
 
-    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None):
+    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None, top_k=None):
         """(request, Generation) for each request, in the order they finish; at most ``slots`` requests
         (default: all of a list, 64 for other iterables) are in vLLM's hands at a time, so that results
         reach the caller, and its files, while the rest of a long stream is still being read."""
@@ -318,12 +320,12 @@ class VllmGenerator(Generator):
         pending = iter(enumerate(requests))
         in_flight: dict[str, Request] = {}
         try:
-            yield from self._run(pending, in_flight, slots, max_new_tokens, temperature, top_p, base_seed)
+            yield from self._run(pending, in_flight, slots, max_new_tokens, temperature, top_p, top_k, base_seed)
         finally:  # the caller stopped early, or something failed: nothing of this call stays in vLLM's hands
             if in_flight and self.llm is not None:
                 self.llm.abort_request(list(in_flight))
 
-    def _run(self, pending, in_flight: dict, slots: int, max_new_tokens, temperature, top_p, base_seed: int):
+    def _run(self, pending, in_flight: dict, slots: int, max_new_tokens, temperature, top_p, top_k, base_seed: int):
         exhausted = False
         while True:
             while not exhausted and len(in_flight) < slots:
@@ -337,7 +339,7 @@ class VllmGenerator(Generator):
                 self.llm.add_request(
                     request_id,
                     self.prompt(request),
-                    self.sampling(request, max_new_tokens, temperature, top_p, base_seed, index),
+                    self.sampling(request, max_new_tokens, temperature, top_p, top_k, base_seed, index),
                     lora_request=self.lora,
                 )
                 in_flight[request_id] = request

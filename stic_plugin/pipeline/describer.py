@@ -18,17 +18,18 @@ logger = logging.getLogger("stic_plugin")
 
 @dataclass(frozen=True)
 class Sampling:
-    """How a run samples: temperature (0: greedy), nucleus threshold, the seed of every request's stream, and the
-    requests decoding together."""
+    """How a run samples: temperature (0: greedy), nucleus threshold, the seed of every request's stream, the
+    requests decoding together, and how many of the most likely tokens are kept (None: all)."""
 
     temperature: float = 0.0
     top_p: float | None = None
     seed: int = 0
     slots: int = 8
+    top_k: int | None = None
 
     @classmethod
     def of(cls, cfg) -> "Sampling":
-        return cls(cfg.temperature, cfg.top_p, cfg.seed, cfg.batch_size)
+        return cls(cfg.temperature, cfg.top_p, cfg.seed, cfg.batch_size, cfg.top_k)
 
 
 def load_images(paths: list[str], max_file_pixels: int) -> dict[str, object]:
@@ -70,6 +71,7 @@ def lazy_stream(get_generator, requests, max_new_tokens: int, sampling: Sampling
         sampling.top_p,
         seed=sampling.seed,
         slots=sampling.slots,
+        top_k=sampling.top_k,
     )
 
 

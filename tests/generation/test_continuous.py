@@ -45,17 +45,21 @@ def test_noise_is_a_function_of_key_step_and_token_only():
     assert noise[1].double().tolist() == pytest.approx(expected, abs=1e-12)
 
 
-def _draw_frequencies(logits: list[float], temperature: float, top_p, draws: int) -> list[float]:
+def _draw_frequencies(logits: list[float], temperature: float, top_p, draws: int, top_k=None) -> list[float]:
     row = torch.tensor([logits], dtype=torch.float32).repeat(draws, 1)
     keys = torch.tensor([request_key(1, f"row{i}") for i in range(draws)], dtype=torch.int64)
-    tokens = sample_tokens(row, temperature, top_p, keys, torch.zeros(draws, dtype=torch.int64))
+    tokens = sample_tokens(row, temperature, top_p, keys, torch.zeros(draws, dtype=torch.int64), top_k)
     counts = torch.bincount(tokens, minlength=len(logits)).double()
     return (counts / draws).tolist()
 
 
-def _reference_distribution(logits: list[float], temperature: float, top_p) -> list[float]:
-    """softmax(logits / T) in float64, cut to the nucleus (fewest top tokens reaching top_p), renormalised."""
+def _reference_distribution(logits: list[float], temperature: float, top_p, top_k=None) -> list[float]:
+    """softmax(logits / T) in float64 over the top_k largest (ties kept), cut to the nucleus (fewest top tokens
+    reaching top_p), renormalised."""
     scaled = [value / temperature for value in logits]
+    if top_k:
+        kth = sorted(scaled, reverse=True)[min(top_k, len(scaled)) - 1]
+        scaled = [value if value >= kth else -math.inf for value in scaled]
     top = max(scaled)
     weights = [math.exp(value - top) for value in scaled]
     total = sum(weights)
@@ -72,16 +76,19 @@ def _reference_distribution(logits: list[float], temperature: float, top_p) -> l
     return [probs[i] / kept_total if i in kept else 0.0 for i in range(len(probs))]
 
 
-@pytest.mark.parametrize("temperature,top_p", [(1.0, None), (0.7, None), (1.3, 0.8), (0.5, 0.5)])
-def test_sampling_draws_the_tempered_nucleus_distribution(temperature, top_p):
+@pytest.mark.parametrize(
+    "temperature,top_p,top_k",
+    [(1.0, None, None), (0.7, None, None), (1.3, 0.8, None), (0.5, 0.5, None), (1.0, None, 3), (1.2, 0.9, 5)],
+)
+def test_sampling_draws_the_tempered_nucleus_distribution(temperature, top_p, top_k):
     logits = [2.0, 1.5, 1.0, 0.2, -0.5, -1.0, 0.9, 0.0]
-    expected = _reference_distribution(logits, temperature, top_p)
-    got = _draw_frequencies(logits, temperature, top_p, draws=60_000)
+    expected = _reference_distribution(logits, temperature, top_p, top_k)
+    got = _draw_frequencies(logits, temperature, top_p, draws=60_000, top_k=top_k)
     total_variation = sum(abs(a - b) for a, b in zip(got, expected)) / 2
     assert total_variation < 0.01, (got, expected)
     for observed, probability in zip(got, expected):
         if probability == 0.0:
-            assert observed == 0.0  # outside the nucleus: never drawn
+            assert observed == 0.0  # outside the top k or the nucleus: never drawn
 
 
 def naive_attention(query, key, value, visible, scale):
@@ -366,3 +373,14 @@ def test_a_finished_row_hands_its_slot_to_the_next_request(generators):
     # Each request's first token comes from its prompt's forward, the others from decoding steps.
     assert stats["steps"] == lengths[0] - 1  # fixed batches of two would take 29 + 2 + 2 steps
     assert stats["busy_slot_steps"] == sum(n - 1 for n in lengths)
+
+
+def test_the_models_own_generation_config_changes_no_engine(generators, monkeypatch):
+    """A checkpoint's generation_config (a repetition penalty, say) is applied by neither engine: the texts are
+    those of the request's settings alone, the same on every engine."""
+    plain, continuous = generators["tiny-llava"]["plain"], generators["tiny-llava"]["continuous"]
+    requests = mixed_requests(6)
+    expected = continuous.generate(requests, 20, temperature=0, slots=6)
+    monkeypatch.setattr(plain.model.generation_config, "repetition_penalty", 5.0)
+    monkeypatch.setattr(plain.model.generation_config, "no_repeat_ngram_size", 1)
+    assert plain.generate(requests, 20, temperature=0, slots=6) == expected

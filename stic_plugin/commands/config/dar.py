@@ -15,6 +15,7 @@ class DarConfig(DescriptionKeys, InfusionKeys, InputKeys, GeneratorKeys):
 
     dataset_dir: str = option("predictions", help="Folder for the predictions (`predictions_name`/part-*.jsonl).")
     num_samples: int | None = option(None, help="Questions drawn from the input with `seed`; null takes all.")
+    temperature: float = option(0.0, help="Sampling temperature; 0 decodes greedily, as the authors' evaluation.")
     predictions_name: str = option("dar", help="Name of the predictions folder and summary.")
     dar: bool = option(
         True,

@@ -108,6 +108,11 @@ class SamplingKeys(Keys):
     max_new_tokens: int = option(1024, help="Longest response, in tokens.")
     temperature: float = option(0.2, help="Sampling temperature; 0 decodes greedily.")
     top_p: float | None = option(None, help="Nucleus sampling threshold; unset samples from the whole distribution.")
+    top_k: int | None = option(
+        None,
+        help="Sample from the k most likely tokens only (before top_p), as transformers' top_k; unset keeps every "
+        "token. The authors' generation kept transformers' default, 50 (the recipes' value).",
+    )
     seed: int = option(42, help="Seed of every random choice (prompts, negatives, corruptions, samples).")
 
     def __post_init__(self):
@@ -117,6 +122,8 @@ class SamplingKeys(Keys):
             raise ValueError(f"`temperature` must be >= 0; got {self.temperature}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ValueError(f"`top_p` must be in (0, 1]; got {self.top_p}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"`top_k` must be at least 1 (or unset for every token); got {self.top_k}")
 
 
 @dataclass(kw_only=True)

@@ -26,7 +26,7 @@ class Scale:
     """How big the world and the base model's training are."""
 
     pretrain_images: int = 6000
-    base_steps: int = 3000  # shapes are learned only after about 2000 steps at this learning rate
+    base_steps: int = 4000
     unlabeled_images: int = 400
     instruction_images: int = 300
     validation_images: int = 200

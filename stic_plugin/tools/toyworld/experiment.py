@@ -31,7 +31,7 @@ RECIPE_MODEL = "llava-1.5-7b"
 SEEDS = (0, 1, 2, 3, 4)
 # Every trained row is trained at each of these learning rates on the first seed, and the rate that scores best
 # on the validation split is used on the test split (docs/toy-world/protocol.md).
-LEARNING_RATE_GRID = (1.0e-4, 3.0e-4, 1.0e-3)
+LEARNING_RATE_GRID = (3.0e-5, 1.0e-4, 3.0e-4, 1.0e-3)
 # The rates `stic-cli demo full=true` chose (report.json's "learning_rates"; a test keeps them equal): the demo
 # alone uses these.
 CHOSEN_LEARNING_RATES = {

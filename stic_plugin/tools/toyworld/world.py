@@ -11,10 +11,9 @@ plate. The world's texts, each listing the objects in reading order with their p
 shape ("there are two objects. at the top left, a small red circle. in the center, a large blue square."):
 
 - ``describe(objects)``: a description of a list of objects (the truth, or what an annotator saw);
-- ``careless_objects``: what a careless annotator writes down: where it can hardly see (a faint small
-  object) it misses the object or names what it expects there (the absent companion of an object in the
-  scene, else the similar hue), and now and then it slips elsewhere. The base model learns its plain
-  captions from such annotators;
+- ``careless_objects``: what a careless annotator writes down: a faint object named with the similar hue, a
+  faint small one left out, and the absent companion of an object written in after it. The base model learns
+  its plain captions from such annotators, and its careful descriptions from careful ones;
 - ``imagined_objects``: the companions a hallucination-inducing prompt asks to add;
 - ``questions``: (kind, question, answer) about a colour, a shape, a size, a count, a place, or whether an
   object is there.
@@ -46,7 +45,7 @@ SIMILAR_HUE = {
 }
 POSITIONS = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
 SIZES = ("small", "large")
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles"}
 # Objects that go together: the second is often in a scene that holds the first.
 COMPANION = {
@@ -64,13 +63,12 @@ COMPANION_SHARE = 0.6  # scenes holding an object with a companion hold the comp
 FAINT_SHARE = 0.35  # objects drawn close to the background
 FAINTNESS = 0.2  # a faint object's colour: this share of the way from the background to its own colour
 
-# The careless annotator's habits. Where it can hardly see (a faint small object) it misses the object, or
-# names what it expects there: the absent companion of an object in the scene, else the similar hue. Where it
-# sees well it slips now and then.
-MISS_SHARE = 0.35  # faint small objects left out
-GUESS_SHARE = 0.6  # faint small objects not left out: named as an absent companion, else with the similar hue
-SLIP_SHARE = 0.25  # other small objects named with the similar hue
-ADD_SHARE = 0.25  # an absent companion added in a free cell, for each object that has one
+# The careless annotator's habits, each more often than not, so that a model that learns them from the plain
+# captions repeats them: a faint object is named with the similar hue (a faint small one is rather left out),
+# and the companion of an object is written in after it, in the next free cell, as if it were there.
+MISS_SHARE = 0.6  # faint small objects left out
+SLIP_SHARE = 0.7  # other faint objects named with the similar hue
+ADD_SHARE = 0.7  # an absent companion written in after its object
 
 
 @dataclass(frozen=True)
@@ -194,24 +192,24 @@ def describe(objects) -> str:
 
 
 def careless_objects(scene: Scene, rng: random.Random) -> list[SceneObject]:
-    """The objects as a careless annotator writes them down (the habits above)."""
+    """The objects as a careless annotator writes them down (the habits above): what it sees poorly (faint
+    objects) it gets wrong, and it adds what usually goes with what it sees."""
     present = {(o.colour, o.shape) for o in scene.objects}
-    expected = [COMPANION[n] for n in sorted(present) if n in COMPANION and COMPANION[n] not in present]
+    taken = {o.position for o in scene.objects}
     seen = []
     for obj in scene.in_reading_order():
-        if obj.size == "small" and obj.faint:
-            if rng.random() < MISS_SHARE:
-                continue
-            if rng.random() < GUESS_SHARE:
-                colour, shape = expected.pop(0) if expected else (SIMILAR_HUE[obj.colour], obj.shape)
-                obj = SceneObject(shape, colour, obj.size, obj.position, obj.faint)
-        elif obj.size == "small" and rng.random() < SLIP_SHARE:
+        if obj.faint and obj.size == "small" and rng.random() < MISS_SHARE:
+            continue
+        if obj.faint and rng.random() < SLIP_SHARE:
             obj = SceneObject(obj.shape, SIMILAR_HUE[obj.colour], obj.size, obj.position, obj.faint)
         seen.append(obj)
-    free = [p for p in POSITIONS if p not in {o.position for o in scene.objects}]
-    for colour, shape in expected:
-        if free and rng.random() < ADD_SHARE:
-            seen.append(SceneObject(shape, colour, rng.choice(SIZES), free.pop(rng.randrange(len(free)))))
+    for obj in scene.in_reading_order():
+        partner = COMPANION.get((obj.colour, obj.shape))
+        free = [p for p in POSITIONS[POSITIONS.index(obj.position) + 1 :] if p not in taken]
+        if partner and partner not in present and free and rng.random() < ADD_SHARE:
+            seen.append(SceneObject(partner[1], partner[0], obj.size, free[0]))
+            taken.add(free[0])
+            present.add(partner)
     return seen
 
 

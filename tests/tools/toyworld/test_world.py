@@ -53,38 +53,36 @@ def test_the_description_names_exactly_the_scene():
         assert text.startswith(world.count_phrase(len(scene.objects)))
 
 
-def test_careless_annotators_err_where_they_can_hardly_see_and_in_the_ways_the_corruptions_do():
-    """Their errors: a faint small object missed, or named as the absent companion of an object in the scene
-    (what goes together), else with the similar hue (what a hue shift does); elsewhere only a small object's
-    similar hue now and then, and now and then an absent companion added in a free cell."""
+def test_careless_annotators_err_on_faint_objects_and_add_companions_as_corruptions_and_bad_prompts_do():
+    """Their errors, each more often than not: a faint object named with the similar hue (what a hue shift does),
+    a faint small one left out (what Resize(20) does to it), the absent companion of an object written in after
+    it (what a hallucination prompt adds); every other object as it is."""
     kinds = Counter()
     for index in range(3000):
         scene = world.sample_scene(0, "pretrain", index)
         present = {(o.colour, o.shape) for o in scene.objects}
-        expected = {world.COMPANION[n] for n in present if n in world.COMPANION} - present
         seen = world.careless_objects(scene, random.Random(index))
         at = {o.position: o for o in scene.objects}
         for obj in seen:
             truth = at.get(obj.position)
-            if truth is None:  # added in a free cell
-                assert (obj.colour, obj.shape) in expected
-                kinds["added"] += 1
+            if truth is None:  # written in: the companion of an object before it, in the next free cell
+                anchors = [
+                    o for o in scene.objects if world.COMPANION.get((o.colour, o.shape)) == (obj.colour, obj.shape)
+                ]
+                assert (obj.colour, obj.shape) not in present and anchors
+                kinds["companion added"] += 1
             elif truth == obj:
-                kinds["faint small right" if truth.faint and truth.size == "small" else "right"] += 1
-            elif (obj.colour, obj.shape) in expected and truth.faint and truth.size == "small":
-                kinds["companion"] += 1
+                kinds["faint, right" if truth.faint else "right"] += 1
             else:
-                assert (obj.shape, obj.size, obj.position) == (truth.shape, truth.size, truth.position)
-                assert obj.colour == world.SIMILAR_HUE[truth.colour] and truth.size == "small"
-                kinds["similar hue, faint" if truth.faint else "similar hue"] += 1
+                assert truth.faint and (obj.shape, obj.size, obj.position) == (truth.shape, truth.size, truth.position)
+                assert obj.colour == world.SIMILAR_HUE[truth.colour]
+                kinds["faint, similar hue"] += 1
         missed = [o for o in scene.objects if o.position not in {s.position for s in seen}]
         assert all(o.faint and o.size == "small" for o in missed)
-        kinds["missed"] += len(missed)
-    hard = kinds["missed"] + kinds["companion"] + kinds["similar hue, faint"] + kinds["faint small right"]
-    # Where the annotator can hardly see, it is wrong most of the time; where it sees, rarely.
-    assert (kinds["missed"] + kinds["companion"] + kinds["similar hue, faint"]) / hard > 0.6
-    assert kinds["similar hue"] / (kinds["similar hue"] + kinds["right"]) < 0.2
-    assert kinds["companion"] > 100 and kinds["added"] > 100
+        kinds["faint small, missed"] += len(missed)
+    assert kinds["faint, similar hue"] > kinds["faint, right"]  # more often than not: a model learns the habit
+    assert kinds["right"] > 2 * (kinds["faint, similar hue"] + kinds["faint small, missed"])
+    assert kinds["companion added"] > 500
 
 
 def test_imagined_objects_are_absent_in_free_cells_and_companions_first():
