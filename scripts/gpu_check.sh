@@ -59,7 +59,7 @@ prepare() {
             -d .whl "$spec"
     done
     du -sh .whl
-    echo 'Now, in one call of the device tool: command "bash scripts/gpu_check.sh", carry [".whl"], timeout_s 600'
+    echo 'Now one call of the device tool: command "bash scripts/gpu_check.sh", carry [".whl"], kind "nvidia-h200", timeout_s 600'
 }
 
 # The carried wheels into the machine's own environment (console scripts on PATH, .pth files run), then this project,
