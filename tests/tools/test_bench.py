@@ -112,11 +112,16 @@ def test_a_batch_size_that_runs_out_of_memory_is_recorded_and_the_rest_measured(
     assert "\n".join(generation_lines(rows)).count("out of memory") == 2
 
 
-def test_bench_measures_only_the_parts_asked_for_with_the_decode_bound_on_a_cpu_too(stic, tmp_path):
+def test_bench_measures_only_the_parts_asked_for_with_the_decode_bound_on_a_cpu_too(tiny, stic, tmp_path):
     out = tmp_path / "bench.json"
     keys = dict(parts="[generation]", engines="[plain]", batch_sizes="[1]", new_tokens=3, spread_min=2, spread_max=4)
     result = stic(
-        "bench", "architecture=tiny", *[f"{k}={v}" for k, v in keys.items()], "spread_mean=3", f"output_json={out}"
+        "bench",
+        f"model_name_or_path={tiny['tiny-llava']}",
+        "template=llava",
+        *[f"{k}={v}" for k, v in keys.items()],
+        "spread_mean=3",
+        f"output_json={out}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
