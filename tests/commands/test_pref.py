@@ -225,6 +225,7 @@ def test_nothing_produced_exits_non_zero(tiny, tmp_path, stic):
     assert "nothing could be produced" in result.stderr
 
 
+@pytest.mark.slow
 def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_path, stic):
     import shutil
 
@@ -243,7 +244,11 @@ def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_pat
     result = stic(*pref_args(tiny_copy, tiny["images"], tmp_path / "data", max_samples=2))
     assert result.returncode == 0, result.stderr[-3000:]
     assert not marker.exists()
-    stic(*pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"))
+    # In a process of its own: the shipped code, once run, stays registered with transformers for the process.
+    trusted = run_cli(
+        pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"), cwd=tmp_path
+    )
+    assert trusted.returncode == 0, trusted.stderr[-3000:]
     assert marker.exists()  # the gate is real: with the key set, the shipped code does run
 
 
