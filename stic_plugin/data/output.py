@@ -18,6 +18,7 @@ lock their own part.
 """
 
 import fcntl
+import glob
 import json
 import logging
 import os
@@ -116,9 +117,14 @@ def _file_mode(path: Path) -> int:
     return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, temp_dir: Path | None = None) -> None:
+    """Replace ``path`` at once with ``data``. The copy is written first in ``temp_dir`` (default: beside the file;
+    another folder of the same file system for a file whose folder must hold nothing else), as
+    ``.NAME.*.tmp``: a process killed meanwhile leaves it there (``remove_temporaries``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp_dir = path.parent if temp_dir is None else temp_dir
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=temp_dir)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -170,13 +176,13 @@ def read_dataset_info(dataset_dir: Path, name: str, entry: dict) -> dict:
     return info
 
 
-def _remove_stale_temporaries(dataset_dir: Path) -> None:
-    """Temporary copies of dataset_info.json left by a process killed while writing it (called under its lock,
-    so no other process is writing one now)."""
-    for path in dataset_dir.glob(".dataset_info.json.*.tmp"):
+def remove_temporaries(folder: Path, file_name: str) -> None:
+    """Temporary copies of ``file_name`` in ``folder`` (``atomic_write_bytes``) left by a process killed while
+    writing it. Only under the lock that keeps every other writer of that file away."""
+    for path in folder.glob(f".{glob.escape(file_name)}.*.tmp") if folder.is_dir() else []:
         try:
             path.unlink()
-            logger.info("removed %s, left by a process killed while writing dataset_info.json", path)
+            logger.info("removed %s, left by a process killed while writing %s", path, file_name)
         except OSError:
             pass
 
@@ -190,7 +196,7 @@ def check_dataset_info_writable(dataset_dir: Path) -> None:
     try:
         dataset_dir.mkdir(parents=True, exist_ok=True)
         with file_lock(dataset_dir / ".dataset_info.json.lock"):
-            _remove_stale_temporaries(dataset_dir)
+            remove_temporaries(dataset_dir, "dataset_info.json")
             if info_path.exists():
                 with open(info_path, "a"):  # appends nothing: asks for write access only
                     pass
@@ -208,7 +214,7 @@ def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> None:
     """Add NAME to dataset_info.json, keeping every other entry; written atomically."""
     info_path = dataset_dir / "dataset_info.json"
     with file_lock(dataset_dir / ".dataset_info.json.lock"):
-        _remove_stale_temporaries(dataset_dir)
+        remove_temporaries(dataset_dir, "dataset_info.json")
         info = read_dataset_info(dataset_dir, name, entry)
         if info.get(name) == entry:
             return
@@ -232,7 +238,8 @@ def repair_tail(path: Path) -> None:
 def repair_part(path: Path, garbled_path: Path) -> None:
     """Make a JSON Lines file loadable again: a torn last line is cut off, and whole lines that are not JSON
     records (a garbled disk block, an edit) are moved to ``garbled_path``, each reported with its file and
-    line; the file keeps every good line, in order."""
+    line; the file keeps every good line, in order. The repaired copy is written in ``garbled_path``'s folder:
+    the file's own folder is a dataset, which LLaMA-Factory loads whole (a stray file there stops training)."""
     if not path.exists() or path.stat().st_size == 0:
         return
     data = path.read_bytes()
@@ -258,7 +265,7 @@ def repair_part(path: Path, garbled_path: Path) -> None:
     garbled_path.parent.mkdir(parents=True, exist_ok=True)
     with open(garbled_path, "ab") as handle:
         handle.write(b"".join(f"# {path}, line {number}\n".encode() + line + b"\n" for number, line, _ in bad))
-    atomic_write_bytes(path, b"".join(line + b"\n" for line in good))
+    atomic_write_bytes(path, b"".join(line + b"\n" for line in good), temp_dir=garbled_path.parent)
     if torn:
         logger.warning("%s: cut off a torn last line (a process ended while writing it)", path)
 
@@ -366,7 +373,9 @@ class ShardedOutput:
                 f"{self.data_dir} holds files this tool did not write (no {self.config_path}). "
                 f"Use another `{name_key}`, or overwrite=true to replace them."
             )
-        # This process's own files, under its lock: torn or garbled lines out, so that they load again.
+        # This process's own files, under its lock: copies left by a killed rewrite removed, torn or garbled
+        # lines out, so that they load again.
+        self._remove_temporaries()
         self.repair(self.records_path)
         self.repair(self.skipped_path)
         if self.rank == 0:
@@ -374,6 +383,18 @@ class ShardedOutput:
             for path in self.part_files():  # parts of an earlier run with another world size: nobody else repairs them
                 if not path.name.endswith(f"-of-{self.world_size:05d}.jsonl"):
                     self.repair(path)
+
+    def _remove_temporaries(self) -> None:
+        """Copies of this process's files left by a process killed while rewriting one (in the output's folders:
+        earlier versions wrote a part's copy beside it); process 0 also those of the configuration and of other
+        world sizes' parts, which only it rewrites."""
+        names = [self.records_path.name, self.skipped_path.name]
+        if self.rank == 0:
+            suffix = f"-of-{self.world_size:05d}.jsonl"
+            names += [self.config_path.name] + [p.name for p in self.part_files() if not p.name.endswith(suffix)]
+        for folder in (self.data_dir, self.meta_dir):
+            for name in names:
+                remove_temporaries(folder, name)
 
     def repair(self, path: Path) -> None:
         repair_part(path, self.meta_dir / f"garbled-{path.name}.txt")
