@@ -3,6 +3,7 @@
 Installs the post-import hook only: no torch or LLaMA-Factory import here, so every Python process
 of the environment (llamafactory-cli, its torchrun workers, the web UI and the training process it
 starts) loads the plugin for a few milliseconds. Set ``STIC_PLUGIN_AUTOLOAD=0`` to turn it off.
+It also sets up the processes that vLLM's engine starts by spawning a new interpreter (``children``).
 """
 
 import os
@@ -15,6 +16,10 @@ def autoload_enabled(environ=os.environ) -> bool:
 
 
 def main() -> None:
+    if os.environ.get("STIC_FOLLOW_PARENT"):  # a process started by an engine of stic-cli (children.py)
+        from . import children
+
+        children.follow_if_asked()
     if not autoload_enabled():
         return
     step = "importing stic_plugin.patches"

@@ -245,8 +245,12 @@ class VllmGenerator(Generator):
         return torch.cuda.is_available()
 
     def start_engine(self, vllm):
-        """The engine of this process (the Ray executor starts its engines in Ray's workers instead)."""
-        return vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**self.engine_args))
+        """The engine of this process (the Ray executor starts its engines in Ray's workers instead). Its processes
+        end with this one, and leave Ctrl-C to it: it stops them in order (``children``)."""
+        from ..children import following_this_process
+
+        with following_this_process():
+            return vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**self.engine_args))
 
     last_run_stats: dict = {}
 
