@@ -246,8 +246,8 @@ class VllmGenerator(Generator):
 
     def start_engine(self, vllm):
         """The engine of this process (the Ray executor starts its engines in Ray's workers instead). Its processes
-        end with this one, and leave Ctrl-C to it: it stops them in order (``children``)."""
-        from ..children import following_this_process
+        end with this one, and leave Ctrl-C to it: it stops them in order (``lifetime``)."""
+        from ..lifetime import following_this_process
 
         with following_this_process():
             return vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**self.engine_args))

@@ -14,7 +14,7 @@ import pytest
 # their process IDs and groups, and waits to be killed.
 PARENT = """
 import json, multiprocessing, os, sys, time
-from stic_plugin.children import following_this_process
+from stic_plugin.lifetime import following_this_process
 
 def grandchild():
     time.sleep(600)
@@ -80,7 +80,7 @@ def test_a_killed_parent_takes_its_children_and_theirs_with_it_and_ctrl_c_reache
 
 def test_outside_the_block_new_processes_are_left_as_they_are(tmp_path):
     """The setting is the block's only: processes started before or after stay in the parent's group."""
-    from stic_plugin.children import FOLLOW_PARENT_ENV, following_this_process
+    from stic_plugin.lifetime import FOLLOW_PARENT_ENV, following_this_process
 
     before = os.environ.get(FOLLOW_PARENT_ENV)
     with following_this_process():
