@@ -366,3 +366,13 @@ def test_a_finished_row_hands_its_slot_to_the_next_request(generators):
     # Each request's first token comes from its prompt's forward, the others from decoding steps.
     assert stats["steps"] == lengths[0] - 1  # fixed batches of two would take 29 + 2 + 2 steps
     assert stats["busy_slot_steps"] == sum(n - 1 for n in lengths)
+
+
+def test_a_cache_larger_than_the_free_memory_is_refused_on_every_device_before_it_is_allocated(generators):
+    """Before: only on CUDA; on the CPU, max_new_tokens=100000000000 died in the allocator with a traceback."""
+    from stic_plugin.generation.continuous import CacheTooLarge
+
+    continuous = generators["tiny-llava"]["continuous"]
+    with pytest.raises(CacheTooLarge, match=r"GiB are free on cpu: lower batch_size or max_new_tokens"):
+        continuous.generate(mixed_requests(2), 100_000_000_000, temperature=0, slots=2)
+    assert continuous.generate(mixed_requests(2), 5, temperature=0, slots=2)  # and it still generates
