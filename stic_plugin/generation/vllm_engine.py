@@ -14,7 +14,7 @@ import weakref
 from pathlib import Path
 
 from .base import Generation, Generator, GeneratorSettings, Request
-from .transformers_engine import check_template_fits, clean_response
+from .transformers_engine import check_template_fits, clean_response, readable_weights, weight_folders
 
 logger = logging.getLogger(__name__)
 
@@ -195,13 +195,15 @@ class VllmGenerator(Generator):
                 len(adapters),
                 model_type,
             )
-            model_dir = merged_model(cfg, self.scratch)
+            with readable_weights(weight_folders(cfg)):
+                model_dir = merged_model(cfg, self.scratch)
         elif adapters:
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("adapter", 1, adapters[0])
         if Path(model_dir).is_dir():
-            model_dir = vllm_ready_folder(model_dir, self.scratch)
+            with readable_weights([model_dir]):
+                model_dir = vllm_ready_folder(model_dir, self.scratch)
 
         vocab = config.get_text_config().vocab_size
         image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
