@@ -271,7 +271,8 @@ def repair_part(path: Path, garbled_path: Path) -> None:
 
 
 def read_jsonl(path: Path):
-    """Whole, valid lines only: a torn or garbled line is passed over."""
+    """Whole records only: a torn or garbled line, or one that is not a JSON object, is passed over (the run
+    that owns the file moves it out, ``repair_part``)."""
     if not path.exists():
         return
     with open(path, "rb") as handle:
@@ -279,9 +280,11 @@ def read_jsonl(path: Path):
             if not line.endswith(b"\n"):
                 break
             try:
-                yield json.loads(line)
+                record = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(record, dict):
+                yield record
 
 
 class JsonlAppender:
