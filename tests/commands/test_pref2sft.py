@@ -126,3 +126,13 @@ def test_a_line_that_is_not_a_record_is_passed_over(tmp_path, stic):
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(r["stic"]["image"] for r in read_records(data / "stic_pref_sft")) == ["a.png", "b.png", "c.png"]
 
+
+def test_the_output_of_another_command_is_named_for_what_it_is(tmp_path, stic):
+    """Before: an infuse output's 27 records became one pair "left out" (their keys were all None)."""
+    data = tmp_path / "data"
+    sample = {"messages": [{"role": "user", "content": "<image>Q"}, {"role": "assistant", "content": "A"}]}
+    _fake_pref_output(data, [dict(sample, stic={"sample": i}) for i in range(3)], {"infusion_format": "x"}, "inf")
+    result = stic("pref2sft", f"dataset_dir={data}", "pref_dataset=inf")
+    assert result.returncode == 2
+    assert "`inf` in" in result.stderr and "is the output of `stic-cli infuse`" in result.stderr
+    assert not (data / "stic_pref_sft").exists()
