@@ -166,3 +166,23 @@ def test_stic_cli_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path):
     )
     assert result.returncode == 2 and "interrupted" not in result.stderr  # it went on, to its configuration error
     assert "stic-cli pref: error:" in result.stderr
+
+
+def test_a_log_file_that_cannot_be_written_says_so_once_not_a_traceback_per_line(capsys):
+    """Before: a disk that filled while the model loaded gave 22 "--- Logging error ---" tracebacks."""
+    import logging
+
+    from stic_plugin.commands.console import LogFile
+
+    handler = LogFile("/dev/full")  # every write fails: "No space left on device"
+    logger = logging.getLogger("stic_plugin.test_full_disk")
+    logger.addHandler(handler)
+    try:
+        for index in range(5):
+            logger.warning("line %d", index)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err
+    assert err == "stic-cli: cannot write the log file /dev/full (No space left on device); it stops here\n"
