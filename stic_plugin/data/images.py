@@ -15,15 +15,23 @@ from ..method.keys import image_key
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".ppm", ".pgm"}
 
 # Skip reasons, as counted in the summary.
-EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, MISSING, BAD_NAME = (
+EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, TOO_ELONGATED, MISSING, BAD_NAME = (
     "empty file",
     "not an image",
     "unreadable",
     "truncated",
     "too many pixels",
+    "too elongated",
     "missing file",
     "file name is not valid UTF-8",
 )
+# The longest side an image may have, in multiples of its shortest. What the model's processor makes of an image
+# grows with this ratio, not with the file's pixels: LLaMA-Factory's scaling (image_max_pixels, image_min_pixels)
+# keeps the ratio, and processors that then scale the shorter side to a fixed length (CLIP's 336 px, in LLaVA and
+# LLaVA-NeXT) make an image of 336 x 336 x ratio pixels: a 4000x1 file of 94 bytes becomes 1344000x336, 7.6 GB in
+# their float arrays. Qwen2-VL's processor refuses a ratio over 200 itself (and LLaMA-Factory's Qwen2-VL plugin
+# squeezes such images to 180): over 200, every model either fails or needs 200 times a square image's memory.
+MAX_ASPECT_RATIO = 200
 
 
 class BadImage(Exception):
@@ -165,7 +173,8 @@ def load_image(path: str, max_file_pixels: int):
     and converts it to RGB; the generator hands the model's plugin this image, unconverted, so that the
     description is of exactly the pixels trained on. EXIF orientation is therefore not applied (training
     does not apply it, nor did the authors' LLaVA code), and odd modes are converted as training converts
-    them. Raises BadImage with the reason."""
+    them. Raises BadImage with the reason: for a file over ``max_file_pixels`` or an image too elongated for the
+    processor (``MAX_ASPECT_RATIO``) before its pixels are decoded."""
     from PIL import Image, UnidentifiedImageError
 
     if not os.path.exists(path):
@@ -179,6 +188,8 @@ def load_image(path: str, max_file_pixels: int):
                 raise BadImage(EMPTY, f"{width}x{height} pixels")
             if width * height > max_file_pixels:  # checked on the header, before decoding anything
                 raise BadImage(TOO_MANY_PIXELS, f"{width}x{height} > max_file_pixels={max_file_pixels}")
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):  # before the processor blows it up
+                raise BadImage(TOO_ELONGATED, f"{width}x{height}: one side over {MAX_ASPECT_RATIO} times the other")
             image.load()
             return image
     except BadImage:

@@ -64,6 +64,22 @@ def test_bad_files_raise_with_reasons(tmp_path):
     assert caught.value.reason == images.MISSING
 
 
+def test_an_image_too_elongated_for_the_processor_is_skipped_before_it_is_decoded(tmp_path, monkeypatch):
+    """A 4000x1 PNG of 94 bytes took 7.6 GB in CLIP's processor (its shorter side scaled to 336 px)."""
+    from PIL import Image, ImageFile
+
+    for size in [(200, 1), (1, 200), (400, 2)]:
+        Image.new("RGB", size, "red").save(tmp_path / "fine.png")
+        assert load_image(str(tmp_path / "fine.png"), max_file_pixels=10**8).size == size
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
+    for size in [(4000, 1), (1, 201), (401, 2)]:
+        Image.new("RGB", size, "red").save(tmp_path / "stripe.png")
+        with pytest.raises(BadImage) as caught:
+            load_image(str(tmp_path / "stripe.png"), max_file_pixels=10**8)
+        assert caught.value.reason == images.TOO_ELONGATED
+        assert caught.value.detail == f"{size[0]}x{size[1]}: one side over 200 times the other"
+
+
 def _training_images(paths, image_max_pixels=10**6):
     """The images LLaMA-Factory's training reads from these files (its mm plugin's own reading)."""
     from llamafactory.data.mm_plugin import get_mm_plugin
