@@ -173,10 +173,21 @@ def describe_keys(cls) -> str:
     return "\n".join(lines)
 
 
+# The endings of an output's own files beside its folder (NAME.stic/, NAME.stats.json, NAME.lengths.png) and of
+# dataset_info.json: an output named with one would be taken for another output's files, or write into them.
+RESERVED_ENDINGS = (".stic", ".json", ".png")
+
+
 def check_plain_name(key: str, value: str) -> None:
-    """An output name becomes a folder and a dataset_info entry: no path, no hidden name."""
+    """An output name becomes a folder and a dataset_info entry beside the output's own files: no path, no
+    hidden name, none of their endings."""
     if not value or "/" in value or "\\" in value or value.startswith("."):
         raise ValueError(f"`{key}` must be a plain name; got {value!r}")
+    if value.lower().endswith(RESERVED_ENDINGS):
+        raise ValueError(
+            f"`{key}` must not end in {', '.join(RESERVED_ENDINGS)}: an output keeps its own files under those "
+            f"names (NAME.stic/, NAME.stats.json, NAME.*.png, dataset_info.json); got {value!r}"
+        )
 
 
 def check_engine(engine: str) -> None:
