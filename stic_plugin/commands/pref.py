@@ -17,10 +17,10 @@ from ..data.images import (
     FolderScan,
     ImageItem,
     as_training_rgb,
-    images_in_list,
     load_image,
     lossy_training_conversion,
     scan_folder,
+    scan_list,
 )
 from ..generation.base import GeneratorSettings, Request, create_generator, user_turn
 from ..method.corruption import apply_corruption
@@ -39,15 +39,16 @@ def select_images(items: list[ImageItem], max_samples: int | None, seed: int) ->
 
 
 def list_source_images(cfg) -> FolderScan:
-    """The images to describe; from a folder, with the links left out of the listing (for the summary)."""
+    """The images to describe, each file once, with the names left out of the listing (for the summary)."""
     if cfg.image_dir is not None:
         scan = scan_folder(cfg.image_dir)
-        for link in scan.folder_links:
-            logger.info("not followed: %s leads to a folder already listed", link)
-        for link, kept in scan.file_links:
-            logger.info("counted once: %s is the same file as %s", link, kept)
-        return scan
-    return FolderScan(images_in_list(cfg.image_list, cfg.image_root, cfg.image_column))
+    else:
+        scan = scan_list(cfg.image_list, cfg.image_root, cfg.image_column)
+    for link in scan.folder_links:
+        logger.info("not followed: %s leads to a folder already listed", link)
+    for link, kept in scan.file_links:
+        logger.info("counted once: %s is the same file as %s", link, kept)
+    return scan
 
 
 def plan_for(key: str, cfg: PrefConfig, prompts: dict) -> PairPlan:

@@ -111,16 +111,29 @@ def scan_folder(image_dir: str) -> FolderScan:
             if _escaped(key) != key:  # surrogates: bytes that are not UTF-8 in the name or a folder's
                 scan.items.append(ImageItem(_escaped(key), _escaped(path), BAD_NAME))
                 continue
-            candidates.append((_identity(path) or ("missing", key), os.path.islink(path), key, path))
-    kept_keys: dict = {}
-    for identity, _, key, path in sorted(candidates, key=lambda c: (c[1], c[2])):  # real files first, by key
-        if identity in kept_keys:
-            scan.file_links.append((key, kept_keys[identity]))
-            continue
-        kept_keys[identity] = key
-        scan.items.append(ImageItem(key, path))
-    scan.items.sort(key=lambda item: item.key)
+            candidates.append(_candidate(ImageItem(key, path)))
+    _each_file_once(candidates, scan)
     return scan
+
+
+def _candidate(item: ImageItem) -> tuple:
+    """(what the item's path leads to, whether it is a link, the item): a file is known by (device, inode), a
+    missing one by its key."""
+    return _identity(item.path) or ("missing", item.key), os.path.islink(item.path), item
+
+
+def _each_file_once(candidates: list[tuple], scan: FolderScan) -> None:
+    """Into ``scan``, one item per file of the ``candidates`` (``_candidate``): the real file before links to
+    it, then the first by key; the other names of a file go to ``scan.file_links``."""
+    kept_keys: dict = {}
+    for identity, _, item in sorted(candidates, key=lambda c: (c[1], c[2].key)):
+        if identity in kept_keys:
+            if item.key != kept_keys[identity]:  # one name listed twice is no other name
+                scan.file_links.append((item.key, kept_keys[identity]))
+            continue
+        kept_keys[identity] = item.key
+        scan.items.append(item)
+    scan.items.sort(key=lambda item: item.key)
 
 
 def images_in_folder(image_dir: str) -> list[ImageItem]:
@@ -152,18 +165,27 @@ def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:
     return paths
 
 
-def images_in_list(image_list: str, image_root: str | None = None, image_column: str = "image") -> list[ImageItem]:
-    """Paths from a text file (one per line), or a JSON/JSONL file with an image column."""
+def scan_list(image_list: str, image_root: str | None = None, image_column: str = "image") -> FolderScan:
+    """The images of a list: paths from a text file (one per line), or a JSON/JSONL file with an image column.
+
+    Each file once, known by (device, inode) as in ``scan_folder``: an image listed twice, or under other names
+    (``sub/../a.png``, a link to it, a path through a linked folder), is described once, and the other names
+    are noted in ``file_links``."""
     list_path = Path(image_list).absolute()
     if not list_path.is_file():
         raise ValueError(f"image_list {image_list} is not a file")
     root = Path(image_root).absolute() if image_root else list_path.parent
-    items = {}
+    candidates = []
     for value in _paths_in_list_file(list_path, image_column):
         path = Path(value) if os.path.isabs(value) else root / value
-        item = ImageItem(_key(path, root), str(path))
-        items.setdefault(item.key, item)  # an image listed twice is described once
-    return sorted(items.values(), key=lambda item: item.key)
+        candidates.append(_candidate(ImageItem(_key(path, root), str(path))))
+    scan = FolderScan([])
+    _each_file_once(candidates, scan)
+    return scan
+
+
+def images_in_list(image_list: str, image_root: str | None = None, image_column: str = "image") -> list[ImageItem]:
+    return scan_list(image_list, image_root, image_column).items
 
 
 def load_image(path: str, max_file_pixels: int):

@@ -205,6 +205,21 @@ def test_a_link_loop_and_links_to_listed_images_count_each_image_once(tmp_path):
     assert scan.file_links == [("copy.png", "sub/b.png")]
 
 
+def test_a_file_under_several_names_in_a_list_counts_once_as_in_a_folder(tmp_path):
+    """Before: good.png, sub/../good.png, a link to it and a path through a linked folder gave 4 pairs of it."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "good.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "other.png")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "alias.png").symlink_to("good.png")
+    (tmp_path / "self").symlink_to(".")
+    names = ["self/good.png", "alias.png", "sub/../good.png", "good.png", "other.png", "missing.png", "missing.png"]
+    (tmp_path / "list.txt").write_text("\n".join(names) + "\n")
+    scan = images.scan_list(str(tmp_path / "list.txt"))
+    assert [item.key for item in scan.items] == ["good.png", "missing.png", "other.png"]
+    assert sorted(scan.file_links) == [("alias.png", "good.png"), ("self/good.png", "good.png")]
+    assert [item.key for item in images_in_list(str(tmp_path / "list.txt"))] == [item.key for item in scan.items]
+
+
 def test_a_linked_folder_outside_the_tree_is_listed_once(tmp_path):
     outside, root = tmp_path / "outside", tmp_path / "root"
     outside.mkdir()
