@@ -371,7 +371,7 @@ def test_odd_file_trees_a_link_loop_and_a_name_that_is_not_utf8(tiny, tmp_path, 
         assert [(s["key"], s["reason"]) for s in skipped if s["kind"] == "skipped"] == [
             ("photo_\\xff\\xfe.png", "file name is not valid UTF-8")
         ]
-        assert "1 link(s) to a folder already listed not followed, 1 link(s) to an image" in result.stdout
+        assert "1 link(s) to a folder already listed not followed, 1 other name(s) of an image" in result.stdout
     stats = json.loads((data / "stic_pref.stats.json").read_text())
     assert stats["links_not_followed"]["folders"] == 1 and stats["links_not_followed"]["images"] == 1
     assert stats["skipped"] == {"file name is not valid UTF-8": 1}
