@@ -154,9 +154,23 @@ def file_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def dataset_info_file(dataset_dir: Path) -> Path:
+    """The file that dataset_info.json is: itself, or where it links to (a file shared by several folders gets
+    the entry, rather than the link being replaced by a copy of it). A link to nothing is an error."""
+    info_path = dataset_dir / "dataset_info.json"
+    if not info_path.is_symlink():
+        return info_path
+    target = info_path.resolve()
+    if not target.is_file():
+        raise ValueError(
+            f"{info_path} is a link to {target}, which is not a file; point it at a dataset_info.json, or remove it"
+        )
+    return target
+
+
 def read_dataset_info(dataset_dir: Path, name: str, entry: dict) -> dict:
     """dataset_info.json as a dict, checked: readable, and NAME free or already describing this output."""
-    info_path = dataset_dir / "dataset_info.json"
+    info_path = dataset_info_file(dataset_dir)
     if not info_path.exists():
         return {}
     try:
@@ -187,20 +201,27 @@ def remove_temporaries(folder: Path, file_name: str) -> None:
             pass
 
 
+def _dataset_info_lock(info_path: Path):
+    """The lock of the writers of one dataset_info.json, beside the file itself: folders that link to one
+    shared file share its lock too."""
+    return file_lock(info_path.parent / f".{info_path.name}.lock")
+
+
 def check_dataset_info_writable(dataset_dir: Path) -> None:
     """Stop now, not after hours of generation, if dataset_info.json could not be rewritten at the end.
 
-    Rewriting it atomically needs a new file in ``dataset_dir`` and, where it exists, write access to the file
-    (a file made immutable refuses both). Nothing is written to it here."""
+    Rewriting it atomically needs a new file in its folder and, where it exists, write access to the file (a
+    file made immutable refuses both). Nothing is written to it here."""
     info_path = dataset_dir / "dataset_info.json"
     try:
         dataset_dir.mkdir(parents=True, exist_ok=True)
-        with file_lock(dataset_dir / ".dataset_info.json.lock"):
-            remove_temporaries(dataset_dir, "dataset_info.json")
+        info_path = dataset_info_file(dataset_dir)
+        with _dataset_info_lock(info_path):
+            remove_temporaries(info_path.parent, info_path.name)
             if info_path.exists():
                 with open(info_path, "a"):  # appends nothing: asks for write access only
                     pass
-            fd, probe = tempfile.mkstemp(prefix=".dataset_info.json.", suffix=".tmp", dir=dataset_dir)
+            fd, probe = tempfile.mkstemp(prefix=f".{info_path.name}.", suffix=".tmp", dir=info_path.parent)
             os.close(fd)
             os.unlink(probe)
     except OSError as err:
@@ -211,10 +232,11 @@ def check_dataset_info_writable(dataset_dir: Path) -> None:
 
 
 def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> None:
-    """Add NAME to dataset_info.json, keeping every other entry; written atomically."""
-    info_path = dataset_dir / "dataset_info.json"
-    with file_lock(dataset_dir / ".dataset_info.json.lock"):
-        remove_temporaries(dataset_dir, "dataset_info.json")
+    """Add NAME to dataset_info.json (where it links to, if it is a link), keeping every other entry; written
+    atomically."""
+    info_path = dataset_info_file(dataset_dir)
+    with _dataset_info_lock(info_path):
+        remove_temporaries(info_path.parent, info_path.name)
         info = read_dataset_info(dataset_dir, name, entry)
         if info.get(name) == entry:
             return

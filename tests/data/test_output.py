@@ -183,3 +183,25 @@ def test_each_process_removes_the_copies_of_its_own_files_left_by_a_killed_rewri
     out.check_configuration({"k": 1}, overwrite=False)
     assert not any(path.exists() for path in own)
     assert other.exists()
+
+
+def test_a_dataset_info_that_is_a_link_gets_the_entry_where_it_points(tmp_path):
+    """Before: the link was replaced by a file of its own, and the shared file never got the entry."""
+    from stic_plugin.data.output import check_dataset_info_writable, merge_dataset_info
+
+    shared = tmp_path / "shared" / "info.json"
+    shared.parent.mkdir()
+    shared.write_text(json.dumps({"other": {"file_name": "other"}}))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset_info.json").symlink_to(shared)
+    check_dataset_info_writable(data)
+    merge_dataset_info(data, "out", {"file_name": "out"})
+    assert (data / "dataset_info.json").is_symlink()
+    assert json.loads(shared.read_text()) == {"other": {"file_name": "other"}, "out": {"file_name": "out"}}
+    assert not list(shared.parent.glob(".info.json.*.tmp")) and not list(data.glob(".dataset_info.json.*.tmp"))
+
+    (data / "dataset_info.json").unlink()
+    (data / "dataset_info.json").symlink_to(tmp_path / "nowhere.json")
+    with pytest.raises(ValueError, match="is a link to .*nowhere.json, which is not a file"):
+        check_dataset_info_writable(data)
