@@ -168,6 +168,9 @@ def check_entry(name: str, dataset_dir: str) -> None:
     for key in ("columns", "tags"):
         if not isinstance(entry.get(key, {}), dict):
             raise ValueError(f"{path}: `{key}` of the entry `{name}` is not an object")
+    count = entry.get("num_samples")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+        raise ValueError(f"{path}: `num_samples` of the entry `{name}` must be a whole number >= 1; got {count!r}")
 
 
 def _read_entry(attr, name: str, data_args):

@@ -90,3 +90,23 @@ def test_engine_keys():
         load_config(PrefConfig, None, [*base, "engine=vllm", "executor=ray", "concurrency=0"])
     with pytest.raises(ValueError, match="`executor` must be one of local, ray"):
         load_config(PrefConfig, None, [*base, "executor=slurm"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["temperature=.nan", "top_p=.inf", "corruptions={low_resolution: .nan}", "corruptions={low_resolution: -.inf}"],
+)
+def test_a_number_that_is_not_finite_is_refused_where_a_command_reads_numbers(override):
+    """Before: temperature=.nan dropped every pair as "empty chosen", and the rerun was refused as changed."""
+    with pytest.raises(ValueError, match="finite|must be a number >= 0"):
+        load_config(PrefConfig, None, ["model_name_or_path=m", "template=llava", "image_dir=x", override])
+
+
+def test_a_number_that_is_not_finite_inside_a_list_or_mapping_is_refused():
+    from stic_plugin.tools.bench import BenchConfig
+    from stic_plugin.tools.demo import DemoConfig
+
+    with pytest.raises(ValueError, match="`batch_sizes` must hold finite numbers only; got nan"):
+        load_config(BenchConfig, None, ["batch_sizes=[1, .nan]"])
+    with pytest.raises(ValueError, match="`seeds` must hold finite numbers only; got inf"):
+        load_config(DemoConfig, None, ["seeds=[[1, .inf]]"])

@@ -62,6 +62,7 @@ def test_preference_data_and_missing_files_are_errors(tmp_path):
         ({"script_url": "it"}, "names a loading script (script_url), which is not run"),
         ({"formatting": "sharegpt"}, "the entry `it` names no data"),
         ({"file_name": "it.json", "columns": "messages"}, "`columns` of the entry `it` is not an object"),
+        ({"file_name": "it.json", "num_samples": float("nan")}, "`num_samples` of the entry `it` must be a whole"),
     ],
 )
 def test_an_entry_llamafactory_cannot_read_is_an_error_naming_the_file_and_the_entry(tmp_path, entry, message):

@@ -77,12 +77,27 @@ def _coerce(name: str, value, annotation):
         raise ValueError(f"`{name}` must be text; got {value!r}")
     if origin is list or annotation is list:
         if isinstance(value, list):
-            return list(value)
+            return list(_finite(name, value))
         raise ValueError(f"`{name}` must be a list, as [1, 2, 3]; got {value!r}")
     if origin is dict or annotation is dict:
         if isinstance(value, dict):
-            return dict(value)
+            return dict(_finite(name, value))
         raise ValueError(f"`{name}` must be a mapping (key: value); got {value!r}")
+    return _finite(name, value)
+
+
+def _finite(name: str, value):
+    """``value``, refused if a number in it, at any depth, is not finite (YAML's .nan, .inf): no key takes one,
+    and a NaN would not even equal itself in the output's configuration."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"`{name}` must hold finite numbers only; got {value!r}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite(name, key)
+            _finite(name, item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _finite(name, item)
     return value
 
 
