@@ -10,12 +10,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..method.keys import image_key
+from ..method.keys import image_key, is_url
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".ppm", ".pgm"}
 
 # Skip reasons, as counted in the summary.
-EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, TOO_ELONGATED, MISSING, BAD_NAME = (
+EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, TOO_ELONGATED, MISSING, BAD_NAME, A_URL = (
     "empty file",
     "not an image",
     "unreadable",
@@ -24,6 +24,7 @@ EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, TOO_ELONGATED, MISS
     "too elongated",
     "missing file",
     "file name is not valid UTF-8",
+    "a URL, not a file (nothing is downloaded)",
 )
 # The longest side an image may have, in multiples of its shortest. What the model's processor makes of an image
 # grows with this ratio, not with the file's pixels: LLaMA-Factory's scaling (image_max_pixels, image_min_pixels)
@@ -141,14 +142,25 @@ def images_in_folder(image_dir: str) -> list[ImageItem]:
 
 
 def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:
-    text = image_list.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is not a path
+    try:
+        text = image_list.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is not a path
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{image_list} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from err
     suffix = image_list.suffix.lower()
     if suffix == ".json":
-        rows = json.loads(text)
+        try:
+            rows = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"{image_list} is not valid JSON: {err}") from err
         if not isinstance(rows, list):
             raise ValueError(f"{image_list}: a JSON image list is a list of paths or of records")
     elif suffix == ".jsonl":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            try:
+                rows.extend([json.loads(line)] if line.strip() else [])
+            except ValueError as err:
+                raise ValueError(f"{image_list}, line {number}: not valid JSON ({err})") from err
     else:
         return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     paths = []
@@ -177,6 +189,9 @@ def scan_list(image_list: str, image_root: str | None = None, image_column: str 
     root = Path(image_root).absolute() if image_root else list_path.parent
     candidates = []
     for value in _paths_in_list_file(list_path, image_column):
+        if is_url(value):  # named as given, and skipped unread
+            candidates.append(_candidate(ImageItem(value, value, A_URL)))
+            continue
         path = Path(value) if os.path.isabs(value) else root / value
         candidates.append(_candidate(ImageItem(_key(path, root), str(path))))
     scan = FolderScan([])

@@ -37,6 +37,26 @@ def test_list_files_text_json_jsonl(tmp_path):
         images_in_list(str(tmp_path / "bad.jsonl"), image_column="img")
 
 
+def test_a_list_that_cannot_be_read_names_its_file_and_line_and_a_url_is_skipped_as_given(tmp_path):
+    """Before: "Expecting value: line 1 column 1 (char 0)" with no file, a bare codec error, and URLs keyed as
+    local paths (http:/host/...)."""
+    (tmp_path / "rows.jsonl").write_text('{"image": "a.png"}\n\nnot json\n')
+    with pytest.raises(ValueError, match=r"rows.jsonl, line 3: not valid JSON \(Expecting value"):
+        images_in_list(str(tmp_path / "rows.jsonl"))
+    (tmp_path / "rows.json").write_text("[")
+    with pytest.raises(ValueError, match=r"rows.json is not valid JSON: Expecting value"):
+        images_in_list(str(tmp_path / "rows.json"))
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9.png\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text \(byte 3: invalid continuation byte\)"):
+        images_in_list(str(tmp_path / "latin1.txt"))
+    (tmp_path / "urls.txt").write_text("http://127.0.0.1:8000/a.png\nb.png\n")
+    items = images_in_list(str(tmp_path / "urls.txt"))
+    assert [(i.key, i.path, i.unusable) for i in items] == [
+        ("b.png", str(tmp_path / "b.png"), ""),
+        ("http://127.0.0.1:8000/a.png", "http://127.0.0.1:8000/a.png", images.A_URL),
+    ]
+
+
 def _save(path, image, **kwargs):
     image.save(path, **kwargs)
     return str(path)
