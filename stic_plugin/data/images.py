@@ -160,16 +160,20 @@ def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:
 
 
 def images_in_list(image_list: str, image_root: str | None = None, image_column: str = "image") -> list[ImageItem]:
-    """Paths from a text file (one per line), or a JSON/JSONL file with an image column."""
+    """Paths from a text file (one per line), or a JSON/JSONL file: a list of paths (the authors' released
+    ``6k_coco_names.json``), or records with an image column. Each image once, however often it is listed."""
     list_path = Path(image_list).absolute()
     if not list_path.is_file():
         raise ValueError(f"image_list {image_list} is not a file")
     root = Path(image_root).absolute() if image_root else list_path.parent
     items = {}
-    for value in _paths_in_list_file(list_path, image_column):
+    values = _paths_in_list_file(list_path, image_column)
+    for value in values:
         path = Path(value) if os.path.isabs(value) else root / value
         item = ImageItem(_key(path, root), str(path))
         items.setdefault(item.key, item)  # an image listed twice is described once
+    if len(values) > len(items):
+        logger.info("%s: %d entries name %d images, each described once", image_list, len(values), len(items))
     return sorted(items.values(), key=lambda item: item.key)
 
 
