@@ -150,6 +150,15 @@ INTERNALS = (
         "a patch checks the names it needs in a module still being imported from its source, not its attributes",
         ("patches",),
     ),
+    Internal(
+        "python",
+        "os:_exit",
+        "_exit",
+        "Ctrl-C while stic-cli starts (the interpreter may be reading its start-up files), or after the command's "
+        "last line, ends the process at once: no exception could be raised and caught there (documented, but "
+        "named as private)",
+        ("lifetime",),
+    ),
 )
 
 

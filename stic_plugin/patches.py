@@ -24,6 +24,8 @@ llamafactory.webui.locales                  ``LOCALES`` gets the labels and help
 llamafactory.webui.interface                ``create_train_tab``: the "STIC" accordion of the Train tab;
                                             ``create_footer``: the "STIC data" tab is made first, and placed
                                             after the Train tab
+llamafactory.webui.interface                ``run_web_ui``: the web UI listens on this machine only, unless
+                                            ``GRADIO_SERVER_NAME`` names an address, and says so at start
 llamafactory.data.converter                 dataset formatters ``llava`` and ``stic`` registered
 llamafactory.data.template                  template ``llava_mistral`` registered: ``llava_next_mistral``'s chat
                                             format with LLaVA's one-view image plugin, for a LLaVA-1.6 copy that
@@ -312,6 +314,20 @@ def _revert_webui_tabs(interface, originals):
     interface.create_train_tab, interface.create_footer = originals
 
 
+def _apply_webui_address(interface):
+    original = interface.run_web_ui
+
+    def run_web_ui():
+        from .webui.process import listen_on_this_machine_unless_told
+
+        listen_on_this_machine_unless_told()
+        return original()
+
+    run_web_ui.__wrapped__ = original
+    interface.run_web_ui = run_web_ui
+    return original
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # llamafactory.data.converter
 def _apply_converters(converter):
@@ -419,6 +435,13 @@ PATCHES = (
         ),
         apply=_apply_webui_tabs,
         revert=_revert_webui_tabs,
+    ),
+    Patch(
+        name="the web UI on this machine only, unless GRADIO_SERVER_NAME says otherwise",
+        module="llamafactory.webui.interface",
+        needs=("run_web_ui",),
+        apply=_apply_webui_address,
+        revert=_revert_function("run_web_ui"),
     ),
     Patch(
         name="template llava_mistral: LLaVA-1.6-Mistral's chat format, one image view",

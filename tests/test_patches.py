@@ -85,6 +85,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
                 initialize=runner.Runner._initialize,
                 locales=dict(locales.LOCALES),
                 tabs=(interface.create_train_tab, interface.create_footer),
+                web_ui=interface.run_web_ui,
                 converters=dict(converter.DATASET_CONVERTERS),
                 templates=dict(template.TEMPLATES),
             )
@@ -101,6 +102,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         print(runner.Runner._initialize.__wrapped__ is original["initialize"])
         print(sorted(set(once["locales"]) - set(original["locales"]))[:3])
         print([tab.__wrapped__ for tab in once["tabs"]] == list(original["tabs"]))
+        print(once["web_ui"].__wrapped__ is original["web_ui"])
         stic_plugin.revert()
         after = snapshot()
         print([key for key in original if after[key] != original[key]], stic_plugin.applied())
@@ -110,17 +112,18 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         """,
         STIC_PLUGIN_AUTOLOAD="0",
     )
-    assert out.split("\n")[:10] == [
-        "10 True False",
+    assert out.split("\n")[:11] == [
+        "11 True False",
         "True",
         "True",
         "True",
         "True",
         "['stic_abort_btn', 'stic_action', 'stic_advanced']",
         "True",
+        "True",
         "[] []",
         "True",
-        "10 True",
+        "11 True",
     ]
 
 

@@ -8,11 +8,49 @@ sees when it writes its descriptions is what it sees when it trains on them.
 """
 
 import logging
+from contextlib import contextmanager
+from pathlib import Path
 
 from ..model_check import check_template_fits, model_not_loaded
 from .base import Generation, Generator, GeneratorSettings, Request
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def readable_weights(folders: list[str]):
+    """A weight file that cannot be read (cut short by an interrupted download or copy) as one line naming it,
+    instead of safetensors' traceback. ``folders``: the model's and its adapters'."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as err:
+        broken = unreadable_weight_file(folders)
+        raise OSError(
+            f"cannot read the weights {broken or 'in ' + ', '.join(folders)} ({err}): a file cut short by an "
+            "interrupted download or copy? Fetch or copy it again"
+        ) from err
+
+
+def unreadable_weight_file(folders: list[str]) -> str | None:
+    """The first .safetensors file in ``folders`` whose header safetensors cannot read, or None."""
+    from safetensors import safe_open
+
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []:
+            try:
+                with safe_open(str(path), "pt"):
+                    pass
+            except Exception:  # noqa: BLE001 - whatever safetensors says, this is the file
+                return str(path)
+    return None
+
+
+def weight_folders(settings) -> list[str]:
+    """The model's folder (or hub name) and its adapters'."""
+    adapters = [a.strip() for a in (settings.adapter_name_or_path or "").split(",") if a.strip()]
+    return [settings.model_name_or_path, *adapters]
 
 
 def process_device():
@@ -119,7 +157,8 @@ class TransformersModel:
             chat_template, processor, load_config(model_args), settings.template, settings.model_name_or_path
         )
         # With adapters and is_trainable=False, LLaMA-Factory merges them into the weights.
-        model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+        with readable_weights(weight_folders(settings)):
+            model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
         return cls(model, tokenizer, processor, chat_template)
 
     @property

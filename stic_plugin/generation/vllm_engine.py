@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..model_check import check_template_fits, model_not_loaded
 from .base import Generation, Generator, GeneratorSettings, Request
-from .transformers_engine import clean_response
+from .transformers_engine import clean_response, readable_weights, weight_folders
 
 logger = logging.getLogger(__name__)
 
@@ -215,13 +215,15 @@ class VllmGenerator(Generator):
                 len(adapters),
                 model_type,
             )
-            model_dir = merged_model(cfg, self.scratch)
+            with readable_weights(weight_folders(cfg)):
+                model_dir = merged_model(cfg, self.scratch)
         elif adapters:
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("adapter", 1, adapters[0])
         if Path(model_dir).is_dir():
-            model_dir = vllm_ready_folder(model_dir, self.scratch)
+            with readable_weights([model_dir]):
+                model_dir = vllm_ready_folder(model_dir, self.scratch)
 
         vocab = config.get_text_config().vocab_size
         image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
@@ -265,8 +267,12 @@ class VllmGenerator(Generator):
         return torch.cuda.is_available()
 
     def start_engine(self, vllm):
-        """The engine of this process (the Ray executor starts its engines in Ray's workers instead)."""
-        return vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**self.engine_args))
+        """The engine of this process (the Ray executor starts its engines in Ray's workers instead). Its processes
+        end with this one, and leave Ctrl-C to it: it stops them in order (``lifetime``)."""
+        from ..lifetime import following_this_process
+
+        with following_this_process():
+            return vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**self.engine_args))
 
     last_run_stats: dict = {}
 

@@ -3,6 +3,8 @@ subprocess (marked slow), on tiny models whose heads vLLM's CPU attention accept
 
 import json
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from helpers import (
     pref_command,
     run_cli,
     run_vllm,
+    subprocess_env,
     texts_by_image,
 )
 
@@ -174,6 +177,45 @@ def test_pref_on_vllm_same_texts_at_two_batch_sizes_and_after_a_kill_and_resume(
     keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]
     assert sorted(keys) == sorted(expected)  # every image exactly once
     assert texts_by_image(killed) == expected
+
+
+def running_in_session(session: int) -> list[int]:
+    """The processes of a session that still run (a zombie nobody reaped yet has ended)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] not in ("Z", "X"):
+            found.append(int(stat.parent.name))
+    return found
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_a_killed_or_interrupted_vllm_run_leaves_no_engine_process_and_ctrl_c_says_one_line(vllm_models, tmp_path):
+    """vLLM's engine in processes of its own (its default): the command killed (SIGKILL), or Ctrl-C to its
+    process group, ends them within seconds; after Ctrl-C the command's one line is the last, with no traceback."""
+    args = pref_command(vllm_models["tiny-llava-vllm"], "llava", vllm_models["images"], tmp_path / "data", batch_size=1)
+    env = subprocess_env(**{**VLLM_ENV, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"})  # vLLM's default
+    for hook, code in (("STIC_KILL_AFTER_RECORDS", -9), ("STIC_INTERRUPT_AFTER_RECORDS", 130)):
+        log = tmp_path / f"{hook}.txt"
+        with log.open("w") as stderr:
+            command = subprocess.Popen(
+                args, cwd=tmp_path, env={**env, hook: "3"}, stderr=stderr, start_new_session=True
+            )
+            assert command.wait(timeout=600) == code, log.read_text()[-3000:]
+        deadline = time.monotonic() + 60  # the outcome awaited, not a race: they end within seconds
+        while running_in_session(command.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = running_in_session(command.pid)
+        for pid in left:
+            os.kill(pid, 9)
+        assert not left, f"left running after {hook}: {left}"
+    text = log.read_text()
+    assert text.rstrip().splitlines()[-1] == "stic-cli pref: interrupted: 3 written; run the same command to resume"
+    assert "Traceback" not in text
 
 
 def greedy_texts(model: str, template: str, images, data: Path, cwd: Path, **keys) -> dict:

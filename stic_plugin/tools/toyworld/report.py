@@ -168,6 +168,17 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def processor_name() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo; platform.processor() is often empty there)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or ""
+
+
 def machine() -> dict:
     """What the numbers were computed on, and with which numerical settings (the steps' pinned ones)."""
     import torch
@@ -176,7 +187,7 @@ def machine() -> dict:
 
     return {
         "system": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
-        "processor": platform.processor() or "",
+        "processor": processor_name(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "pinned_settings": PINNED,
