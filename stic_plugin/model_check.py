@@ -15,7 +15,8 @@ PLUGIN_OF_MODEL_TYPE = {
 }
 TEMPLATE_HINT = (
     "Use the template of your checkpoint, the same in stic-cli and in training: llava for llava-1.5-*-hf, "
-    "llava_next_mistral for llava-v1.6-mistral-7b-hf, qwen2_vl for Qwen2-VL and Qwen2.5-VL."
+    "llava_next_mistral for llava-v1.6-mistral-7b-hf (llava_mistral for its stic-cli single-view copy), qwen2_vl "
+    "for Qwen2-VL and Qwen2.5-VL."
 )
 
 

@@ -50,13 +50,14 @@ def test_apply_patches_modules_imported_before_and_after_it():
         stic_plugin.apply()
         import llamafactory.train.tuner as tuner        # after apply(): patched on import
         import llamafactory.data.converter as converter
+        import llamafactory.data.template as template
         print(hasattr(parser._parse_args, "__wrapped__"), hasattr(tuner._training_function, "__wrapped__"))
         print(sorted(set(converter.DATASET_CONVERTERS) & {"llava", "stic"}))
-        print(len(stic_plugin.applied()))
+        print(len(stic_plugin.applied()), type(template.TEMPLATES["llava_mistral"].mm_plugin).__name__)
         """,
         STIC_PLUGIN_AUTOLOAD="0",
     )
-    assert out.split("\n")[:3] == ["True True", "['llava', 'stic']", "5"]  # web UI modules not imported yet
+    assert out.split("\n")[:3] == ["True True", "['llava', 'stic']", "6 LlavaPlugin"]  # web UI modules not imported
 
 
 def test_apply_is_idempotent_and_revert_restores_every_original():
@@ -66,6 +67,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         import llamafactory.train.tuner as tuner
         import llamafactory.extras.constants as constants
         import llamafactory.data.converter as converter
+        import llamafactory.data.template as template
         import llamafactory.webui.runner as runner
         import llamafactory.webui.locales as locales
         import llamafactory.webui.interface as interface
@@ -85,6 +87,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
                 tabs=(interface.create_train_tab, interface.create_footer),
                 web_ui=interface.run_web_ui,
                 converters=dict(converter.DATASET_CONVERTERS),
+                templates=dict(template.TEMPLATES),
             )
 
         original = snapshot()
@@ -110,7 +113,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         STIC_PLUGIN_AUTOLOAD="0",
     )
     assert out.split("\n")[:11] == [
-        "10 True False",
+        "11 True False",
         "True",
         "True",
         "True",
@@ -120,7 +123,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         "True",
         "[] []",
         "True",
-        "10 True",
+        "11 True",
     ]
 
 

@@ -9,6 +9,7 @@ stic-cli bench [architecture=llava-1.5-7b]    speed of generation and training o
 stic-cli eval CONFIG.yaml [key=value ...]     the paper's benchmarks through lmms-eval (stic-plugin[eval])
 stic-cli eval --compare RESULTS ...           lmms-eval results side by side, with the differences
 stic-cli recipes DIR                          a copy of the shipped recipes and data templates in DIR
+stic-cli single-view DIR                      a LLaVA-1.6 copy that trains on one padded view, as the authors' scripts
 stic-cli COMMAND --help                       every key, its default and what it does
 """
 
@@ -26,6 +27,12 @@ COMMANDS = {
     "bench": ("stic_plugin.tools.bench", "BenchConfig", "stic_plugin.tools.bench", "run_bench"),
     "eval": ("stic_plugin.commands.config", "EvalConfig", "stic_plugin.commands.eval", "run_eval"),
     "recipes": ("stic_plugin.commands.config", "RecipesConfig", "stic_plugin.commands.recipes", "run_recipes"),
+    "single-view": (
+        "stic_plugin.commands.config",
+        "SingleViewConfig",
+        "stic_plugin.commands.single_view",
+        "run_single_view",
+    ),
 }
 
 
@@ -49,6 +56,8 @@ NEEDS = {
     "demo": "Needs nothing: it draws its own world and trains its own base model, on the CPU.",
     "bench": "Needs a GPU for the 7B architectures; architecture=tiny runs on a CPU.",
     "recipes": "Needs the folder to copy into.",
+    "single-view": "Needs the folder of the copy, and the LLaVA-1.6 model (a local folder, or from the Hugging Face "
+    "hub: its weights are then downloaded to the hub's cache, and linked from there).",
     "eval": "Needs model_name_or_path, template and lmms-eval (pip install 'stic-plugin[eval]'); the benchmarks' data "
     "from the Hugging Face hub (or task_dir), and for judge-scored tasks the judge's credentials (OPENAI_API_KEY).",
 }
@@ -70,6 +79,10 @@ EXAMPLES = {
     "demo": ["stic-cli demo", "stic-cli demo full=true output_dir=toyworld_full"],
     "bench": ["stic-cli bench", "stic-cli bench architecture=tiny batch_sizes=[1,4] engines=[continuous]"],
     "recipes": ["stic-cli recipes my_stic", "stic-cli recipes output_dir=my_stic overwrite=true"],
+    "single-view": [
+        "stic-cli single-view models/llava-v1.6-mistral-7b-single-view",
+        "stic-cli single-view models/v16-single-view model_name_or_path=/models/llava-v1.6-mistral-7b-hf",
+    ],
     "eval": [
         "stic-cli eval recipes/eval.yaml",
         "stic-cli eval recipes/eval.yaml dar=true",

@@ -192,7 +192,8 @@ def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:
 
 
 def scan_list(image_list: str, image_root: str | None = None, image_column: str = "image") -> FolderScan:
-    """The images of a list: paths from a text file (one per line), or a JSON/JSONL file with an image column.
+    """The images of a list: paths from a text file (one per line), or a JSON/JSONL file: a list of paths (the
+    authors' released ``6k_coco_names.json``), or records with an image column.
 
     Each file once, known by (device, inode) as in ``scan_folder``: an image listed twice, or under other names
     (``sub/../a.png``, a link to it, a path through a linked folder), is described once, and the other names
@@ -202,7 +203,8 @@ def scan_list(image_list: str, image_root: str | None = None, image_column: str 
         raise ValueError(f"image_list {image_list} is not a file")
     root = Path(image_root).absolute() if image_root else list_path.parent
     candidates = []
-    for value in _paths_in_list_file(list_path, image_column):
+    values = _paths_in_list_file(list_path, image_column)
+    for value in values:
         if is_url(value):  # named as given, and skipped unread
             candidates.append(_candidate(ImageItem(value, value, A_URL)))
             continue
@@ -210,6 +212,8 @@ def scan_list(image_list: str, image_root: str | None = None, image_column: str 
         candidates.append(_candidate(ImageItem(_key(path, root), str(path))))
     scan = FolderScan([])
     _each_file_once(candidates, scan)
+    if len(values) > len(scan.items):  # the same name twice is no other name: only this line tells
+        logger.info("%s: %d entries name %d images, each described once", image_list, len(values), len(scan.items))
     return scan
 
 

@@ -115,6 +115,25 @@ def vllm_ready_folder(model_dir: str, scratch: Path) -> str:
     return str(view)
 
 
+def images_for_vllm(plugin, images: list, image_max_pixels: int, image_min_pixels: int) -> list:
+    """The images scaled and converted as LLaMA-Factory's plugin does for training, as bare pixels.
+
+    LLaMA-Factory's own vLLM engine scales images with this (private) helper too; it is the one place where
+    ``image_max_pixels`` is applied, so generation sees training's images. vLLM then turns every PIL image it
+    is given by the orientation its metadata names (EXIF, or XMP), which training does not do, nor did the
+    authors' LLaVA code: a photo whose EXIF says "rotate" would be described turned, and trained on unturned.
+    Copies without metadata leave vLLM nothing to turn by."""
+    regularized = plugin._regularize_images(
+        images, image_max_pixels=image_max_pixels, image_min_pixels=image_min_pixels
+    )["images"]
+    bare = []
+    for image in regularized:
+        copy = image.copy()  # the plugin may hand back the caller's own image: its metadata stays
+        copy.info = {}
+        bare.append(copy)
+    return bare
+
+
 def merged_model(cfg, scratch: Path) -> str:
     """The model with its adapters merged, saved in ``scratch`` (for models whose adapters vLLM cannot apply)."""
     from llamafactory.hparams import get_infer_args
@@ -282,11 +301,7 @@ class VllmGenerator(Generator):
         )
         prompt = {"prompt_token_ids": ids}
         if request.images:
-            # LLaMA-Factory's own vLLM engine scales images with this (private) helper too; it is the
-            # one place where `image_max_pixels` is applied, so generation sees training's images.
-            images = plugin._regularize_images(
-                request.images, image_max_pixels=self.image_max_pixels, image_min_pixels=self.image_min_pixels
-            )["images"]
+            images = images_for_vllm(plugin, request.images, self.image_max_pixels, self.image_min_pixels)
             prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
         return prompt
 

@@ -37,6 +37,18 @@ def test_list_files_text_json_jsonl(tmp_path):
         images_in_list(str(tmp_path / "bad.jsonl"), image_column="img")
 
 
+def test_the_authors_list_of_coco_names_is_read_with_image_root(tmp_path, caplog):
+    """The shape of the authors' data/6k_coco_names.json: a JSON list of file names, some of them twice, which
+    start from the COCO train2014 folder (image_root)."""
+    names = ["COCO_train2014_000000509746.jpg", "COCO_train2014_000000440372.jpg", "COCO_train2014_000000223283.jpg"]
+    (tmp_path / "6k_coco_names.json").write_text(json.dumps(names + ["COCO_train2014_000000223283.jpg"]))
+    coco = tmp_path / "coco" / "train2014"
+    with caplog.at_level("INFO", logger="stic_plugin"):
+        items = images_in_list(str(tmp_path / "6k_coco_names.json"), image_root=str(coco))
+    assert [(i.key, i.path) for i in items] == [(name, str(coco / name)) for name in sorted(names)]
+    assert "4 entries name 3 images, each described once" in caplog.text
+
+
 def test_a_list_that_cannot_be_read_names_its_file_and_line_and_a_url_is_skipped_as_given(tmp_path):
     """Before: "Expecting value: line 1 column 1 (char 0)" with no file, a bare codec error, and URLs keyed as
     local paths (http:/host/...)."""

@@ -349,3 +349,59 @@ def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, tmp_p
         answers[engine] = {p["id"]: (p["description"], p["prediction"]) for p in predictions}
     share = equal_token_share(AutoTokenizer.from_pretrained(model), answers["vllm"], answers["plain"])
     assert share >= 0.95, answers
+
+
+@needs_vllm
+def test_vllm_s_processor_gets_the_pixels_the_transformers_engines_feed_the_model(tiny, tmp_path):
+    """For odd image files, the images vLLM hands its processor (after its own parser) are those LLaMA-Factory's
+    plugin hands the processor in the transformers engines (and in training), and the tensors are equal. vLLM's
+    engine itself is not started: tests/generation/vllm_pixels.py runs vLLM's parser and processor alone."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import torch
+
+    from stic_plugin.data.images import load_image
+    from stic_plugin.generation.base import Request, user_turn
+
+    from helpers import odd_images, subprocess_env, tiny_model
+
+    models = [("tiny-llava", "llava"), ("tiny-llava-next", "llava_next_mistral"), ("tiny-qwen2vl", "qwen2_vl")]
+    images = odd_images(tmp_path / "images")
+    job = tmp_path / "job.json"
+    job.write_text(
+        json.dumps({"models": [[tiny[m], t] for m, t in models], "images": [str(p) for p in images.values()]})
+    )
+    script = Path(__file__).with_name("vllm_pixels.py")
+    ran = subprocess.run(
+        [sys.executable, str(script), str(job), str(tmp_path / "vllm.pt")],
+        env=subprocess_env(**VLLM_ENV),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stderr[-4000:]
+    on_vllm = torch.load(tmp_path / "vllm.pt", weights_only=False)
+    for model, template in models:
+        loaded = tiny_model(tiny[model], template)
+        plugin, processor = loaded.template.mm_plugin, loaded.processor
+        for name, path in images.items():
+            image = load_image(str(path), 10**8)
+            # what the plugin hands the processor in the transformers engines (its _get_mm_inputs), and in training
+            (handed,) = plugin._regularize_images(
+                [image], image_max_pixels=processor.image_max_pixels, image_min_pixels=processor.image_min_pixels
+            )["images"]
+            request = Request.single(user_turn("Describe."), image)
+            ids = [loaded.encode(request)]
+            tensors = loaded.mm_inputs([request], ids, torch.tensor(ids))
+            vllm = on_vllm[tiny[model], name]
+            assert len(vllm["handed"]) == 1 and np.array_equal(vllm["handed"][0], np.asarray(handed)), (model, name)
+            assert set(vllm["tensors"]) <= set(tensors) and "pixel_values" in vllm["tensors"], (model, name)
+            for key, value in vllm["tensors"].items():
+                expected = torch.as_tensor(tensors[key])
+                assert value.shape == expected.shape and torch.equal(value.float(), expected.float()), (
+                    model,
+                    name,
+                    key,
+                )
