@@ -87,6 +87,15 @@ class RowLimits:
         return scores
 
 
+def unmark_library_classes(model) -> None:
+    """Undo LLaMA-Factory's ``register_autoclass`` on transformers' own classes: it marks them for auto loading
+    when a config names an ``auto_map`` that was not trusted, and every later ``save_pretrained`` of that class in
+    this process would then look for its source file to copy (see ``stic_plugin.host``)."""
+    for library_class in (type(model.config), type(model)):
+        if library_class.__module__.startswith("transformers.") and "_auto_class" in vars(library_class):
+            library_class._auto_class = None
+
+
 class TransformersModel:
     """One model with its tokenizer, processor and LLaMA-Factory template: what the transformers engines drive.
 
@@ -159,6 +168,7 @@ class TransformersModel:
         # With adapters and is_trainable=False, LLaMA-Factory merges them into the weights.
         with readable_weights(weight_folders(settings)):
             model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+        unmark_library_classes(model)
         return cls(model, tokenizer, processor, chat_template)
 
     @property
