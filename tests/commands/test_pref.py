@@ -252,6 +252,10 @@ def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_pat
     result = stic(*pref_args(tiny_copy, tiny["images"], tmp_path / "data", max_samples=2))
     assert result.returncode == 0, result.stderr[-3000:]
     assert not marker.exists()
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    # loading it left transformers' own classes unmarked: a later save in this process copies no source file
+    assert all(vars(c).get("_auto_class") is None for c in (LlavaConfig, LlavaForConditionalGeneration))
     # In a process of its own: the shipped code, once run, stays registered with transformers for the process.
     trusted = run_cli(
         pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"), cwd=tmp_path
