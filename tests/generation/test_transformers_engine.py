@@ -38,7 +38,7 @@ def test_qwen2vl_image_tokens_get_two_dimensional_positions(generators):
 def test_shared_prefix_length():
     from stic_plugin.generation.transformers_engine import shared_prefix_length
 
-    image = 9
+    image = [9]
     assert shared_prefix_length([[1, 9, 9, 2, 3, 4], [1, 9, 9, 2, 5]], image) == 4
     assert shared_prefix_length([[1, 9, 9, 2], [1, 9, 9, 2]], image) == 3  # one token left to run on its own
     assert shared_prefix_length([[1, 9, 2], [7, 9, 2]], image) == 0  # they differ before the image
