@@ -98,7 +98,8 @@ def build_tiny_gemma3(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4, 
 
 
 def build_tiny_paligemma(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4):
-    """PaliGemma (SigLIP tower, 16 image tokens before the prompt, Gemma text with tied embeddings)."""
+    """PaliGemma (SigLIP tower, 16 image tokens before the prompt, Gemma text with tied embeddings), templates
+    ``paligemma`` and ``paligemma_chat``."""
     from transformers import (
         PaliGemmaConfig,
         PaliGemmaForConditionalGeneration,
@@ -107,7 +108,7 @@ def build_tiny_paligemma(out_dir, seed: int = 0, hidden: int = 64, heads: int = 
     )
 
     tokenizer = family_tokenizer(
-        ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"],
+        ["<pad>", "<eos>", "<bos>", "<unk>", "<image>", "<start_of_turn>", "<end_of_turn>"],  # Gemma's chat markers
         {"image_token": "<image>"},
         pad_token="<pad>",
         eos_token="<eos>",
@@ -619,13 +620,13 @@ def build_tiny_qwen3_vl(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4
 
 # name: (builder, the LLaMA-Factory templates of the family, whether vLLM 0.26 has its architecture)
 FAMILIES = {
-    "tiny-qwen2_5_vl": (build_tiny_qwen2_5_vl, ("qwen2_vl",), True),
+    "tiny-qwen2_5_vl": (build_tiny_qwen2_5_vl, ("qwen2_vl", "mimo_vl"), True),
     "tiny-qwen3_vl": (build_tiny_qwen3_vl, ("qwen3_vl", "qwen3_vl_nothink"), True),
     "tiny-internvl": (build_tiny_internvl, ("intern_vl",), True),
     "tiny-glm4v": (build_tiny_glm4v, ("glm4v",), True),
-    "tiny-mistral3": (build_tiny_mistral3, ("mistral_small", "pixtral"), True),
+    "tiny-mistral3": (build_tiny_mistral3, ("mistral_small", "pixtral", "ministral3"), True),
     "tiny-gemma3": (build_tiny_gemma3, ("gemma3",), True),
-    "tiny-paligemma": (build_tiny_paligemma, ("paligemma",), True),
+    "tiny-paligemma": (build_tiny_paligemma, ("paligemma", "paligemma_chat"), True),
     "tiny-mllama": (build_tiny_mllama, ("mllama",), False),
     "tiny-lfm2_vl": (build_tiny_lfm2_vl, ("lfm2_vl",), True),
     "tiny-llama4": (build_tiny_llama4, ("llama4",), True),
