@@ -46,20 +46,21 @@ def vllm_dtype(infer_dtype: str, config, gpus_elsewhere: bool = False) -> str:
     return str(infer_optim_dtype(getattr(config, "torch_dtype", None))).removeprefix("torch.")
 
 
-# Model types vLLM 0.26 has, but cannot run on the prompts of their LLaMA-Factory template: why.
-FAILS_ON_TEMPLATE_PROMPTS = {
+# Model types vLLM 0.26 has, but cannot run on STIC's requests: why.
+CANNOT_RUN = {
     "gemma3": "its Gemma 3 processor loses the image when a newline follows it, as in LLaMA-Factory's prompts "
     "(RuntimeError: Expected there to be 1 prompt placeholders ... but instead found 0)",
+    "llava_next_video": "its LLaVA-NeXT-Video takes videos only (At most 0 image(s) may be provided in one prompt)",
 }
 
 
 def refuse_unsupported(config, vllm) -> None:
     """Stop, before anything is loaded, for a model whose architecture this vLLM does not have (Llama 3.2 Vision
-    in vLLM 0.26) or cannot run on our prompts (Gemma 3), naming it and the engines that drive it."""
+    in vLLM 0.26) or cannot run on STIC's requests (``CANNOT_RUN``), naming it and the engines that drive it."""
     architectures = list(getattr(config, "architectures", None) or [])
     model_type = getattr(config, "model_type", "?")
     supported = set(vllm.ModelRegistry.get_supported_archs())
-    reason = FAILS_ON_TEMPLATE_PROMPTS.get(model_type)
+    reason = CANNOT_RUN.get(model_type)
     if architectures and not supported.intersection(architectures):
         reason = "it does not have this architecture"
     if reason:

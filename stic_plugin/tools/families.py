@@ -395,15 +395,9 @@ def build_tiny_llama4(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4):
     return save_random_model(Llama4ForConditionalGeneration, config, processor, Path(out_dir), seed)
 
 
-def build_tiny_glm4v(out_dir, seed: int = 0, hidden: int = 64, heads: int = 2):
-    """GLM-4.1V (ViT with 2x2 patch merger, GLM-4 text with 3-D rotary positions), a thinking model's tokens."""
-    from transformers import (
-        Glm4vConfig,
-        Glm4vForConditionalGeneration,
-        Glm4vImageProcessor,
-        Glm4vProcessor,
-        Glm4vVideoProcessor,
-    )
+def glm4v_parts(hidden: int, heads: int):
+    """GLM-4.1V's tokenizer (a thinking model's words), processor, and the keys of its configuration."""
+    from transformers import Glm4vImageProcessor, Glm4vProcessor, Glm4vVideoProcessor
 
     media = [
         "<|begin_of_image|>",
@@ -428,7 +422,7 @@ def build_tiny_glm4v(out_dir, seed: int = 0, hidden: int = 64, heads: int = 2):
         video_processor=Glm4vVideoProcessor(size=size),
     )
     rotary_half = hidden // heads // 4  # half of the rotary part (partial_rotary_factor 0.5) of each head
-    config = Glm4vConfig(
+    keys = dict(
         vision_config=dict(
             depth=2,
             hidden_size=32,
@@ -456,7 +450,15 @@ def build_tiny_glm4v(out_dir, seed: int = 0, hidden: int = 64, heads: int = 2):
         video_start_token_id=tokenizer.convert_tokens_to_ids("<|begin_of_video|>"),
         video_end_token_id=tokenizer.convert_tokens_to_ids("<|end_of_video|>"),
     )
-    return save_random_model(Glm4vForConditionalGeneration, config, processor, Path(out_dir), seed)
+    return tokenizer, processor, keys
+
+
+def build_tiny_glm4v(out_dir, seed: int = 0, hidden: int = 64, heads: int = 2):
+    """GLM-4.1V (ViT with 2x2 patch merger, GLM-4 text with 3-D rotary positions), template ``glm4v``."""
+    from transformers import Glm4vConfig, Glm4vForConditionalGeneration
+
+    _, processor, keys = glm4v_parts(hidden, heads)
+    return save_random_model(Glm4vForConditionalGeneration, Glm4vConfig(**keys), processor, Path(out_dir), seed)
 
 
 def build_tiny_mistral3(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4):
@@ -618,25 +620,218 @@ def build_tiny_qwen3_vl(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4
     return save_random_model(Qwen3VLForConditionalGeneration, config, processor, Path(out_dir), seed)
 
 
-# name: (builder, the LLaMA-Factory templates of the family, whether vLLM 0.26 has its architecture)
+def build_tiny_qwen3_5(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4):
+    """Qwen3.5 (Qwen3-VL's vision tower, a hybrid text model: gated delta-net linear attention and full attention
+    layers), templates ``qwen3_5`` (thinking) and ``qwen3_5_nothink``."""
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3_5Config,
+        Qwen3_5ForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    tokenizer = qwen_vl_tokenizer(thinking=True)
+    side = 64
+    pixels = side * side
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(
+            size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=16, merge_size=2
+        ),
+        tokenizer=tokenizer,
+        video_processor=Qwen3VLVideoProcessor(size={"shortest_edge": pixels, "longest_edge": pixels}),
+    )
+    head_dim = hidden // heads
+    rotary_half = head_dim // 4 // 2  # partial_rotary_factor 0.25, as the real model's
+    config = Qwen3_5Config(
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=hidden,
+            patch_size=16,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            num_position_embeddings=64,
+        ),
+        text_config=dict(
+            **qwen2_text(tokenizer, hidden, heads),
+            head_dim=head_dim,
+            layer_types=["linear_attention", "full_attention"],
+            linear_key_head_dim=head_dim,
+            linear_value_head_dim=head_dim,
+            linear_num_key_heads=heads // 2,
+            linear_num_value_heads=heads,
+            rope_parameters={
+                "rope_type": "default",
+                "partial_rotary_factor": 0.25,
+                "mrope_section": [rotary_half // 2, rotary_half // 4, rotary_half // 4],
+                "mrope_interleaved": True,
+                "rope_theta": 10000.0,
+            },
+        ),
+        **qwen_vl_token_ids(tokenizer),
+    )
+    return save_random_model(Qwen3_5ForConditionalGeneration, config, processor, Path(out_dir), seed)
+
+
+def build_tiny_video_llava(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4):
+    """Video-LLaVA (LanguageBind image and video towers, Llama text), template ``video_llava``."""
+    from transformers import (
+        LlamaConfig,
+        VideoLlavaConfig,
+        VideoLlavaForConditionalGeneration,
+        VideoLlavaImageProcessor,
+        VideoLlavaProcessor,
+        VideoLlavaVideoProcessor,
+    )
+
+    from .fixtures import LLAVA_IMAGE_SIZE, LLAVA_PATCH, tiny_clip_vision_config
+
+    tokenizer = family_tokenizer(
+        ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<video>"],
+        {"image_token": "<image>", "video_token": "<video>"},
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+    )
+    side = LLAVA_IMAGE_SIZE
+    crop = {"height": side, "width": side}
+    processor = VideoLlavaProcessor(
+        image_processor=VideoLlavaImageProcessor(size={"shortest_edge": side}, crop_size=crop),
+        video_processor=VideoLlavaVideoProcessor(size={"shortest_edge": side}, crop_size=crop),
+        tokenizer=tokenizer,
+        patch_size=LLAVA_PATCH,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    config = VideoLlavaConfig(
+        vision_config=tiny_clip_vision_config(side),
+        text_config=LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=2,
+            num_attention_heads=heads,
+            num_key_value_heads=heads // 2,
+            max_position_embeddings=2048,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_seq_length=(side // LLAVA_PATCH) ** 2 + 1,
+        video_seq_length=((side // LLAVA_PATCH) ** 2 + 1) * 8,
+    )
+    return save_random_model(VideoLlavaForConditionalGeneration, config, processor, Path(out_dir), seed)
+
+
+def build_tiny_llava_next_video(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4):
+    """LLaVA-NeXT-Video (LLaVA-NeXT's tiles for images, pooled frames for videos, Llama text), template
+    ``llava_next_video``."""
+    from transformers import (
+        LlamaConfig,
+        LlavaNextImageProcessor,
+        LlavaNextVideoConfig,
+        LlavaNextVideoForConditionalGeneration,
+        LlavaNextVideoProcessor,
+        LlavaNextVideoVideoProcessor,
+    )
+
+    from .fixtures import LLAVA_PATCH, tiny_clip_vision_config
+
+    tokenizer = family_tokenizer(
+        ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<video>"],
+        {"image_token": "<image>", "video_token": "<video>"},
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+    )
+    side = 64  # at least a patch's area in pixels: vLLM's video pooler divides the side by it
+    pinpoints = [[side, 2 * side], [2 * side, side], [2 * side, 2 * side]]
+    crop = {"height": side, "width": side}
+    processor = LlavaNextVideoProcessor(
+        video_processor=LlavaNextVideoVideoProcessor(size={"shortest_edge": side}, crop_size=crop),
+        image_processor=LlavaNextImageProcessor(
+            size={"shortest_edge": side}, crop_size=crop, image_grid_pinpoints=pinpoints
+        ),
+        tokenizer=tokenizer,
+        patch_size=LLAVA_PATCH,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    config = LlavaNextVideoConfig(
+        vision_config=tiny_clip_vision_config(side),
+        text_config=LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=2,
+            num_attention_heads=heads,
+            num_key_value_heads=heads // 2,
+            max_position_embeddings=4096,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    return save_random_model(LlavaNextVideoForConditionalGeneration, config, processor, Path(out_dir), seed)
+
+
+def build_tiny_glm4v_moe(out_dir, seed: int = 0, hidden: int = 64, heads: int = 2):
+    """GLM-4.5V (GLM-4.1V's vision side and tokens, a mixture-of-experts text model), template ``glm4_5v``."""
+    from transformers import Glm4vMoeConfig, Glm4vMoeForConditionalGeneration
+
+    _, processor, keys = glm4v_parts(hidden, heads)
+    keys["text_config"].update(
+        head_dim=hidden // heads,  # these two as the real configuration has them (vLLM reads them)
+        use_qk_norm=False,
+        moe_intermediate_size=hidden,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_shared_experts=1,
+        first_k_dense_replace=1,
+    )
+    config = Glm4vMoeConfig(**keys)
+    return save_random_model(Glm4vMoeForConditionalGeneration, config, processor, Path(out_dir), seed)
+
+
+# name: (builder, the LLaMA-Factory templates of the family, whether vLLM 0.26's CPU build runs it: Mllama and
+# Video-LLaVA are not in vLLM, its Gemma 3 and LLaVA-NeXT-Video are refused (vllm_engine.CANNOT_RUN), its CPU
+# kernels fail on Qwen3.5's linear attention)
 FAMILIES = {
     "tiny-qwen2_5_vl": (build_tiny_qwen2_5_vl, ("qwen2_vl", "mimo_vl"), True),
     "tiny-qwen3_vl": (build_tiny_qwen3_vl, ("qwen3_vl", "qwen3_vl_nothink"), True),
     "tiny-internvl": (build_tiny_internvl, ("intern_vl",), True),
     "tiny-glm4v": (build_tiny_glm4v, ("glm4v",), True),
     "tiny-mistral3": (build_tiny_mistral3, ("mistral_small", "pixtral", "ministral3"), True),
-    "tiny-gemma3": (build_tiny_gemma3, ("gemma3",), True),
+    "tiny-gemma3": (build_tiny_gemma3, ("gemma3",), False),
     "tiny-paligemma": (build_tiny_paligemma, ("paligemma", "paligemma_chat"), True),
     "tiny-mllama": (build_tiny_mllama, ("mllama",), False),
     "tiny-lfm2_vl": (build_tiny_lfm2_vl, ("lfm2_vl",), True),
     "tiny-llama4": (build_tiny_llama4, ("llama4",), True),
+    "tiny-qwen3_5": (build_tiny_qwen3_5, ("qwen3_5", "qwen3_5_nothink"), False),
+    "tiny-glm4v_moe": (build_tiny_glm4v_moe, ("glm4_5v",), True),
+    "tiny-llava_next_video": (build_tiny_llava_next_video, ("llava_next_video",), False),
+    "tiny-video_llava": (build_tiny_video_llava, ("video_llava",), False),
 }
 # vLLM's CPU attention needs a head size of at least 64.
 VLLM_SIZES = dict(hidden=128, heads=2)
 
 
 def build_families(out_dir, vllm: bool = False) -> dict[str, str]:
-    """Every family's tiny model under ``out_dir`` (``vllm``: those vLLM has, with 64-wide heads, named
+    """Every family's tiny model under ``out_dir`` (``vllm``: those vLLM's CPU build runs, with 64-wide heads, named
     ``*-vllm``), reusing finished builds."""
     out = Path(out_dir)
     built = {}
@@ -657,7 +852,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m stic_plugin.tools.families", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="folder to build into (created if missing; finished models are reused)")
-    parser.add_argument("--vllm", action="store_true", help="the families vLLM has, with heads its CPU build runs")
+    parser.add_argument("--vllm", action="store_true", help="the families vLLM's CPU build runs, with heads it takes")
     args = parser.parse_args(argv)
     print(json.dumps(build_families(args.out_dir, vllm=args.vllm), indent=2))
 

@@ -9,8 +9,7 @@ named ``*-vllm``, for vLLM's CPU attention)::
                             template ``llava_next_mistral``
     OUT_DIR/images/         small RGB PNG images
 
-The other image model families of docs/models.md (Qwen2.5-VL, Qwen3-VL, InternVL, GLM-4.1V, Mistral 3, Gemma 3,
-PaliGemma, Mllama, LFM2-VL, Llama 4) are built by ``families.py`` the same way.
+The other image model families of docs/models.md are built by ``families.py`` the same way.
 
 Everything is built from configs with random weights and a byte-level BPE tokenizer trained here,
 so nothing is downloaded. Real sizes, for scale: LLaVA-1.5-7B has hidden size 4096 and 576 image

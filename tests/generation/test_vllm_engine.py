@@ -371,6 +371,10 @@ def test_an_architecture_vllm_lacks_is_refused_before_anything_loads():
     gemma3 = SimpleNamespace(architectures=["Gemma3ForConditionalGeneration"], model_type="gemma3")
     with pytest.raises(ValueError, match="Gemma 3 processor loses the image when a newline follows it"):
         vllm_engine.refuse_unsupported(gemma3, vllm)
+    registry.get_supported_archs = lambda: ["LlavaNextVideoForConditionalGeneration"]
+    video = SimpleNamespace(architectures=["LlavaNextVideoForConditionalGeneration"], model_type="llava_next_video")
+    with pytest.raises(ValueError, match="takes videos only"):
+        vllm_engine.refuse_unsupported(video, vllm)
 
 
 @needs_vllm
@@ -393,6 +397,7 @@ VLLM_FAMILIES = [
     ("tiny-paligemma-vllm", "paligemma"),
     ("tiny-lfm2_vl-vllm", "lfm2_vl"),
     ("tiny-llama4-vllm", "llama4"),
+    ("tiny-glm4v_moe-vllm", "glm4_5v"),
 ]
 
 

@@ -28,6 +28,11 @@ FAMILIES = [
     ("tiny-paligemma", "paligemma_chat", {}),
     ("tiny-mllama", "mllama", {}),
     ("tiny-lfm2_vl", "lfm2_vl", {}),
+    ("tiny-qwen3_5", "qwen3_5", {}),
+    ("tiny-qwen3_5", "qwen3_5_nothink", {}),
+    ("tiny-glm4v_moe", "glm4_5v", {}),
+    ("tiny-llava_next_video", "llava_next_video", {}),
+    ("tiny-video_llava", "video_llava", {}),
     # Llama 4's processor gives bfloat16 pixels: its training runs in bf16 (in fp32 LLaMA-Factory's own dpo fails)
     ("tiny-llama4", "llama4", {"bf16": True}),
 ]
