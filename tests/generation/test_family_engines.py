@@ -65,6 +65,9 @@ def test_token_types_are_one_left_padded_tensor_for_the_batch(families, name, te
         ("tiny-internvl", "intern_vl"),
         ("tiny-glm4v", "glm4v"),
         ("tiny-mistral3", "mistral_small"),
+        ("tiny-glm4v_moe", "glm4_5v"),
+        ("tiny-llava_next_video", "llava_next_video"),
+        ("tiny-video_llava", "video_llava"),
     ],
 )
 def test_both_engines_write_the_same_greedy_texts_on_each_family_the_continuous_engine_drives(

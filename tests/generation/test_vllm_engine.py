@@ -378,13 +378,24 @@ def test_an_architecture_vllm_lacks_is_refused_before_anything_loads():
 
 
 @needs_vllm
-def test_pref_on_vllm_refuses_mllama_in_one_line_before_loading_it(families, tmp_path, stic):
-    """vLLM 0.26 has no Mllama: the command says so, and which engines drive it, before loading the model."""
+@pytest.mark.parametrize(
+    "name,template,architecture",
+    [
+        ("tiny-mllama", "mllama", "MllamaForConditionalGeneration (model type mllama)"),
+        ("tiny-video_llava", "video_llava", "VideoLlavaForConditionalGeneration (model type video_llava)"),
+        ("tiny-gemma3", "gemma3", "Gemma3ForConditionalGeneration (model type gemma3)"),
+    ],
+)
+def test_pref_on_vllm_refuses_what_it_cannot_drive_in_one_line_before_loading_it(
+    families, tmp_path, stic, name, template, architecture
+):
+    """vLLM 0.26 has no Mllama nor Video-LLaVA, and its Gemma 3 loses our images: the command says so, and which
+    engines drive the model, before loading it."""
     images = make_images(tmp_path / "images", count=1)[0].parent
-    args = ["pref", f"model_name_or_path={families['tiny-mllama']}", "template=mllama", f"image_dir={images}"]
+    args = ["pref", f"model_name_or_path={families[name]}", f"template={template}", f"image_dir={images}"]
     result = stic(*args, f"dataset_dir={tmp_path / 'data'}", "engine=vllm")
     assert result.returncode == 2
-    assert "cannot drive MllamaForConditionalGeneration (model type mllama)" in result.stderr
+    assert f"cannot drive {architecture}" in result.stderr
     assert "Traceback" not in result.stderr and "all params" not in result.stderr  # no weights were loaded
 
 
