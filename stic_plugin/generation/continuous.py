@@ -263,8 +263,6 @@ def layers_reason(model, text_config) -> str | None:
     """Why the text model's layers keep a cache the ring cannot hold: cross-attention to the image (Mllama: its
     keys are the image's, not the prompt's), or layers other than self-attention (LFM2's convolutions, linear
     attention), whose cache is a state rather than keys and values per position."""
-    from transformers import DynamicCache
-
     if getattr(text_config, "cross_attention_layers", None):
         return "its text model reads the image through cross-attention layers, whose cache continuous batching lacks"
     layers = getattr(decoder_parts(model)[0], "layers", None) or []
@@ -274,9 +272,6 @@ def layers_reason(model, text_config) -> str | None:
             f"its text model has layers without self-attention ({', '.join(other)}: convolutions or linear attention), "
             "whose state continuous batching does not hold"
         )
-    kinds = sorted({type(layer).__name__ for layer in DynamicCache(config=model.config).layers} - {"DynamicLayer"})
-    if kinds:
-        return f"its cache has layers of another kind ({', '.join(kinds)}) than continuous batching holds"
     return None
 
 
