@@ -3,9 +3,12 @@
 Installs the post-import hook only: no torch or LLaMA-Factory import here, so every Python process
 of the environment (llamafactory-cli, its torchrun workers, the web UI and the training process it
 starts) loads the plugin for a few milliseconds. Set ``STIC_PLUGIN_AUTOLOAD=0`` to turn it off.
+In stic-cli, it makes Ctrl-C one line from the start; in the processes that vLLM's engine starts by spawning a
+new interpreter, it makes them end with their parent (``lifetime``).
 """
 
 import os
+import sys
 
 AUTOLOAD_ENV = "STIC_PLUGIN_AUTOLOAD"
 
@@ -15,6 +18,14 @@ def autoload_enabled(environ=os.environ) -> bool:
 
 
 def main() -> None:
+    if os.path.basename((getattr(sys, "argv", None) or [""])[0]) == "stic-cli":
+        from .lifetime import exit_on_ctrl_c
+
+        exit_on_ctrl_c("stic-cli: interrupted")  # until the command takes Ctrl-C over (commands/cli.py)
+    if os.environ.get("STIC_FOLLOW_PARENT"):  # a process started by an engine of stic-cli (lifetime.py)
+        from .lifetime import follow_if_asked
+
+        follow_if_asked()
     if not autoload_enabled():
         return
     step = "importing stic_plugin.patches"
@@ -24,8 +35,6 @@ def main() -> None:
         step = "stic_plugin.patches.apply()"
         patches.apply()
     except Exception as err:  # never break an unrelated interpreter start; say what failed, on one line
-        import sys
-
         detail = " ".join(f"{type(err).__name__}: {err}".split())
         print(
             f"stic_plugin: auto-loading failed in {step} ({detail}); set {AUTOLOAD_ENV}=0 to silence.", file=sys.stderr

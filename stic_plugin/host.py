@@ -133,6 +133,16 @@ INTERNALS = (
         "the continuous engine's decoding attentions are registered once, process-wide, under names of their own",
         ("generation.continuous",),
     ),
+    Internal(
+        "transformers",
+        "transformers:PretrainedConfig.register_for_auto_class",
+        "_auto_class",
+        "LLaMA-Factory's load_model registers the config's and model's classes for auto loading whenever the "
+        "config names an auto_map, even when trust_remote_code is off and they are transformers' own classes; "
+        "every later save of such a config in the process then tries to copy transformers' source file. The "
+        "engine takes the mark back from classes of transformers itself",
+        ("generation.transformers_engine",),
+    ),
     # ---- torch ----
     Internal(
         "torch",
@@ -149,6 +159,15 @@ INTERNALS = (
         "_initializing",
         "a patch checks the names it needs in a module still being imported from its source, not its attributes",
         ("patches",),
+    ),
+    Internal(
+        "python",
+        "os:_exit",
+        "_exit",
+        "Ctrl-C while stic-cli starts (the interpreter may be reading its start-up files), or after the command's "
+        "last line, ends the process at once: no exception could be raised and caught there (documented, but "
+        "named as private)",
+        ("lifetime",),
     ),
 )
 

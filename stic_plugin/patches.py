@@ -24,7 +24,12 @@ llamafactory.webui.locales                  ``LOCALES`` gets the labels and help
 llamafactory.webui.interface                ``create_train_tab``: the "STIC" accordion of the Train tab;
                                             ``create_footer``: the "STIC data" tab is made first, and placed
                                             after the Train tab
+llamafactory.webui.interface                ``run_web_ui``: the web UI listens on this machine only, unless
+                                            ``GRADIO_SERVER_NAME`` names an address, and says so at start
 llamafactory.data.converter                 dataset formatters ``llava`` and ``stic`` registered
+llamafactory.data.template                  template ``llava_mistral`` registered: ``llava_next_mistral``'s chat
+                                            format with LLaVA's one-view image plugin, for a LLaVA-1.6 copy that
+                                            trains on one padded view (``stic-cli single-view``)
 ==========================================  ==================================================================
 
 Private names of LLaMA-Factory the patches rely on, and why (0.9.5 offers no public hook for any); these and every
@@ -60,7 +65,7 @@ import sys
 import threading
 from collections import namedtuple
 
-from .constants import STAGE, STAGE_DISPLAY_NAME
+from .constants import SINGLE_VIEW_CHAT_FORMAT, SINGLE_VIEW_TEMPLATE, STAGE, STAGE_DISPLAY_NAME
 from .host import CHECKED
 
 WRITTEN_FOR = CHECKED["llamafactory"]  # the LLaMA-Factory version these patches were written and tested against
@@ -309,6 +314,20 @@ def _revert_webui_tabs(interface, originals):
     interface.create_train_tab, interface.create_footer = originals
 
 
+def _apply_webui_address(interface):
+    original = interface.run_web_ui
+
+    def run_web_ui():
+        from .webui.process import listen_on_this_machine_unless_told
+
+        listen_on_this_machine_unless_told()
+        return original()
+
+    run_web_ui.__wrapped__ = original
+    interface.run_web_ui = run_web_ui
+    return original
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # llamafactory.data.converter
 def _apply_converters(converter):
@@ -325,6 +344,27 @@ def _apply_converters(converter):
 def _revert_converters(converter, added):
     for name in added:
         converter.DATASET_CONVERTERS.pop(name, None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# llamafactory.data.template
+def _apply_single_view_template(template):
+    """``llava_mistral``: the chat format of ``llava_next_mistral`` (the same text, token for token) with the image
+    plugin of ``llava``, which expands an image to one view's tokens (LLaVA-1.6's anyres plugin needs its
+    processor's tiles)."""
+    import dataclasses
+
+    if SINGLE_VIEW_TEMPLATE in template.TEMPLATES:
+        return None
+    one_view = template.get_mm_plugin(name="llava", image_token="<image>")
+    chat_format = template.TEMPLATES[SINGLE_VIEW_CHAT_FORMAT]
+    template.TEMPLATES[SINGLE_VIEW_TEMPLATE] = dataclasses.replace(chat_format, mm_plugin=one_view)
+    return SINGLE_VIEW_TEMPLATE
+
+
+def _revert_single_view_template(template, added):
+    if added:
+        template.TEMPLATES.pop(added, None)
 
 
 PATCHES = (
@@ -395,6 +435,20 @@ PATCHES = (
         ),
         apply=_apply_webui_tabs,
         revert=_revert_webui_tabs,
+    ),
+    Patch(
+        name="the web UI on this machine only, unless GRADIO_SERVER_NAME says otherwise",
+        module="llamafactory.webui.interface",
+        needs=("run_web_ui",),
+        apply=_apply_webui_address,
+        revert=_revert_function("run_web_ui"),
+    ),
+    Patch(
+        name="template llava_mistral: LLaVA-1.6-Mistral's chat format, one image view",
+        module="llamafactory.data.template",
+        needs=("TEMPLATES", "get_mm_plugin"),
+        apply=_apply_single_view_template,
+        revert=_revert_single_view_template,
     ),
     Patch(
         name="dataset formatters llava and stic",

@@ -408,3 +408,38 @@ def run_vllm(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProc
     result = run_cli(args, cwd=cwd, timeout=900, **{**VLLM_ENV, **env})
     assert result.returncode == 0, result.stderr[-4000:]
     return result
+
+
+def odd_images(folder: Path) -> dict[str, Path]:
+    """Image files that the loaders of a library may each treat their own way: orientation metadata (EXIF in a
+    JPEG and a PNG, a TIFF tag), CMYK, 16-bit, a palette with a transparent entry, alpha, tiny, very wide."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+
+    def noise(height: int, width: int, channels: int = 3, dtype=np.uint8, top: int = 256):
+        return rng.integers(0, top, (height, width, channels) if channels else (height, width), dtype=dtype)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    turned = Image.fromarray(noise(40, 60))
+    exif = turned.getexif()
+    exif[0x0112] = 6  # EXIF orientation: rotate 90 degrees to display
+    palette = Image.fromarray(noise(30, 40, 0, top=8)).convert("P")
+    palette.putpalette(list(noise(1, 256, 3).reshape(-1)))
+    images = {
+        "exif-rotated.jpg": (turned, dict(exif=exif, quality=95)),
+        "exif-rotated.png": (turned, dict(exif=exif)),
+        "tiff-rotated.tif": (turned, dict(tiffinfo={0x0112: 8})),
+        "cmyk.jpg": (Image.frombytes("CMYK", (50, 40), noise(40, 50, 4).tobytes()), dict(quality=95)),
+        "gray16.png": (Image.fromarray(noise(30, 40, 0, np.uint16, 65535)), {}),
+        "palette-transparent.png": (palette, dict(transparency=3)),
+        "rgba.png": (Image.fromarray(noise(30, 40, 4)), {}),
+        "tiny.png": (Image.fromarray(noise(2, 3)), {}),
+        "very-wide.png": (Image.fromarray(noise(4, 760)), {}),  # 190:1, just under what the loader skips
+    }
+    paths = {}
+    for name, (image, options) in images.items():
+        paths[name] = folder / name
+        image.save(paths[name], **options)
+    return paths

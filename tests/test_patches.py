@@ -50,13 +50,14 @@ def test_apply_patches_modules_imported_before_and_after_it():
         stic_plugin.apply()
         import llamafactory.train.tuner as tuner        # after apply(): patched on import
         import llamafactory.data.converter as converter
+        import llamafactory.data.template as template
         print(hasattr(parser._parse_args, "__wrapped__"), hasattr(tuner._training_function, "__wrapped__"))
         print(sorted(set(converter.DATASET_CONVERTERS) & {"llava", "stic"}))
-        print(len(stic_plugin.applied()))
+        print(len(stic_plugin.applied()), type(template.TEMPLATES["llava_mistral"].mm_plugin).__name__)
         """,
         STIC_PLUGIN_AUTOLOAD="0",
     )
-    assert out.split("\n")[:3] == ["True True", "['llava', 'stic']", "5"]  # web UI modules not imported yet
+    assert out.split("\n")[:3] == ["True True", "['llava', 'stic']", "6 LlavaPlugin"]  # web UI modules not imported
 
 
 def test_apply_is_idempotent_and_revert_restores_every_original():
@@ -66,6 +67,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         import llamafactory.train.tuner as tuner
         import llamafactory.extras.constants as constants
         import llamafactory.data.converter as converter
+        import llamafactory.data.template as template
         import llamafactory.webui.runner as runner
         import llamafactory.webui.locales as locales
         import llamafactory.webui.interface as interface
@@ -83,7 +85,9 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
                 initialize=runner.Runner._initialize,
                 locales=dict(locales.LOCALES),
                 tabs=(interface.create_train_tab, interface.create_footer),
+                web_ui=interface.run_web_ui,
                 converters=dict(converter.DATASET_CONVERTERS),
+                templates=dict(template.TEMPLATES),
             )
 
         original = snapshot()
@@ -98,6 +102,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         print(runner.Runner._initialize.__wrapped__ is original["initialize"])
         print(sorted(set(once["locales"]) - set(original["locales"]))[:3])
         print([tab.__wrapped__ for tab in once["tabs"]] == list(original["tabs"]))
+        print(once["web_ui"].__wrapped__ is original["web_ui"])
         stic_plugin.revert()
         after = snapshot()
         print([key for key in original if after[key] != original[key]], stic_plugin.applied())
@@ -107,17 +112,18 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         """,
         STIC_PLUGIN_AUTOLOAD="0",
     )
-    assert out.split("\n")[:10] == [
-        "9 True False",
+    assert out.split("\n")[:11] == [
+        "11 True False",
         "True",
         "True",
         "True",
         "True",
         "['stic_abort_btn', 'stic_action', 'stic_advanced']",
         "True",
+        "True",
         "[] []",
         "True",
-        "9 True",
+        "11 True",
     ]
 
 

@@ -392,3 +392,111 @@ def test_the_pad_option_reaches_llamafactorys_plugin(tiny, tmp_path):
     reference = clip(_expand2square(image, tuple(int(x * 255) for x in clip.image_mean)), return_tensors="pt")
     assert torch.equal(inputs["pixel_values"], reference["pixel_values"])
     assert not torch.equal(inputs["pixel_values"], clip(image, return_tensors="pt")["pixel_values"])  # no crop
+
+
+def _single_view_values(recipe: Path, model: str, tmp_path: Path) -> dict:
+    """The recipe with its header's single-view override, on ``model``, as LLaMA-Factory's train arguments."""
+    override = _header_override(recipe, "template=llava_mistral")
+    values = {key: value for key, value in _load(recipe).items() if key not in ("bf16", "deepspeed")}
+    values.update(override, model_name_or_path=model, output_dir=str(tmp_path / "out"), use_cpu=True)
+    values.update(adapter_name_or_path=None, preprocessing_num_workers=None, dataloader_num_workers=0)
+    return values
+
+
+def test_the_single_view_option_trains_llava_1_6_on_one_padded_view_and_its_adapter_fits_the_model(tiny, tmp_path):
+    """The override in the LLaVA-1.6 stage-1 and stage-2 headers, on a copy of the tiny LLaVA-1.6 that
+    stic-cli single-view made: LLaMA-Factory loads it with template llava_mistral (the template check passes),
+    every image becomes one view padded as LLaVA's expand2square, of the same number of tokens whatever its shape,
+    and an adapter trained on the copy changes LLaVA-1.6 itself exactly as it changes the copy."""
+    import torch
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_infer_args, get_train_args
+    from llamafactory.model import load_model, load_tokenizer
+    from transformers import CLIPImageProcessor
+
+    from stic_plugin.commands.config import SingleViewConfig
+    from stic_plugin.commands.single_view import run_single_view
+    from stic_plugin.model_check import check_training_model
+
+    folder = REPO / "recipes" / "llava-v1.6-mistral-7b"
+    copy = tmp_path / "single-view"
+    assert run_single_view(SingleViewConfig(output_dir=str(copy), model_name_or_path=tiny["tiny-llava-next"])) == 0
+    side, patch = 32, 8  # the tiny LLaVA-1.6's view and patch (stic_plugin.tools.fixtures)
+    for stage in ("stage1", "stage2"):
+        values = _single_view_values(folder / f"{stage}.yaml", str(copy), tmp_path / stage)
+        model_args, data_args, _, finetuning_args, _ = get_train_args(values)
+        check_training_model(model_args, data_args)
+    tokenizer_module = load_tokenizer(model_args)
+    processor = tokenizer_module["processor"]
+    assert type(processor.image_processor).__name__.startswith("LlavaImageProcessor")
+    template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
+    settings = json.loads((Path(tiny["tiny-llava-next"]) / "processor_config.json").read_text())["image_processor"]
+    clip_keys = ("size", "crop_size", "resample", "image_mean", "image_std", "rescale_factor")
+    clip = CLIPImageProcessor(**{key: settings[key] for key in clip_keys})
+    background = tuple(int(x * 255) for x in clip.image_mean)
+    for index, size in enumerate([(60, 30), (30, 60), (40, 40)]):
+        image = _noise(*size, seed=index)
+        messages = [{"role": "user", "content": "<image>Describe."}]
+        expanded = template.mm_plugin.process_messages(messages, [image], [], [], processor)
+        assert expanded[0]["content"].count("<image>") == (side // patch) ** 2
+        inputs = template.mm_plugin.get_mm_inputs([image], [], [], [1], [0], [0], [[0]], processor)
+        reference = clip(_expand2square(image, background), return_tensors="pt")["pixel_values"]
+        assert torch.equal(inputs["pixel_values"], reference)
+
+    # an adapter trained on the copy (LoRA on every linear layer of the language model, as the recipe)
+    model = load_model(tokenizer_module["tokenizer"], model_args, finetuning_args, is_trainable=True)
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.1)
+    model.save_pretrained(tmp_path / "adapter")
+    merged = {}
+    for name, (path, template_name) in {
+        "copy": (copy, "llava_mistral"),
+        "LLaVA-1.6": (tiny["tiny-llava-next"], "llava_next_mistral"),
+    }.items():
+        for adapter in (None, str(tmp_path / "adapter")):
+            args = dict(model_name_or_path=str(path), template=template_name, adapter_name_or_path=adapter)
+            model_args, _, finetuning_args, _ = get_infer_args(dict(args, infer_dtype="float32"))
+            loaded = load_model(load_tokenizer(model_args)["tokenizer"], model_args, finetuning_args)
+            merged[name, adapter is not None] = {
+                key: value.clone() for key, value in loaded.state_dict().items() if "language_model" in key
+            }
+    assert type(loaded).__name__ == "LlavaNextForConditionalGeneration"
+    changed = [
+        key
+        for key, value in merged["LLaVA-1.6", True].items()
+        if not torch.equal(value, merged["LLaVA-1.6", False][key])
+    ]
+    assert len(changed) == 2 * 7  # the 7 linear layers of each of the 2 layers
+    for key, value in merged["LLaVA-1.6", True].items():
+        assert torch.equal(value, merged["copy", True][key]), key
+
+
+def test_the_single_view_cutoff_len_never_truncates_an_image():
+    """The override's cutoff_len leaves room for LLaVA-1.6's one padded view (576 tokens), the prompt and the
+    responses, counted as test_cutoff_len_never_truncates_an_image counts them."""
+    from llamafactory.data.mm_plugin import get_mm_plugin
+
+    from stic_plugin.commands.single_view import single_view_processor
+
+    processor, _ = _processor_and_plugin("llava-v1.6-mistral-7b")
+    one_view = single_view_processor(processor)
+    plugin = get_mm_plugin("llava", image_token="<image>")
+    one_view.image_max_pixels, one_view.image_min_pixels = 589824, 32 * 32
+    counts = [
+        plugin.process_messages([{"role": "user", "content": "<image>"}], [Image.new("RGB", size)], [], [], one_view)[
+            0
+        ]["content"].count("<image>")
+        for size in [(640, 480), (480, 640), (4000, 1000), (336, 336)]
+    ]
+    assert set(counts) == {576}
+    folder = REPO / "recipes" / "llava-v1.6-mistral-7b"
+    stage1 = _header_override(folder / "stage1.yaml", "template=llava_mistral")["cutoff_len"]
+    stage2 = _header_override(folder / "stage2.yaml", "template=llava_mistral")["cutoff_len"]
+    pref, infuse = _load(folder / "pref.yaml"), _load(folder / "infuse.yaml")
+    chat = "[INST] [/INST] </s>"
+    prompts = (REPO / "data_templates" / "prompts" / "captioning.txt").read_text().splitlines()
+    assert 576 + _text_tokens(chat) + max(_text_tokens(p) for p in prompts) + pref["max_new_tokens"] <= stage1
+    infusion = (REPO / "data_templates" / "infusion_format.txt").read_text()
+    assert 576 + _text_tokens(chat + infusion) + infuse["max_new_tokens"] + ANSWER_BUDGET <= stage2

@@ -9,14 +9,12 @@ stic-cli bench [architecture=llava-1.5-7b]    speed of generation and training o
 stic-cli eval CONFIG.yaml [key=value ...]     the paper's benchmarks through lmms-eval (stic-plugin[eval])
 stic-cli eval --compare RESULTS ...           lmms-eval results side by side, with the differences
 stic-cli recipes DIR                          a copy of the shipped recipes and data templates in DIR
+stic-cli single-view DIR                      a LLaVA-1.6 copy that trains on one padded view, as the authors' scripts
 stic-cli COMMAND --help                       every key, its default and what it does
 """
 
-import argparse
 import sys
 from pathlib import Path
-
-from .config import describe_keys, load_config
 
 # name: (module with its configuration, the configuration's class, module that runs it, its function); the modules
 # are imported when needed. demo and bench are the project's tools (stic_plugin.tools), apart from the method.
@@ -29,6 +27,12 @@ COMMANDS = {
     "bench": ("stic_plugin.tools.bench", "BenchConfig", "stic_plugin.tools.bench", "run_bench"),
     "eval": ("stic_plugin.commands.config", "EvalConfig", "stic_plugin.commands.eval", "run_eval"),
     "recipes": ("stic_plugin.commands.config", "RecipesConfig", "stic_plugin.commands.recipes", "run_recipes"),
+    "single-view": (
+        "stic_plugin.commands.config",
+        "SingleViewConfig",
+        "stic_plugin.commands.single_view",
+        "run_single_view",
+    ),
 }
 
 
@@ -52,6 +56,8 @@ NEEDS = {
     "demo": "Needs nothing: it draws its own world and trains its own base model, on the CPU.",
     "bench": "Needs a GPU for the 7B architectures; architecture=tiny runs on a CPU.",
     "recipes": "Needs the folder to copy into.",
+    "single-view": "Needs the folder of the copy, and the LLaVA-1.6 model (a local folder, or from the Hugging Face "
+    "hub: its weights are then downloaded to the hub's cache, and linked from there).",
     "eval": "Needs model_name_or_path, template and lmms-eval (pip install 'stic-plugin[eval]'); the benchmarks' data "
     "from the Hugging Face hub (or task_dir), and for judge-scored tasks the judge's credentials (OPENAI_API_KEY).",
 }
@@ -73,6 +79,10 @@ EXAMPLES = {
     "demo": ["stic-cli demo", "stic-cli demo full=true output_dir=toyworld_full"],
     "bench": ["stic-cli bench", "stic-cli bench architecture=tiny batch_sizes=[1,4] engines=[continuous]"],
     "recipes": ["stic-cli recipes my_stic", "stic-cli recipes output_dir=my_stic overwrite=true"],
+    "single-view": [
+        "stic-cli single-view models/llava-v1.6-mistral-7b-single-view",
+        "stic-cli single-view models/v16-single-view model_name_or_path=/models/llava-v1.6-mistral-7b-hf",
+    ],
     "eval": [
         "stic-cli eval recipes/eval.yaml",
         "stic-cli eval recipes/eval.yaml dar=true",
@@ -98,7 +108,11 @@ def plain(text: str) -> str:
     return text.replace("``", "").replace("`", "")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser():
+    import argparse
+
+    from .config import describe_keys
+
     parser = argparse.ArgumentParser(
         prog="stic-cli", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -127,42 +141,64 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _, _, module_name, function_name = COMMANDS[args.command]
-    config_cls = config_class(args.command)
-    config_path, overrides = split_arguments(args.command, args.args)
-    from ..data.output import release_locks
-    from ..generation.continuous import CacheTooLarge
-    from ..pipeline.run import ACTIVE_OUTPUTS, interrupted_message
+    """Ctrl-C at any point is one line and exit status 130: until here (the interpreter's start, this module's
+    imports) the start-up hook's handler says it (``_autoload``), from here on this function, and once it has
+    said its line a second Ctrl-C ends the process at once (``lifetime.exit_on_ctrl_c``)."""
+    import signal
 
+    from ..lifetime import ctrl_c_ignored, exit_on_ctrl_c, running_stic_cli
+
+    name = "stic-cli"
     try:
-        if getattr(args, "compare", None):
-            from .eval import run_compare
-
-            return run_compare(args.compare + args.args)
-        config = load_config(config_cls, config_path, overrides)
-        import importlib
-
-        from .console import console
-
-        module = importlib.import_module(module_name)
-        if hasattr(module, "preflight"):  # a missing input or a conflicting output: said at once
-            module.preflight(config)
-        command_line = "stic-cli " + " ".join(sys.argv[1:] if argv is None else argv)
-        with console(config, command_line) as log:
-            code = getattr(module, function_name)(config)
-        if log is not None and not getattr(config, "verbose", True):
-            print(f"  full log:         {Path(log).absolute()}", flush=True)
-        return code
-    except (ValueError, OSError, CacheTooLarge) as err:  # configuration, data, model loading, memory: a message
-        print(f"stic-cli {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        if running_stic_cli() and not ctrl_c_ignored():
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt, caught below
+        args = _parser().parse_args(argv)
+        name = f"stic-cli {args.command}"
+        return _run(args, argv)
     except KeyboardInterrupt:  # Ctrl-C: whole records are on disk, and a rerun resumes from them
-        print(f"\nstic-cli {args.command}: {interrupted_message()}", file=sys.stderr)
+        if running_stic_cli():
+            exit_on_ctrl_c(None)
+        from ..pipeline.run import interrupted_message
+
+        print(f"\n{name}: {interrupted_message()}", file=sys.stderr)
         return 130
+    except Exception as err:
+        from ..generation.continuous import CacheTooLarge
+
+        if not isinstance(err, (ValueError, OSError, CacheTooLarge)):
+            raise
+        # configuration, data, model loading, memory: a message
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return 2
     finally:
+        from ..data.output import release_locks
+        from ..pipeline.run import ACTIVE_OUTPUTS
+
         ACTIVE_OUTPUTS.clear()
         release_locks()
+
+
+def _run(args, argv: list[str] | None) -> int:
+    import importlib
+
+    from .config import load_config
+    from .console import console
+
+    _, _, module_name, function_name = COMMANDS[args.command]
+    if getattr(args, "compare", None):
+        from .eval import run_compare
+
+        return run_compare(args.compare + args.args)
+    config = load_config(config_class(args.command), *split_arguments(args.command, args.args))
+    module = importlib.import_module(module_name)
+    if hasattr(module, "preflight"):  # a missing input or a conflicting output: said at once
+        module.preflight(config)
+    command_line = "stic-cli " + " ".join(sys.argv[1:] if argv is None else argv)
+    with console(config, command_line) as log:
+        code = getattr(module, function_name)(config)
+    if log is not None and not getattr(config, "verbose", True):
+        print(f"  full log:         {Path(log).absolute()}", flush=True)
+    return code
 
 
 if __name__ == "__main__":

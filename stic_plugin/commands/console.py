@@ -24,6 +24,27 @@ QUIET_ENVIRONMENT = {
 CONSOLE = {"console": True}  # logger.info(..., extra=CONSOLE): an INFO line shown at the default verbosity too
 
 
+class LogFile(logging.FileHandler):
+    """The log file. A write that fails (a disk that fills) stops it with one line on the console, instead of
+    logging's "--- Logging error ---" and a traceback for every line after."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            error = sys.exc_info()[1]
+            reason = getattr(error, "strerror", None) or error
+            sys.stderr.write(f"stic-cli: cannot write the log file {self.baseFilename} ({reason}); it stops here\n")
+            stream, self.stream = self.stream, None  # what it holds unwritten cannot be written either
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
 class _ConsoleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "console", False):
@@ -63,7 +84,7 @@ def console(cfg, command_line: str):
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            to_file = logging.FileHandler(path, encoding="utf-8")
+            to_file = LogFile(path, encoding="utf-8")
             to_file.setFormatter(logging.Formatter(FILE_FORMAT))
             handlers.append(to_file)
         except OSError:

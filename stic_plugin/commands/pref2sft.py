@@ -74,9 +74,22 @@ def _pref_output(cfg: Pref2SftConfig) -> tuple[ShardedOutput, dict]:
             f"(looked for {source.data_dir} and {source.config_path}).{hint}{found}"
         )
     try:
-        return source, json.loads(source.config_path.read_text(encoding="utf-8"))
+        configuration = json.loads(source.config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {source.config_path}: {err}") from err
+    if not isinstance(configuration, dict):
+        raise ValueError(f"{source.config_path} is not a configuration written by stic-cli")
+    other = next((command for key, command in WRITTEN_BY_OTHERS if key in configuration), None)
+    if other is not None:
+        raise ValueError(
+            f"`{cfg.pref_dataset}` in {source.dataset_dir} is the output of `stic-cli {other}` ({source.config_path}), "
+            "not of `stic-cli pref`: pref2sft converts preference pairs; name a pref output in pref_dataset"
+        )
+    return source, configuration
+
+
+# The outputs of the other commands, by a key of their configuration that a pref output's has not.
+WRITTEN_BY_OTHERS = (("pref_configuration", "pref2sft"), ("predictions_name", "dar"), ("infusion_format", "infuse"))
 
 
 def run_pref2sft(cfg: Pref2SftConfig) -> int:

@@ -43,7 +43,7 @@ def pref_stats(output: ShardedOutput, name: str, run: Counter, seconds: float, l
         "chosen_truncated": truncated,
         "skipped": dict(sorted(skipped.items())),
         "dropped": dict(sorted(dropped.items())),
-        # left out of the listing of image_dir: links to a folder or an image already listed
+        # left out of the listing of image_dir or image_list: links to a folder, other names of an image, already listed
         "links_not_followed": {
             "folders": len(listing.folder_links),
             "images": len(listing.file_links),
@@ -121,7 +121,8 @@ def print_pref(stats: dict, output: ShardedOutput) -> None:
     if links["folders"] or links["images"]:
         lines.append(
             f"  links:            {links['folders']} link(s) to a folder already listed not followed, "
-            f"{links['images']} link(s) to an image already listed counted once (e.g. {'; '.join(links['examples'])})"
+            f"{links['images']} other name(s) of an image already listed counted once "
+            f"(e.g. {'; '.join(links['examples'])})"
         )
     lines += [
         f"  this process:     {last['pairs_written']} pairs, {last['output_tokens']} output tokens in "

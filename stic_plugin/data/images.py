@@ -11,22 +11,31 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..method.keys import image_key
+from ..method.keys import image_key, is_url
 
 logger = logging.getLogger("stic_plugin")
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".ppm", ".pgm"}
 
 # Skip reasons, as counted in the summary.
-EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, MISSING, BAD_NAME = (
+EMPTY, NOT_AN_IMAGE, UNREADABLE, TRUNCATED, TOO_MANY_PIXELS, TOO_ELONGATED, MISSING, BAD_NAME, A_URL = (
     "empty file",
     "not an image",
     "unreadable",
     "truncated",
     "too many pixels",
+    "too elongated",
     "missing file",
     "file name is not valid UTF-8",
+    "a URL, not a file (nothing is downloaded)",
 )
+# The longest side an image may have, in multiples of its shortest. What the model's processor makes of an image
+# grows with this ratio, not with the file's pixels: LLaMA-Factory's scaling (image_max_pixels, image_min_pixels)
+# keeps the ratio, and processors that then scale the shorter side to a fixed length (CLIP's 336 px, in LLaVA and
+# LLaVA-NeXT) make an image of 336 x 336 x ratio pixels: a 4000x1 file of 94 bytes becomes 1344000x336, 7.6 GB in
+# their float arrays. Qwen2-VL's processor refuses a ratio over 200 itself (and LLaMA-Factory's Qwen2-VL plugin
+# squeezes such images to 180): over 200, every model either fails or needs 200 times a square image's memory.
+MAX_ASPECT_RATIO = 200
 
 
 class BadImage(Exception):
@@ -106,16 +115,29 @@ def scan_folder(image_dir: str) -> FolderScan:
             if _escaped(key) != key:  # surrogates: bytes that are not UTF-8 in the name or a folder's
                 scan.items.append(ImageItem(_escaped(key), _escaped(path), BAD_NAME))
                 continue
-            candidates.append((_identity(path) or ("missing", key), os.path.islink(path), key, path))
-    kept_keys: dict = {}
-    for identity, _, key, path in sorted(candidates, key=lambda c: (c[1], c[2])):  # real files first, by key
-        if identity in kept_keys:
-            scan.file_links.append((key, kept_keys[identity]))
-            continue
-        kept_keys[identity] = key
-        scan.items.append(ImageItem(key, path))
-    scan.items.sort(key=lambda item: item.key)
+            candidates.append(_candidate(ImageItem(key, path)))
+    _each_file_once(candidates, scan)
     return scan
+
+
+def _candidate(item: ImageItem) -> tuple:
+    """(what the item's path leads to, whether it is a link, the item): a file is known by (device, inode), a
+    missing one by its key."""
+    return _identity(item.path) or ("missing", item.key), os.path.islink(item.path), item
+
+
+def _each_file_once(candidates: list[tuple], scan: FolderScan) -> None:
+    """Into ``scan``, one item per file of the ``candidates`` (``_candidate``): the real file before links to
+    it, then the first by key; the other names of a file go to ``scan.file_links``."""
+    kept_keys: dict = {}
+    for identity, _, item in sorted(candidates, key=lambda c: (c[1], c[2].key)):
+        if identity in kept_keys:
+            if item.key != kept_keys[identity]:  # one name listed twice is no other name
+                scan.file_links.append((item.key, kept_keys[identity]))
+            continue
+        kept_keys[identity] = item.key
+        scan.items.append(item)
+    scan.items.sort(key=lambda item: item.key)
 
 
 def images_in_folder(image_dir: str) -> list[ImageItem]:
@@ -123,26 +145,36 @@ def images_in_folder(image_dir: str) -> list[ImageItem]:
 
 
 def list_images(image_dir: str | None, image_list: str | None, image_root: str | None, column: str) -> FolderScan:
-    """The images of a folder (links left out of the listing are logged and kept for the summary), or of a list."""
-    if image_dir is not None:
-        scan = scan_folder(image_dir)
-        for link in scan.folder_links:
-            logger.info("not followed: %s leads to a folder already listed", link)
-        for link, kept in scan.file_links:
-            logger.info("counted once: %s is the same file as %s", link, kept)
-        return scan
-    return FolderScan(images_in_list(image_list, image_root, column))
+    """The images of a folder or of a list, each file once; the names left out of the listing are logged and kept
+    for the summary."""
+    scan = scan_folder(image_dir) if image_dir is not None else scan_list(image_list, image_root, column)
+    for link in scan.folder_links:
+        logger.info("not followed: %s leads to a folder already listed", link)
+    for link, kept in scan.file_links:
+        logger.info("counted once: %s is the same file as %s", link, kept)
+    return scan
 
 
 def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:
-    text = image_list.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is not a path
+    try:
+        text = image_list.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is not a path
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{image_list} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from err
     suffix = image_list.suffix.lower()
     if suffix == ".json":
-        rows = json.loads(text)
+        try:
+            rows = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"{image_list} is not valid JSON: {err}") from err
         if not isinstance(rows, list):
             raise ValueError(f"{image_list}: a JSON image list is a list of paths or of records")
     elif suffix == ".jsonl":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            try:
+                rows.extend([json.loads(line)] if line.strip() else [])
+            except ValueError as err:
+                raise ValueError(f"{image_list}, line {number}: not valid JSON ({err})") from err
     else:
         return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     paths = []
@@ -159,18 +191,34 @@ def _paths_in_list_file(image_list: Path, image_column: str) -> list[str]:
     return paths
 
 
-def images_in_list(image_list: str, image_root: str | None = None, image_column: str = "image") -> list[ImageItem]:
-    """Paths from a text file (one per line), or a JSON/JSONL file with an image column."""
+def scan_list(image_list: str, image_root: str | None = None, image_column: str = "image") -> FolderScan:
+    """The images of a list: paths from a text file (one per line), or a JSON/JSONL file: a list of paths (the
+    authors' released ``6k_coco_names.json``), or records with an image column.
+
+    Each file once, known by (device, inode) as in ``scan_folder``: an image listed twice, or under other names
+    (``sub/../a.png``, a link to it, a path through a linked folder), is described once, and the other names
+    are noted in ``file_links``."""
     list_path = Path(image_list).absolute()
     if not list_path.is_file():
         raise ValueError(f"image_list {image_list} is not a file")
     root = Path(image_root).absolute() if image_root else list_path.parent
-    items = {}
-    for value in _paths_in_list_file(list_path, image_column):
+    candidates = []
+    values = _paths_in_list_file(list_path, image_column)
+    for value in values:
+        if is_url(value):  # named as given, and skipped unread
+            candidates.append(_candidate(ImageItem(value, value, A_URL)))
+            continue
         path = Path(value) if os.path.isabs(value) else root / value
-        item = ImageItem(_key(path, root), str(path))
-        items.setdefault(item.key, item)  # an image listed twice is described once
-    return sorted(items.values(), key=lambda item: item.key)
+        candidates.append(_candidate(ImageItem(_key(path, root), str(path))))
+    scan = FolderScan([])
+    _each_file_once(candidates, scan)
+    if len(values) > len(scan.items):  # the same name twice is no other name: only this line tells
+        logger.info("%s: %d entries name %d images, each described once", image_list, len(values), len(scan.items))
+    return scan
+
+
+def images_in_list(image_list: str, image_root: str | None = None, image_column: str = "image") -> list[ImageItem]:
+    return scan_list(image_list, image_root, image_column).items
 
 
 def load_image(path: str, max_file_pixels: int):
@@ -180,7 +228,8 @@ def load_image(path: str, max_file_pixels: int):
     and converts it to RGB; the generator hands the model's plugin this image, unconverted, so that the
     description is of exactly the pixels trained on. EXIF orientation is therefore not applied (training
     does not apply it, nor did the authors' LLaVA code), and odd modes are converted as training converts
-    them. Raises BadImage with the reason."""
+    them. Raises BadImage with the reason: for a file over ``max_file_pixels`` or an image too elongated for the
+    processor (``MAX_ASPECT_RATIO``) before its pixels are decoded."""
     from PIL import Image, UnidentifiedImageError
 
     if not os.path.exists(path):
@@ -194,6 +243,8 @@ def load_image(path: str, max_file_pixels: int):
                 raise BadImage(EMPTY, f"{width}x{height} pixels")
             if width * height > max_file_pixels:  # checked on the header, before decoding anything
                 raise BadImage(TOO_MANY_PIXELS, f"{width}x{height} > max_file_pixels={max_file_pixels}")
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):  # before the processor blows it up
+                raise BadImage(TOO_ELONGATED, f"{width}x{height}: one side over {MAX_ASPECT_RATIO} times the other")
             image.load()
             return image
     except BadImage:

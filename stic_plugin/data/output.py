@@ -18,6 +18,7 @@ lock their own part.
 """
 
 import fcntl
+import glob
 import json
 import logging
 import os
@@ -117,9 +118,14 @@ def _file_mode(path: Path) -> int:
     return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, temp_dir: Path | None = None) -> None:
+    """Replace ``path`` at once with ``data``. The copy is written first in ``temp_dir`` (default: beside the file;
+    another folder of the same file system for a file whose folder must hold nothing else), as
+    ``.NAME.*.tmp``: a process killed meanwhile leaves it there (``remove_temporaries``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp_dir = path.parent if temp_dir is None else temp_dir
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=temp_dir)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -149,9 +155,23 @@ def file_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def dataset_info_file(dataset_dir: Path) -> Path:
+    """The file that dataset_info.json is: itself, or where it links to (a file shared by several folders gets
+    the entry, rather than the link being replaced by a copy of it). A link to nothing is an error."""
+    info_path = dataset_dir / "dataset_info.json"
+    if not info_path.is_symlink():
+        return info_path
+    target = info_path.resolve()
+    if not target.is_file():
+        raise ValueError(
+            f"{info_path} is a link to {target}, which is not a file; point it at a dataset_info.json, or remove it"
+        )
+    return target
+
+
 def read_dataset_info(dataset_dir: Path, name: str, entry: dict) -> dict:
     """dataset_info.json as a dict, checked: readable, and NAME free or already describing this output."""
-    info_path = dataset_dir / "dataset_info.json"
+    info_path = dataset_info_file(dataset_dir)
     if not info_path.exists():
         return {}
     try:
@@ -171,31 +191,38 @@ def read_dataset_info(dataset_dir: Path, name: str, entry: dict) -> dict:
     return info
 
 
-def _remove_stale_temporaries(dataset_dir: Path) -> None:
-    """Temporary copies of dataset_info.json left by a process killed while writing it (called under its lock,
-    so no other process is writing one now)."""
-    for path in dataset_dir.glob(".dataset_info.json.*.tmp"):
+def remove_temporaries(folder: Path, file_name: str) -> None:
+    """Temporary copies of ``file_name`` in ``folder`` (``atomic_write_bytes``) left by a process killed while
+    writing it. Only under the lock that keeps every other writer of that file away."""
+    for path in folder.glob(f".{glob.escape(file_name)}.*.tmp") if folder.is_dir() else []:
         try:
             path.unlink()
-            logger.info("removed %s, left by a process killed while writing dataset_info.json", path)
+            logger.info("removed %s, left by a process killed while writing %s", path, file_name)
         except OSError:
             pass
+
+
+def _dataset_info_lock(info_path: Path):
+    """The lock of the writers of one dataset_info.json, beside the file itself: folders that link to one
+    shared file share its lock too."""
+    return file_lock(info_path.parent / f".{info_path.name}.lock")
 
 
 def check_dataset_info_writable(dataset_dir: Path) -> None:
     """Stop now, not after hours of generation, if dataset_info.json could not be rewritten at the end.
 
-    Rewriting it atomically needs a new file in ``dataset_dir`` and, where it exists, write access to the file
-    (a file made immutable refuses both). Nothing is written to it here."""
+    Rewriting it atomically needs a new file in its folder and, where it exists, write access to the file (a
+    file made immutable refuses both). Nothing is written to it here."""
     info_path = dataset_dir / "dataset_info.json"
     try:
         dataset_dir.mkdir(parents=True, exist_ok=True)
-        with file_lock(dataset_dir / ".dataset_info.json.lock"):
-            _remove_stale_temporaries(dataset_dir)
+        info_path = dataset_info_file(dataset_dir)
+        with _dataset_info_lock(info_path):
+            remove_temporaries(info_path.parent, info_path.name)
             if info_path.exists():
                 with open(info_path, "a"):  # appends nothing: asks for write access only
                     pass
-            fd, probe = tempfile.mkstemp(prefix=".dataset_info.json.", suffix=".tmp", dir=dataset_dir)
+            fd, probe = tempfile.mkstemp(prefix=f".{info_path.name}.", suffix=".tmp", dir=info_path.parent)
             os.close(fd)
             os.unlink(probe)
     except OSError as err:
@@ -206,10 +233,11 @@ def check_dataset_info_writable(dataset_dir: Path) -> None:
 
 
 def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> None:
-    """Add NAME to dataset_info.json, keeping every other entry; written atomically."""
-    info_path = dataset_dir / "dataset_info.json"
-    with file_lock(dataset_dir / ".dataset_info.json.lock"):
-        _remove_stale_temporaries(dataset_dir)
+    """Add NAME to dataset_info.json (where it links to, if it is a link), keeping every other entry; written
+    atomically."""
+    info_path = dataset_info_file(dataset_dir)
+    with _dataset_info_lock(info_path):
+        remove_temporaries(info_path.parent, info_path.name)
         info = read_dataset_info(dataset_dir, name, entry)
         if info.get(name) == entry:
             return
@@ -233,7 +261,8 @@ def repair_tail(path: Path) -> None:
 def repair_part(path: Path, garbled_path: Path) -> None:
     """Make a JSON Lines file loadable again: a torn last line is cut off, and whole lines that are not JSON
     records (a garbled disk block, an edit) are moved to ``garbled_path``, each reported with its file and
-    line; the file keeps every good line, in order."""
+    line; the file keeps every good line, in order. The repaired copy is written in ``garbled_path``'s folder:
+    the file's own folder is a dataset, which LLaMA-Factory loads whole (a stray file there stops training)."""
     if not path.exists() or path.stat().st_size == 0:
         return
     data = path.read_bytes()
@@ -259,13 +288,14 @@ def repair_part(path: Path, garbled_path: Path) -> None:
     garbled_path.parent.mkdir(parents=True, exist_ok=True)
     with open(garbled_path, "ab") as handle:
         handle.write(b"".join(f"# {path}, line {number}\n".encode() + line + b"\n" for number, line, _ in bad))
-    atomic_write_bytes(path, b"".join(line + b"\n" for line in good))
+    atomic_write_bytes(path, b"".join(line + b"\n" for line in good), temp_dir=garbled_path.parent)
     if torn:
         logger.warning("%s: cut off a torn last line (a process ended while writing it)", path)
 
 
 def read_jsonl(path: Path):
-    """Whole, valid lines only: a torn or garbled line is passed over."""
+    """Whole records only: a torn or garbled line, or one that is not a JSON object, is passed over (the run
+    that owns the file moves it out, ``repair_part``)."""
     if not path.exists():
         return
     with open(path, "rb") as handle:
@@ -273,9 +303,11 @@ def read_jsonl(path: Path):
             if not line.endswith(b"\n"):
                 break
             try:
-                yield json.loads(line)
+                record = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(record, dict):
+                yield record
 
 
 class JsonlAppender:
@@ -380,7 +412,9 @@ class ShardedOutput:
             raise ValueError(problem)
         if overwrite:
             self._clear_own_files()
-        # This process's own files, under its lock: torn or garbled lines out, so that they load again.
+        # This process's own files, under its lock: copies left by a killed rewrite removed, torn or garbled
+        # lines out, so that they load again.
+        self._remove_temporaries()
         self.repair(self.records_path)
         self.repair(self.skipped_path)
         if self.rank == 0:
@@ -388,6 +422,18 @@ class ShardedOutput:
             for path in self.part_files():  # parts of an earlier run with another world size: nobody else repairs them
                 if not path.name.endswith(f"-of-{self.world_size:05d}.jsonl"):
                     self.repair(path)
+
+    def _remove_temporaries(self) -> None:
+        """Copies of this process's files left by a process killed while rewriting one (in the output's folders:
+        earlier versions wrote a part's copy beside it); process 0 also those of the configuration and of other
+        world sizes' parts, which only it rewrites."""
+        names = [self.records_path.name, self.skipped_path.name]
+        if self.rank == 0:
+            suffix = f"-of-{self.world_size:05d}.jsonl"
+            names += [self.config_path.name] + [p.name for p in self.part_files() if not p.name.endswith(suffix)]
+        for folder in (self.data_dir, self.meta_dir):
+            for name in names:
+                remove_temporaries(folder, name)
 
     def repair(self, path: Path) -> None:
         repair_part(path, self.meta_dir / f"garbled-{path.name}.txt")

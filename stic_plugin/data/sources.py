@@ -109,6 +109,7 @@ def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> li
     from llamafactory.data.parser import get_dataset_list
     from llamafactory.hparams import DataArguments
 
+    check_entry(name, dataset_dir)
     (attr,) = get_dataset_list([name], dataset_dir)
     if attr.ranking:
         raise ValueError(f"dataset `{name}` is preference data (`ranking: true`); give instruction (SFT) data")
@@ -138,6 +139,43 @@ def load_named_dataset(name: str, dataset_dir: str, media_dir: str | None) -> li
             unreadable.append(f"sample {index}")
     _report_unreadable(f"dataset `{name}`", unreadable)
     return samples
+
+
+# Where an entry's data is, one of these keys (LLaMA-Factory's parser reads them in this order).
+SOURCE_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "cloud_file_name", "file_name")
+
+
+def check_entry(name: str, dataset_dir: str) -> None:
+    """Stop with one line naming the file and the entry where LLaMA-Factory's parser would stop with a traceback:
+    an entry that is not an object, names no data, or names a loading script (``script_url``: the datasets
+    library no longer runs scripts, and a script is code from the data folder)."""
+    if dataset_dir == "ONLINE":  # LLaMA-Factory's name for "no dataset_info.json: the names are hub datasets"
+        return
+    path = Path(dataset_dir) / "dataset_info.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from err
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} is not a JSON object of datasets")
+    if name not in info:
+        raise ValueError(f"{path} has no dataset `{name}`; its datasets: {', '.join(sorted(info)) or 'none'}")
+    entry = info[name]
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path}: the entry `{name}` is {json.dumps(entry)[:80]}, not an object with a file_name")
+    if "script_url" in entry:
+        raise ValueError(
+            f"{path}: the entry `{name}` names a loading script (script_url), which is not run: give the data as "
+            "files LLaMA-Factory reads (json, jsonl, csv, parquet, arrow) in file_name"
+        )
+    if not any(isinstance(entry.get(key), str) for key in SOURCE_KEYS):
+        raise ValueError(f"{path}: the entry `{name}` names no data; give one of {', '.join(SOURCE_KEYS)}")
+    for key in ("columns", "tags"):
+        if not isinstance(entry.get(key, {}), dict):
+            raise ValueError(f"{path}: `{key}` of the entry `{name}` is not an object")
+    count = entry.get("num_samples")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+        raise ValueError(f"{path}: `num_samples` of the entry `{name}` must be a whole number >= 1; got {count!r}")
 
 
 def _read_entry(attr, name: str, data_args):

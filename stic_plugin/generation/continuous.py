@@ -298,7 +298,24 @@ PER_TOKEN_INPUTS = ("token_type_ids", "mm_token_type_ids")
 
 
 class CacheTooLarge(RuntimeError):
-    """The key/value cache for the slots does not fit in the free GPU memory."""
+    """The key/value cache for the slots does not fit in the free memory of its device."""
+
+
+def free_memory(device) -> int | None:
+    """Bytes free for a new tensor on ``device``: the accelerator's own memory (CUDA, XPU, ...), or the system's
+    available memory for the CPU and Apple's unified memory; None where the device does not say."""
+    import torch
+
+    if device.type in ("cpu", "mps"):
+        import psutil
+
+        return psutil.virtual_memory().available
+    backend = getattr(torch, device.type, None)
+    if not hasattr(backend, "mem_get_info"):
+        return None
+    if hasattr(backend, "empty_cache"):
+        backend.empty_cache()  # what this process cached is free for the cache too
+    return backend.mem_get_info(device)[0]
 
 
 @dataclass
@@ -556,14 +573,12 @@ class ContinuousBatcher:
         self.cache = None  # free the old one first
         element = torch.empty(0, dtype=self.dtype).element_size()
         needed = slots * capacity * element * sum(heads * (kdim + vdim) for heads, kdim, vdim in shapes)
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-            free, _ = torch.cuda.mem_get_info(self.device)
-            if needed > 0.9 * free:
-                raise CacheTooLarge(
-                    f"the key/value cache for {slots} sequences of up to {capacity} tokens needs "
-                    f"{needed / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are free: lower batch_size or max_new_tokens"
-                )
+        free = free_memory(self.device)
+        if free is not None and needed > 0.9 * free:
+            raise CacheTooLarge(
+                f"the key/value cache for {slots} sequences of up to {capacity} tokens needs {needed / 2**30:.1f} "
+                f"GiB and {free / 2**30:.1f} GiB are free on {self.device.type}: lower batch_size or max_new_tokens"
+            )
         self.cache = SlotKVCache(shapes, slots, capacity, self.dtype, self.device)
         self.cache_slots = slots
         self.stats["cache_allocations"] += 1

@@ -8,12 +8,50 @@ sees when it writes its descriptions is what it sees when it trains on them.
 """
 
 import logging
+from contextlib import contextmanager
+from pathlib import Path
 
 from ..model_check import check_template_fits, model_not_loaded
 from .base import Generation, Generator, GeneratorSettings, Request
 from .continuous import PER_TOKEN_INPUTS
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def readable_weights(folders: list[str]):
+    """A weight file that cannot be read (cut short by an interrupted download or copy) as one line naming it,
+    instead of safetensors' traceback. ``folders``: the model's and its adapters'."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as err:
+        broken = unreadable_weight_file(folders)
+        raise OSError(
+            f"cannot read the weights {broken or 'in ' + ', '.join(folders)} ({err}): a file cut short by an "
+            "interrupted download or copy? Fetch or copy it again"
+        ) from err
+
+
+def unreadable_weight_file(folders: list[str]) -> str | None:
+    """The first .safetensors file in ``folders`` whose header safetensors cannot read, or None."""
+    from safetensors import safe_open
+
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []:
+            try:
+                with safe_open(str(path), "pt"):
+                    pass
+            except Exception:  # noqa: BLE001 - whatever safetensors says, this is the file
+                return str(path)
+    return None
+
+
+def weight_folders(settings) -> list[str]:
+    """The model's folder (or hub name) and its adapters'."""
+    adapters = [a.strip() for a in (settings.adapter_name_or_path or "").split(",") if a.strip()]
+    return [settings.model_name_or_path, *adapters]
 
 
 def process_device():
@@ -64,6 +102,15 @@ def image_token_ids(tokenizer, template, config) -> list[int]:
     for name in ("image_token_id", "image_token_index"):
         found.add(getattr(config, name, None))
     return sorted(token_id for token_id in found if isinstance(token_id, int) and token_id >= 0)
+
+
+def unmark_library_classes(model) -> None:
+    """Undo LLaMA-Factory's ``register_autoclass`` on transformers' own classes: it marks them for auto loading
+    when a config names an ``auto_map`` that was not trusted, and every later ``save_pretrained`` of that class in
+    this process would then look for its source file to copy (see ``stic_plugin.host``)."""
+    for library_class in (type(model.config), type(model)):
+        if library_class.__module__.startswith("transformers.") and "_auto_class" in vars(library_class):
+            library_class._auto_class = None
 
 
 class TransformersModel:
@@ -135,7 +182,9 @@ class TransformersModel:
             chat_template, processor, load_config(model_args), settings.template, settings.model_name_or_path
         )
         # With adapters and is_trainable=False, LLaMA-Factory merges them into the weights.
-        model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+        with readable_weights(weight_folders(settings)):
+            model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+        unmark_library_classes(model)
         return cls(model, tokenizer, processor, chat_template)
 
     @property

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..model_check import check_template_fits, model_not_loaded
 from .base import Generation, Generator, GeneratorSettings, Request
-from .transformers_engine import clean_response, generation_prompt, image_token_ids
+from .transformers_engine import clean_response, generation_prompt, image_token_ids, readable_weights, weight_folders
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,25 @@ def vllm_ready_folder(model_dir: str, scratch: Path, tower: str | None) -> str:
     return str(view)
 
 
+def images_for_vllm(plugin, images: list, image_max_pixels: int, image_min_pixels: int) -> list:
+    """The images scaled and converted as LLaMA-Factory's plugin does for training, as bare pixels.
+
+    LLaMA-Factory's own vLLM engine scales images with this (private) helper too; it is the one place where
+    ``image_max_pixels`` is applied, so generation sees training's images. vLLM then turns every PIL image it
+    is given by the orientation its metadata names (EXIF, or XMP), which training does not do, nor did the
+    authors' LLaVA code: a photo whose EXIF says "rotate" would be described turned, and trained on unturned.
+    Copies without metadata leave vLLM nothing to turn by."""
+    regularized = plugin._regularize_images(
+        images, image_max_pixels=image_max_pixels, image_min_pixels=image_min_pixels
+    )["images"]
+    bare = []
+    for image in regularized:
+        copy = image.copy()  # the plugin may hand back the caller's own image: its metadata stays
+        copy.info = {}
+        bare.append(copy)
+    return bare
+
+
 def merged_model(cfg, scratch: Path) -> str:
     """The model with its adapters merged, saved in ``scratch`` (for models whose adapters vLLM cannot apply)."""
     from llamafactory.hparams import get_infer_args
@@ -246,13 +265,15 @@ class VllmGenerator(Generator):
                 len(adapters),
                 model_type,
             )
-            model_dir = merged_model(cfg, self.scratch)
+            with readable_weights(weight_folders(cfg)):
+                model_dir = merged_model(cfg, self.scratch)
         elif adapters:
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("adapter", 1, adapters[0])
         if Path(model_dir).is_dir():
-            model_dir = vllm_ready_folder(model_dir, self.scratch, vision_model_type(config))
+            with readable_weights([model_dir]):
+                model_dir = vllm_ready_folder(model_dir, self.scratch, vision_model_type(config))
 
         self.logit_bias = banned_logit_bias(self.tokenizer, self.template, config)
 
@@ -293,8 +314,12 @@ class VllmGenerator(Generator):
         return torch.cuda.is_available()
 
     def start_engine(self, vllm):
-        """The engine of this process (the Ray executor starts its engines in Ray's workers instead)."""
-        return vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**self.engine_args))
+        """The engine of this process (the Ray executor starts its engines in Ray's workers instead). Its processes
+        end with this one, and leave Ctrl-C to it: it stops them in order (``lifetime``)."""
+        from ..lifetime import following_this_process
+
+        with following_this_process():
+            return vllm.LLMEngine.from_engine_args(vllm.EngineArgs(**self.engine_args))
 
     last_run_stats: dict = {}
 
@@ -321,11 +346,7 @@ class VllmGenerator(Generator):
         ids = generation_prompt(self.template, self.tokenizer, messages, request.system)
         prompt = {"prompt_token_ids": ids}
         if request.images:
-            # LLaMA-Factory's own vLLM engine scales images with this (private) helper too; it is the
-            # one place where `image_max_pixels` is applied, so generation sees training's images.
-            images = plugin._regularize_images(
-                request.images, image_max_pixels=self.image_max_pixels, image_min_pixels=self.image_min_pixels
-            )["images"]
+            images = images_for_vllm(plugin, request.images, self.image_max_pixels, self.image_min_pixels)
             prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
         return prompt
 

@@ -9,12 +9,19 @@ pictures) is named by its pixels. A record stores its image's path relative to i
 
 import hashlib
 import os
+import re
 from pathlib import Path
+
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://...
+
+
+def is_url(path: str) -> bool:
+    return URL.match(path) is not None
 
 
 def image_key(path: str, root: str | None) -> str:
     """The name of the image at ``path`` (see the module): below ``root``, else the path as given."""
-    if root is None:
+    if root is None or is_url(path):  # a URL read as a path would lose a slash ("http:/host/...")
         return path
     try:  # abspath also folds "x/../" away, which Path.absolute leaves
         return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()

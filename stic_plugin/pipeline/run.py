@@ -26,8 +26,10 @@ from .describer import Sampling, lazy_stream
 
 T = TypeVar("T")
 # For the kill-and-resume tests: the process kills itself (SIGKILL, as a crash or the out-of-memory killer
-# does) right after writing this many records, a point that does not depend on how fast the machine is.
+# does) right after writing this many records, a point that does not depend on how fast the machine is; or
+# interrupts its process group (SIGINT, as Ctrl-C in a terminal does).
 KILL_AFTER_RECORDS = "STIC_KILL_AFTER_RECORDS"
+INTERRUPT_AFTER_RECORDS = "STIC_INTERRUPT_AFTER_RECORDS"
 logger = logging.getLogger("stic_plugin")
 
 
@@ -190,6 +192,7 @@ class Pipeline:
         self.tally = Counter()
         self.seconds = 0.0  # generating, model loading excluded
         self.kill_after = int(os.environ.get(KILL_AFTER_RECORDS, "0"))
+        self.interrupt_after = int(os.environ.get(INTERRUPT_AFTER_RECORDS, "0"))
 
     def _generator(self):
         generator = self.make_generator()
@@ -202,13 +205,15 @@ class Pipeline:
         rank, world = self.output.rank, self.output.world_size
         self.progress = tqdm(total=len(todo), unit=self.job.unit, desc=progress_name(self.job.progress, rank, world))
         self.records, self.skipped = self.output.open_writers()
-        with self.records, self.skipped:
-            self._started = time.time()
-            stream = lazy_stream(self._generator, self._requests(todo), self.max_new_tokens, self.sampling)
-            for request, generation in stream:
-                for outcome in self.job.finish(request, generation):
-                    self._write(outcome)
-        self.progress.close()
+        try:
+            with self.records, self.skipped:
+                self._started = time.time()
+                stream = lazy_stream(self._generator, self._requests(todo), self.max_new_tokens, self.sampling)
+                for request, generation in stream:
+                    for outcome in self.job.finish(request, generation):
+                        self._write(outcome)
+        finally:  # also on Ctrl-C: the bar is not drawn again after the command's last line
+            self.progress.close()
         self.seconds = time.time() - self._started
         return self.tally
 
@@ -225,10 +230,12 @@ class Pipeline:
         if outcome.record is not None:
             self.records.write(outcome.record)
             self.tally["written"] += 1
-            if self.tally["written"] == self.kill_after:
+            if self.tally["written"] in (self.kill_after, self.interrupt_after):
                 import signal
 
-                os.kill(os.getpid(), signal.SIGKILL)
+                if self.tally["written"] == self.kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                os.killpg(os.getpgid(0), signal.SIGINT)
         if outcome.skipped is not None:
             self.skipped.write(outcome.skipped)
             self.tally[f"{outcome.skipped['kind']}: {outcome.skipped['reason']}"] += 1

@@ -5,7 +5,7 @@ Run: ``stic-cli bench`` (random weights with LLaVA-1.5-7B's architecture, built 
 ``stic-cli bench model_name_or_path=/models/llava-1.5-7b-hf template=llava`` for a checkpoint, or
 ``stic-cli bench architecture=tiny batch_sizes=[1,2] ...`` on a CPU (a smoke run, not a speed figure).
 
-Measured in one run on one device, after a warm-up:
+Measured in one run on one device, after a warm-up (``parts`` picks among them):
 
 1. generation through the ``pref`` path (``Generator.generate_stream``, as ``pref``,
    ``infuse`` and ``dar`` call it), with each engine (``continuous``, ``plain``: transformers'
@@ -47,6 +47,12 @@ class BenchConfig:
     model_name_or_path: str | None = option(None, help="A checkpoint to measure instead of random weights.")
     template: str | None = option(None, help="The checkpoint's LLaMA-Factory template (with model_name_or_path).")
     batch_sizes: list = option([1, 16, 64, 128], help="Sequences decoding together; plain at 1 is the baseline.")
+    parts: list = option(
+        ["generation", "descriptions", "training"],
+        help="What to measure: generation (pref's requests, equal lengths and the spread, each engine), descriptions "
+        "(the stage-2 pass, with generation's fastest engine and batch size), training (stic_dpo against dpo); the "
+        "paper's workload is projected when all three run.",
+    )
     engines: list = option(
         ["continuous", "plain"],
         help="Generation engines to measure (continuous, plain, vllm): vllm runs the same requests on vLLM "
@@ -78,6 +84,10 @@ class BenchConfig:
             raise ValueError(f"`batch_sizes` must be a list of whole numbers >= 1; got {self.batch_sizes!r}")
         if not 1 <= self.spread_min <= self.spread_mean <= self.spread_max:
             raise ValueError("need 1 <= spread_min <= spread_mean <= spread_max")
+        if not self.parts or any(part not in ("generation", "descriptions", "training") for part in self.parts):
+            raise ValueError(f"`parts` must list some of generation, descriptions and training; got {self.parts!r}")
+        if "descriptions" in self.parts and "generation" not in self.parts:
+            raise ValueError("`parts`: descriptions run with generation's fastest engine, so need generation too")
         if not self.engines or any(engine not in ("continuous", "plain", "vllm") for engine in self.engines):
             raise ValueError(f"`engines` must list some of continuous, plain and vllm; got {self.engines!r}")
         for name in ("new_tokens", "train_pairs", "train_response_tokens", "train_steps", "spread_batches"):
@@ -308,6 +318,7 @@ def bench_generation(
             if runner is None:
                 continue
             timed = requests(lengths)
+            warmup_started = time.perf_counter()
             try:
                 # Warm-up on every request, cut short: the cache grows to its final size and each shape
                 # compiles before the clock starts.
@@ -317,6 +328,7 @@ def bench_generation(
                     )
                 _sync()
                 started = time.perf_counter()
+                warmup_seconds = started - warmup_started
                 outputs = runner.generate(timed, max(lengths), 0.2, None, seed=cfg.seed, slots=batch)
                 _sync()
                 seconds = time.perf_counter() - started
@@ -340,6 +352,7 @@ def bench_generation(
                 "batch_size": batch,
                 "requests": count,
                 "seconds": round(seconds, 4),
+                "warmup_seconds": round(warmup_seconds, 2),  # compilation included: what a short run pays
                 "useful_tokens": useful,
                 "forced_tokens": sum(lengths),
                 "tokens_per_second": round(useful / seconds, 2),
@@ -360,6 +373,12 @@ def bench_generation(
                 groups = [lengths[i : i + batch] for i in range(0, count, batch)]
                 row["slot_occupancy"] = round(sum(lengths) / sum(len(g) * max(g) for g in groups), 4)
             rows.append(row)
+            # As each run ends: a bench stopped by a time limit still shows how far it got, and at what cost.
+            print(
+                f"{label}, {engine}, batch {batch}: {row['tokens_per_second']:.1f} tokens/s in {seconds:.1f} s "
+                f"(warm-up {warmup_seconds:.1f} s)",
+                flush=True,
+            )
     return rows
 
 
@@ -387,13 +406,13 @@ def measured(rows: list[dict]) -> list[dict]:
     return [row for row in rows if "error" not in row]
 
 
-def memory_bandwidth() -> float | None:
-    """Bytes/s of a large device-to-device copy (read + write), or None without a GPU."""
+def memory_bandwidth() -> float:
+    """Bytes/s of a large copy (read + write) in the memory the bench's model is in: the GPU's, else the CPU's
+    main memory (a smaller buffer there, past most caches; a CPU's bound is a smoke figure like its speeds)."""
     import torch
 
-    if not torch.cuda.is_available():
-        return None
-    source = torch.empty(2 * 2**30, dtype=torch.uint8, device="cuda")
+    size = 2 * 2**30 if torch.cuda.is_available() else 256 * 2**20
+    source = torch.empty(size, dtype=torch.uint8, device="cuda" if torch.cuda.is_available() else "cpu")
     target = torch.empty_like(source)
     for _ in range(3):
         target.copy_(source)
@@ -405,8 +424,8 @@ def memory_bandwidth() -> float | None:
     _sync()
     seconds = time.perf_counter() - started
     del source, target
-    torch.cuda.empty_cache()
-    return 2 * 2 * 2**30 * repeats / seconds
+    free_memory()
+    return 2 * size * repeats / seconds
 
 
 def decode_bound(loaded, row: dict, bandwidth: float) -> float:
@@ -493,7 +512,7 @@ def bench_training(loaded, cfg: BenchConfig, workdir: Path) -> list[dict]:
     parameters = sum(p.numel() for p in model.parameters())
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-7)
-    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in _device_name()), None) if cuda else None
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name()), None) if cuda else None
 
     trainers = {
         stage: cls(
@@ -548,7 +567,7 @@ def bench_training(loaded, cfg: BenchConfig, workdir: Path) -> list[dict]:
     return rows
 
 
-def _device_name() -> str:
+def device_name() -> str:
     import platform
 
     import torch
@@ -600,27 +619,36 @@ def run_bench(cfg: BenchConfig) -> int:
     def spread(n):
         return spread_lengths(n, cfg.spread_min, cfg.spread_max, cfg.spread_mean, rng)
 
-    equal = bench_generation(engines, cfg, preferred + bad, lambda n: [cfg.new_tokens] * n, "pref, equal lengths", 1)
-    bandwidth = memory_bandwidth()
-    if bandwidth:
+    equal, spread_rows, describe, training, bandwidth = [], [], [], [], None
+    if "generation" in cfg.parts:
+        equal = bench_generation(
+            engines, cfg, preferred + bad, lambda n: [cfg.new_tokens] * n, "pref, equal lengths", 1
+        )
+        bandwidth = memory_bandwidth()
         for row in measured(equal):
             row["decode_bound_tokens_per_second"] = round(decode_bound(loaded, row, bandwidth), 1)
             row["fraction_of_bound"] = round(row["tokens_per_second"] / row["decode_bound_tokens_per_second"], 4)
-    spread_rows = bench_generation(engines, cfg, preferred + bad, spread, "pref, spread of lengths", cfg.spread_batches)
-    if not measured(spread_rows):
-        raise RuntimeError("every generation run ran out of memory: try smaller batch_sizes or spread_max")
-    best = max(measured(spread_rows), key=lambda row: row["tokens_per_second"])
-    describe_cfg = BenchConfig(**{**cfg.__dict__, "batch_sizes": [best["batch_size"]], "engines": [best["engine"]]})
-    describe = bench_generation(
-        engines, describe_cfg, captioning, spread, "stage-2 descriptions", cfg.spread_batches, 1
-    )
+        spread_rows = bench_generation(
+            engines, cfg, preferred + bad, spread, "pref, spread of lengths", cfg.spread_batches
+        )
+    best = max(measured(spread_rows), key=lambda row: row["tokens_per_second"], default=None)
+    if "descriptions" in cfg.parts:
+        if best is None:
+            raise RuntimeError("every generation run ran out of memory: try smaller batch_sizes or spread_max")
+        describe_cfg = BenchConfig(**{**cfg.__dict__, "batch_sizes": [best["batch_size"]], "engines": [best["engine"]]})
+        describe = bench_generation(
+            engines, describe_cfg, captioning, spread, "stage-2 descriptions", cfg.spread_batches, 1
+        )
     engines.close_vllm()
     free_memory()  # the generation cache's memory goes to training
-    training = bench_training(loaded, cfg, workdir)
-    projection = project(best, (measured(describe) or [best])[0], training[1], cfg)
+    if "training" in cfg.parts:
+        training = bench_training(loaded, cfg, workdir)
+    projection = None
+    if best is not None and describe and training:
+        projection = project(best, (measured(describe) or [best])[0], training[1], cfg)
 
     result = {
-        "device": _device_name(),
+        "device": device_name(),
         "architecture": cfg.model_name_or_path or cfg.architecture,
         "memory_bandwidth_gb_per_s": round(bandwidth / 1e9, 1) if bandwidth else None,
         "config": cfg.__dict__,
@@ -653,20 +681,22 @@ def generation_lines(rows: list[dict]) -> list[str]:
 
 
 def format_table(result: dict) -> str:
-    lines = [
-        f"stic-cli bench on {result['device']}, {result['architecture']}",
-        "",
-        *generation_lines(result["generation"]),
-    ]
-    lines += ["", f"{'training step':16} {'seconds':>8} {'pairs/s':>8} {'MFU':>6} {'peak GiB':>9}"]
-    for row in result["training"][:2]:
-        mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"
-        memory = f"{row['peak_memory_gib']:.1f}" if row["peak_memory_gib"] is not None else "-"
-        lines.append(
-            f"{row['stage']:16} {row['step_seconds']:>8.3f} {row['pairs_per_second']:>8.2f} {mfu:>6} {memory:>9}"
-        )
-    lines.append(f"stic_dpo / dpo step time: {result['training'][2]['step_time_ratio']:.3f}")
+    """The table of what was measured (the parts that ran)."""
+    lines = [f"stic-cli bench on {result['device']}, {result['architecture']}"]
+    if result["generation"]:
+        lines += ["", *generation_lines(result["generation"])]
+    if result["training"]:
+        lines += ["", f"{'training step':16} {'seconds':>8} {'pairs/s':>8} {'MFU':>6} {'peak GiB':>9}"]
+        for row in result["training"][:2]:
+            mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"
+            memory = f"{row['peak_memory_gib']:.1f}" if row["peak_memory_gib"] is not None else "-"
+            lines.append(
+                f"{row['stage']:16} {row['step_seconds']:>8.3f} {row['pairs_per_second']:>8.2f} {mfu:>6} {memory:>9}"
+            )
+        lines.append(f"stic_dpo / dpo step time: {result['training'][2]['step_time_ratio']:.3f}")
     p = result["projection_paper_workload"]
+    if p is None:
+        return "\n".join(lines)
     lines += [
         "",
         f"paper workload (6k images, 5k SFT samples) projected: {p['total_hours']:.2f} h "

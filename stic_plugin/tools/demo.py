@@ -60,7 +60,7 @@ class DemoConfig:
 
 # The demo's table as the committed report has it (written by `stic-cli demo full=true` with the shipped base
 # models); the demo says whether it printed exactly this.
-EXPECTED_TABLE = Path(__file__).resolve().parents[1] / "toyworld" / "demo_table.txt"
+EXPECTED_TABLE = Path(__file__).resolve().parent / "toyworld" / "demo_table.txt"
 
 
 def run_demo(cfg: DemoConfig) -> int:

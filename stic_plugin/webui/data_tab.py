@@ -4,7 +4,8 @@ The model, template and adapters come from the top bar and its checkpoint select
 (for ``infuse``, pick the stage-1 adapter there). The form sets the keys users change; the "Advanced" box
 takes any other key of the command as ``key=value``. "Preview command" shows the exact command line,
 "Start" runs it in a child process (the progress bar is the command's own, the log is kept whole, in the
-output's ``NAME.stic/webui.log`` too), "Abort" stops it, and the same "Start" then goes on from where it
+output's ``NAME.stic/webui.log`` too; a command with ``trust_remote_code=true`` only once a checkbox, shown
+then, confirms it, run by run), "Abort" stops it, and the same "Start" then goes on from where it
 stopped. After a run: its summary, its lengths plot and a preview of its first records; "Train on this
 dataset" sets the Train tab to it (its dataset list, read from dataset_info.json when opened, has it anyway).
 """
@@ -94,6 +95,7 @@ class DataTab:
                 elems[name] = gr.Button(variant=variant, **english[name])
             elems["stic_abort_btn"] = gr.Button(variant="stop", **english["stic_abort_btn"])
             elems["stic_handover_btn"] = gr.Button(visible=False, **english["stic_handover_btn"])
+        elems["stic_trust_code"] = gr.Checkbox(value=False, visible=False, **english["stic_trust_code"])
         elems["stic_progress"] = gr.Slider(visible=False, interactive=False)
         elems["stic_output_box"] = gr.Markdown(**english["stic_output_box"])
         elems["stic_log"] = gr.Textbox(lines=8, max_lines=16, interactive=False, autoscroll=True, **english["stic_log"])
@@ -116,9 +118,10 @@ class DataTab:
         lang = manager.get_elem_by_id("top.lang")
         action = elems["stic_action"]
         inputs = {manager.get_elem_by_id(elem_id) for elem_id in TOP} | {action, elems["stic_advanced"]}
-        inputs |= {elems[name] for name in self.fields}
+        inputs |= {elems[name] for name in self.fields} | {elems["stic_trust_code"]}
         outputs = [elems[name] for name in ("stic_output_box", "stic_progress", "stic_log")]
         outputs += [elems[name] for name in ("stic_summary", "stic_plot", "stic_records", "stic_handover_btn")]
+        outputs += [elems["stic_trust_code"]]
 
         def switch(chosen, language):
             return [gr.Row(visible=chosen == one) for one in ACTIONS] + [
@@ -222,6 +225,13 @@ class DataTab:
             gr.Warning(message("refused", lang, error=err))
             yield {box: message("refused", lang, error=err)}
             return
+        trust = self.elems["stic_trust_code"]
+        if getattr(config, "trust_remote_code", False) and not data.get(trust):
+            # Code from the model folder runs with the web UI's rights: only once the user says so, run by run.
+            text = message("confirm_code", lang, model=config.model_name_or_path)
+            gr.Warning(text)
+            yield {box: text, trust: gr.Checkbox(value=False, visible=True)}
+            return
         folder, name = command_line.output_location(config)
         try:
             self.run.start(action, args, (folder, name), log_path(folder, name))
@@ -235,6 +245,7 @@ class DataTab:
             self.elems["stic_plot"]: gr.Image(value=None, visible=False),
             self.elems["stic_records"]: "",
             self.elems["stic_handover_btn"]: gr.Button(visible=False),
+            trust: gr.Checkbox(value=False, visible=False),  # the next run asks again
         }
         yield from self.monitor(lang)
 

@@ -181,6 +181,18 @@ DATA_TAB_TEXTS = {
     "stic_summary": {"en": {"label": "Summary"}, "zh": {"label": "统计摘要"}},
     "stic_plot": {"en": {"label": "Response lengths"}, "zh": {"label": "回复长度"}},
     "stic_handover_btn": {"en": {"value": "Train on this dataset"}, "zh": {"value": "用此数据集训练"}},
+    "stic_trust_code": {
+        "en": {
+            "label": "Run the code in the model folder",
+            "info": "trust_remote_code=true runs Python code shipped inside the model folder with the web UI's "
+            "rights: tick only for a model you trust. Asked again for every run.",
+        },
+        "zh": {
+            "label": "运行模型文件夹中的代码",
+            "info": "trust_remote_code=true 会以网页界面的权限运行模型文件夹中附带的 Python 代码：仅对信任的模型勾选。"
+            "每次运行都会重新询问。",
+        },
+    },
 }
 
 MESSAGES = {
@@ -193,6 +205,12 @@ MESSAGES = {
     "failed": {"en": "Failed (exit code {code}): {error}", "zh": "失败（退出码 {code}）：{error}"},
     "failed_see_log": {"en": "see the log below", "zh": "见下方日志"},
     "refused": {"en": "Not started: {error}", "zh": "未开始：{error}"},
+    "confirm_code": {
+        "en": "Not started: trust_remote_code=true runs the code shipped in {model}. If you trust it, tick "
+        "“Run the code in the model folder” below and click Start again.",
+        "zh": "未开始：trust_remote_code=true 会运行 {model} 中附带的代码。若信任该模型，请勾选下方"
+        "“运行模型文件夹中的代码”，再次点击“开始”。",
+    },
     "running": {"en": "Running `{command}`…", "zh": "运行中：`{command}`……"},
     "starting": {"en": "Starting (loading the model)…", "zh": "启动中（加载模型）……"},
     "handover": {

@@ -28,6 +28,25 @@ _WITH_CTRL_C = (
 _RUNS = weakref.WeakSet()  # every DataRun of this process (one per web UI)
 
 
+def listen_on_this_machine_unless_told() -> str | None:
+    """Where the web UI will listen, said on the console: this machine only (127.0.0.1, or ::1 with GRADIO_IPV6),
+    unless GRADIO_SERVER_NAME names an address. LLaMA-Factory's own default is every interface, and the STIC
+    data tab starts commands: anyone on the network could then start one, one that runs a model folder's code
+    among them. Returns the address set here, None where the user chose one."""
+    from llamafactory.extras.misc import is_env_enabled
+
+    if os.environ.get("GRADIO_SERVER_NAME"):
+        return None
+    address = "::1" if is_env_enabled("GRADIO_IPV6") else "127.0.0.1"
+    os.environ["GRADIO_SERVER_NAME"] = address
+    print(
+        f"STIC plugin: the web UI listens on {address}, this machine only; set GRADIO_SERVER_NAME=0.0.0.0 to "
+        "open it to the network (whoever reaches it can start training and STIC data commands)",
+        flush=True,
+    )
+    return address
+
+
 def running_somewhere() -> bool:
     """Whether a STIC data run of this process is in progress (the web UI then starts no training)."""
     return any(run.running for run in list(_RUNS))

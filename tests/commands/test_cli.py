@@ -1,4 +1,12 @@
-"""stic-cli's entry point: errors end with a message and exit status 2, not a traceback."""
+"""stic-cli's entry point: errors end with a message and exit status 2, not a traceback; Ctrl-C with one line
+and exit status 130."""
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import subprocess_env
 
 
 def test_a_cache_too_large_for_the_gpu_is_a_message_not_a_traceback(monkeypatch, capsys, tmp_path):
@@ -88,3 +96,90 @@ def test_help_is_plain_text_with_what_each_command_needs_and_examples_that_parse
         cli.main(["pref", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "one of image_dir (a folder, searched recursively) or image_list (a file of image paths)" in text
+
+
+# stic-cli as its console script starts it, with the interpreter's start-up (site, and the plugin's start-up hook)
+# run by hand, and a Ctrl-C (SIGINT) sent at a fixed point: when the module named first is imported.
+STARTING = """
+import os, signal, sys
+
+class CtrlCOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == TARGET:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+TARGET = sys.argv.pop(1)
+sys.argv[0] = os.path.join(os.path.dirname(sys.executable), "stic-cli")
+sys.meta_path.insert(0, CtrlCOnImport())
+import site
+site.main()
+from stic_plugin.commands.cli import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "stic_plugin.patches",  # the start-up hook, while the interpreter starts
+        "stic_plugin.commands.cli",  # the console script's import
+        "stic_plugin.commands.config",  # the command line's keys, read in main
+    ],
+)
+def test_ctrl_c_while_stic_cli_starts_is_one_line_and_exit_status_130(tmp_path, moment):
+    script = tmp_path / "start.py"
+    script.write_text(STARTING)
+    result = subprocess.run(
+        [sys.executable, "-S", str(script), moment, "pref", f"dataset_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("stic-cli")
+    assert "interrupted" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_stic_cli_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path):
+    """A command started in the background (`nohup stic-cli ... &`) is not stopped by a Ctrl-C in its terminal."""
+    import signal
+
+    script = tmp_path / "start.py"
+    script.write_text(STARTING)
+    result = subprocess.run(
+        [sys.executable, "-S", str(script), "stic_plugin.commands.config", "pref", f"dataset_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert result.returncode == 2 and "interrupted" not in result.stderr  # it went on, to its configuration error
+    assert "stic-cli pref: error:" in result.stderr
+
+
+def test_a_log_file_that_cannot_be_written_says_so_once_not_a_traceback_per_line(capsys):
+    """Before: a disk that filled while the model loaded gave 22 "--- Logging error ---" tracebacks."""
+    import logging
+
+    from stic_plugin.commands.console import LogFile
+
+    handler = LogFile("/dev/full")  # every write fails: "No space left on device"
+    logger = logging.getLogger("stic_plugin.test_full_disk")
+    logger.addHandler(handler)
+    try:
+        for index in range(5):
+            logger.warning("line %d", index)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err
+    assert err == "stic-cli: cannot write the log file /dev/full (No space left on device); it stops here\n"

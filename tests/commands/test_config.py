@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from stic_plugin.commands.config import DarConfig, PrefConfig, load_config
+from stic_plugin.commands.config import DarConfig, InfuseConfig, Pref2SftConfig, PrefConfig, load_config
 from stic_plugin.data.sources import files_signature
 
 
@@ -46,11 +46,20 @@ def test_fingerprint_sees_an_adapter_retrained_in_place(tmp_path):
     [
         (PrefConfig, ["image_dir=x", "dataset_name=../elsewhere"], "`dataset_name` must be a plain name"),
         (DarConfig, ["llava_file=q.json", "predictions_name=a/b"], "`predictions_name` must be a plain name"),
+        # The names of an output's own files: `a.stic` took `a`'s configuration, log, lock and skips into its data.
+        (PrefConfig, ["image_dir=x", "dataset_name=a.stic"], "`dataset_name` must not end in .stic, .json, .png"),
+        (InfuseConfig, ["llava_file=q.json", "dataset_name=dataset_info.json"], "must not end in .stic, .json"),
+        (DarConfig, ["llava_file=q.json", "predictions_name=a.stats.JSON"], "`predictions_name` must not end in"),
     ],
 )
-def test_output_names_cannot_escape_their_folder(cls, keys, message):
+def test_output_names_cannot_escape_their_folder_or_be_taken_for_an_output_s_files(cls, keys, message):
     with pytest.raises(ValueError, match=message):
         load_config(cls, None, ["model_name_or_path=m", "template=llava"] + keys)
+
+
+def test_pref2sft_output_name_cannot_be_taken_for_an_output_s_files():
+    with pytest.raises(ValueError, match="`dataset_name` must not end in"):
+        load_config(Pref2SftConfig, None, ["dataset_name=a.lengths.png"])
 
 
 def test_engine_keys():
@@ -81,3 +90,23 @@ def test_engine_keys():
         load_config(PrefConfig, None, [*base, "engine=vllm", "executor=ray", "concurrency=0"])
     with pytest.raises(ValueError, match="`executor` must be one of local, ray"):
         load_config(PrefConfig, None, [*base, "executor=slurm"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["temperature=.nan", "top_p=.inf", "corruptions={low_resolution: .nan}", "corruptions={low_resolution: -.inf}"],
+)
+def test_a_number_that_is_not_finite_is_refused_where_a_command_reads_numbers(override):
+    """Before: temperature=.nan dropped every pair as "empty chosen", and the rerun was refused as changed."""
+    with pytest.raises(ValueError, match="finite|must be a number >= 0"):
+        load_config(PrefConfig, None, ["model_name_or_path=m", "template=llava", "image_dir=x", override])
+
+
+def test_a_number_that_is_not_finite_inside_a_list_or_mapping_is_refused():
+    from stic_plugin.tools.bench import BenchConfig
+    from stic_plugin.tools.demo import DemoConfig
+
+    with pytest.raises(ValueError, match="`batch_sizes` must hold finite numbers only; got nan"):
+        load_config(BenchConfig, None, ["batch_sizes=[1, .nan]"])
+    with pytest.raises(ValueError, match="`seeds` must hold finite numbers only; got inf"):
+        load_config(DemoConfig, None, ["seeds=[[1, .inf]]"])

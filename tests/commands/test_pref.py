@@ -166,6 +166,7 @@ def test_broken_and_odd_images_are_skipped_or_converted(tiny, tmp_path, stic):
     full = (images / "image_000.png").read_bytes()
     (images / "truncated.png").write_bytes(full[: len(full) // 2])
     Image.new("RGB", (1200, 1000), "green").save(images / "huge.png")
+    Image.new("RGB", (4000, 1), "red").save(images / "stripe.png")  # 4000x1: CLIP's processor makes 1344000x336
     Image.new("L", (40, 40), 90).save(images / "gray.png")
     Image.new("CMYK", (40, 40), (0, 200, 200, 0)).save(images / "cmyk.jpg")
     Image.new("RGBA", (40, 40), (10, 200, 10, 128)).save(images / "rgba.png")
@@ -180,13 +181,14 @@ def test_broken_and_odd_images_are_skipped_or_converted(tiny, tmp_path, stic):
         "empty.jpg": "empty file",
         "notes.png": "not an image",
         "huge.png": "too many pixels",
+        "stripe.png": "too elongated",
         "truncated.png": reasons.get("truncated.png"),
     }
     assert reasons["truncated.png"] in ("truncated", "unreadable")
     done = {r["stic"]["image"] for r in records} | {s["key"] for s in skipped if s["kind"] == "dropped"}
     assert done == {"image_000.png", "image_001.png", "gray.png", "cmyk.jpg", "rgba.png", "palette.png", "deep16.png"}
     stats = json.loads((data / "stic_pref.stats.json").read_text())
-    assert sum(stats["skipped"].values()) == 4
+    assert sum(stats["skipped"].values()) == 5
     assert "skipped truncated.png" in result.stderr or "skipped truncated.png" in result.stdout
 
 
@@ -225,6 +227,7 @@ def test_nothing_produced_exits_non_zero(tiny, tmp_path, stic):
     assert "nothing could be produced" in result.stderr
 
 
+@pytest.mark.slow
 def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_path, stic):
     import shutil
 
@@ -233,17 +236,27 @@ def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_pat
     marker = tmp_path / "remote_code_ran"
     (model / "shipped_code.py").write_text(
         f"open({str(marker)!r}, 'w').write('ran')\n"
-        "from transformers import LlavaConfig\n\nclass ShippedConfig(LlavaConfig):\n    pass\n"
+        "from transformers import LlavaConfig, LlavaForConditionalGeneration\n\n"
+        "class ShippedConfig(LlavaConfig):\n    pass\n\n"
+        "class ShippedModel(LlavaForConditionalGeneration):\n    config_class = ShippedConfig\n"
     )
     config = json.loads((model / "config.json").read_text())
-    config["auto_map"] = {"AutoConfig": "shipped_code.ShippedConfig"}
+    # as a model with its own code ships it: its config class and the model class that takes it
+    config["auto_map"] = {
+        "AutoConfig": "shipped_code.ShippedConfig",
+        "AutoModelForCausalLM": "shipped_code.ShippedModel",
+    }
     (model / "config.json").write_text(json.dumps(config))
     tiny_copy = dict(tiny, **{"tiny-llava": str(model)})
 
     result = stic(*pref_args(tiny_copy, tiny["images"], tmp_path / "data", max_samples=2))
     assert result.returncode == 0, result.stderr[-3000:]
     assert not marker.exists()
-    stic(*pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"))
+    # In a process of its own: the shipped code, once run, stays registered with transformers for the process.
+    trusted = run_cli(
+        pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"), cwd=tmp_path
+    )
+    assert trusted.returncode == 0, trusted.stderr[-3000:]
     assert marker.exists()  # the gate is real: with the key set, the shipped code does run
 
 
@@ -370,7 +383,7 @@ def test_odd_file_trees_a_link_loop_and_a_name_that_is_not_utf8(tiny, tmp_path, 
             ("photo_\\xff\\xfe.png", "file name is not valid UTF-8")
         ] * (run + 1)  # logged again by the run that tried it again
         assert "skipped photo_\\xff\\xfe.png: file name is not valid UTF-8" in result.stderr
-        assert "1 link(s) to a folder already listed not followed, 1 link(s) to an image" in result.stdout
+        assert "1 link(s) to a folder already listed not followed, 1 other name(s) of an image" in result.stdout
     assert "2 already done, 1 to do" in result.stderr
     stats = json.loads((data / "stic_pref.stats.json").read_text())
     assert stats["links_not_followed"]["folders"] == 1 and stats["links_not_followed"]["images"] == 1

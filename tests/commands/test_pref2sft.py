@@ -115,3 +115,24 @@ def test_the_documented_training_command_parses(monkeypatch):
     model_args, data_args, _, finetuning_args, _ = _parse_train_args(values)
     assert model_args.adapter_name_or_path is None and data_args.dataset == ["stic_pref_sft"]
     assert finetuning_args.stage == "sft"
+
+
+def test_a_line_that_is_not_a_record_is_passed_over(tmp_path, stic):
+    """Before: AttributeError: 'list' object has no attribute 'get', with a traceback."""
+    data = tmp_path / "data"
+    part = _fake_pref_output(data, [_pair("a.png"), _pair("b.png")])
+    part.write_text(part.read_text() + "[1, 2]\n" + json.dumps(_pair("c.png")) + "\n")
+    result = stic("pref2sft", f"dataset_dir={data}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(r["stic"]["image"] for r in read_records(data / "stic_pref_sft")) == ["a.png", "b.png", "c.png"]
+
+
+def test_the_output_of_another_command_is_named_for_what_it_is(tmp_path, stic):
+    """Before: an infuse output's 27 records became one pair "left out" (their keys were all None)."""
+    data = tmp_path / "data"
+    sample = {"messages": [{"role": "user", "content": "<image>Q"}, {"role": "assistant", "content": "A"}]}
+    _fake_pref_output(data, [dict(sample, stic={"sample": i}) for i in range(3)], {"infusion_format": "x"}, "inf")
+    result = stic("pref2sft", f"dataset_dir={data}", "pref_dataset=inf")
+    assert result.returncode == 2
+    assert "`inf` in" in result.stderr and "is the output of `stic-cli infuse`" in result.stderr
+    assert not (data / "stic_pref_sft").exists()

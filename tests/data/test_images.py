@@ -37,6 +37,38 @@ def test_list_files_text_json_jsonl(tmp_path):
         images_in_list(str(tmp_path / "bad.jsonl"), image_column="img")
 
 
+def test_the_authors_list_of_coco_names_is_read_with_image_root(tmp_path, caplog):
+    """The shape of the authors' data/6k_coco_names.json: a JSON list of file names, some of them twice, which
+    start from the COCO train2014 folder (image_root)."""
+    names = ["COCO_train2014_000000509746.jpg", "COCO_train2014_000000440372.jpg", "COCO_train2014_000000223283.jpg"]
+    (tmp_path / "6k_coco_names.json").write_text(json.dumps(names + ["COCO_train2014_000000223283.jpg"]))
+    coco = tmp_path / "coco" / "train2014"
+    with caplog.at_level("INFO", logger="stic_plugin"):
+        items = images_in_list(str(tmp_path / "6k_coco_names.json"), image_root=str(coco))
+    assert [(i.key, i.path) for i in items] == [(name, str(coco / name)) for name in sorted(names)]
+    assert "4 entries name 3 images, each described once" in caplog.text
+
+
+def test_a_list_that_cannot_be_read_names_its_file_and_line_and_a_url_is_skipped_as_given(tmp_path):
+    """Before: "Expecting value: line 1 column 1 (char 0)" with no file, a bare codec error, and URLs keyed as
+    local paths (http:/host/...)."""
+    (tmp_path / "rows.jsonl").write_text('{"image": "a.png"}\n\nnot json\n')
+    with pytest.raises(ValueError, match=r"rows.jsonl, line 3: not valid JSON \(Expecting value"):
+        images_in_list(str(tmp_path / "rows.jsonl"))
+    (tmp_path / "rows.json").write_text("[")
+    with pytest.raises(ValueError, match=r"rows.json is not valid JSON: Expecting value"):
+        images_in_list(str(tmp_path / "rows.json"))
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9.png\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text \(byte 3: invalid continuation byte\)"):
+        images_in_list(str(tmp_path / "latin1.txt"))
+    (tmp_path / "urls.txt").write_text("http://127.0.0.1:8000/a.png\nb.png\n")
+    items = images_in_list(str(tmp_path / "urls.txt"))
+    assert [(i.key, i.path, i.unusable) for i in items] == [
+        ("b.png", str(tmp_path / "b.png"), ""),
+        ("http://127.0.0.1:8000/a.png", "http://127.0.0.1:8000/a.png", images.A_URL),
+    ]
+
+
 def _save(path, image, **kwargs):
     image.save(path, **kwargs)
     return str(path)
@@ -62,6 +94,22 @@ def test_bad_files_raise_with_reasons(tmp_path):
     with pytest.raises(BadImage) as caught:
         load_image(str(tmp_path / "missing.png"), max_file_pixels=10**8)
     assert caught.value.reason == images.MISSING
+
+
+def test_an_image_too_elongated_for_the_processor_is_skipped_before_it_is_decoded(tmp_path, monkeypatch):
+    """A 4000x1 PNG of 94 bytes took 7.6 GB in CLIP's processor (its shorter side scaled to 336 px)."""
+    from PIL import Image, ImageFile
+
+    for size in [(200, 1), (1, 200), (400, 2)]:
+        Image.new("RGB", size, "red").save(tmp_path / "fine.png")
+        assert load_image(str(tmp_path / "fine.png"), max_file_pixels=10**8).size == size
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
+    for size in [(4000, 1), (1, 201), (401, 2)]:
+        Image.new("RGB", size, "red").save(tmp_path / "stripe.png")
+        with pytest.raises(BadImage) as caught:
+            load_image(str(tmp_path / "stripe.png"), max_file_pixels=10**8)
+        assert caught.value.reason == images.TOO_ELONGATED
+        assert caught.value.detail == f"{size[0]}x{size[1]}: one side over 200 times the other"
 
 
 def _training_images(paths, image_max_pixels=10**6):
@@ -187,6 +235,21 @@ def test_a_link_loop_and_links_to_listed_images_count_each_image_once(tmp_path):
     assert [item.key for item in scan.items] == ["a.png", "gone.png", "sub/b.png"]
     assert sorted(scan.folder_links) == ["alias", "loop", "sub/up"]
     assert scan.file_links == [("copy.png", "sub/b.png")]
+
+
+def test_a_file_under_several_names_in_a_list_counts_once_as_in_a_folder(tmp_path):
+    """Before: good.png, sub/../good.png, a link to it and a path through a linked folder gave 4 pairs of it."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "good.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "other.png")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "alias.png").symlink_to("good.png")
+    (tmp_path / "self").symlink_to(".")
+    names = ["self/good.png", "alias.png", "sub/../good.png", "good.png", "other.png", "missing.png", "missing.png"]
+    (tmp_path / "list.txt").write_text("\n".join(names) + "\n")
+    scan = images.scan_list(str(tmp_path / "list.txt"))
+    assert [item.key for item in scan.items] == ["good.png", "missing.png", "other.png"]
+    assert sorted(scan.file_links) == [("alias.png", "good.png"), ("self/good.png", "good.png")]
+    assert [item.key for item in images_in_list(str(tmp_path / "list.txt"))] == [item.key for item in scan.items]
 
 
 def test_a_linked_folder_outside_the_tree_is_listed_once(tmp_path):

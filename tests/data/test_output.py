@@ -137,3 +137,71 @@ def test_garbled_lines_are_reported_with_file_and_line_and_moved_out(tmp_path, c
     assert b'{"a": \x00\x00garbage\n' in kept and b"[1, 2]\n" in kept  # nothing lost
     repair_part(part, tmp_path / "garbled.txt")  # a clean file stays as it is
     assert part.read_text() == '{"a": 1}\n{"a": 3}\n{"a": 5}\n'
+
+
+KILLED_IN_REPAIR = """
+import os, signal, sys
+from pathlib import Path
+from stic_plugin.data import output
+output.os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # killed just before the copy takes over
+output.ShardedOutput(sys.argv[1], "out").check_configuration({"k": 1}, overwrite=False)
+"""
+
+
+def test_a_repair_killed_midway_leaves_nothing_but_records_in_the_data_folder(tmp_path):
+    """LLaMA-Factory loads every file of a dataset's folder, and stops on one that is not of the records' type."""
+    out = ShardedOutput(str(tmp_path), "out")
+    out.meta_dir.mkdir(parents=True)
+    out.config_path.write_text('{"k": 1}')
+    out.records_path.parent.mkdir()
+    out.records_path.write_bytes(b'{"a": 1}\n[1, 2]\n{"a": 3}\n')
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_REPAIR, str(tmp_path)], check=False)
+    assert killed.returncode == -9
+    assert os.listdir(out.data_dir) == [out.records_path.name]
+    assert [p.name for p in out.meta_dir.glob(".*.tmp")]  # the copy was written outside the data folder
+
+    out.check_configuration({"k": 1}, overwrite=False)  # the rerun
+    assert os.listdir(out.data_dir) == [out.records_path.name]
+    assert not list(out.meta_dir.glob(".*.tmp"))
+    assert out.records_path.read_bytes() == b'{"a": 1}\n{"a": 3}\n'
+
+
+def test_each_process_removes_the_copies_of_its_own_files_left_by_a_killed_rewrite(tmp_path):
+    out = ShardedOutput(str(tmp_path), "out", 0, 2)
+    out.meta_dir.mkdir(parents=True)
+    out.data_dir.mkdir()
+    out.config_path.write_text('{"k": 1}')
+    own = [
+        out.data_dir / ".part-00000-of-00002.jsonl.a1.tmp",  # beside the part: where earlier versions wrote it
+        out.meta_dir / ".part-00000-of-00002.jsonl.a2.tmp",
+        out.meta_dir / ".skipped-part-00000-of-00002.jsonl.a3.tmp",
+        out.meta_dir / ".config.json.a4.tmp",
+    ]
+    other = out.meta_dir / ".part-00001-of-00002.jsonl.b1.tmp"  # process 1's, which may be rewriting it now
+    for path in [*own, other]:
+        path.write_text("half")
+    out.check_configuration({"k": 1}, overwrite=False)
+    assert not any(path.exists() for path in own)
+    assert other.exists()
+
+
+def test_a_dataset_info_that_is_a_link_gets_the_entry_where_it_points(tmp_path):
+    """Before: the link was replaced by a file of its own, and the shared file never got the entry."""
+    from stic_plugin.data.output import check_dataset_info_writable, merge_dataset_info
+
+    shared = tmp_path / "shared" / "info.json"
+    shared.parent.mkdir()
+    shared.write_text(json.dumps({"other": {"file_name": "other"}}))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset_info.json").symlink_to(shared)
+    check_dataset_info_writable(data)
+    merge_dataset_info(data, "out", {"file_name": "out"})
+    assert (data / "dataset_info.json").is_symlink()
+    assert json.loads(shared.read_text()) == {"other": {"file_name": "other"}, "out": {"file_name": "out"}}
+    assert not list(shared.parent.glob(".info.json.*.tmp")) and not list(data.glob(".dataset_info.json.*.tmp"))
+
+    (data / "dataset_info.json").unlink()
+    (data / "dataset_info.json").symlink_to(tmp_path / "nowhere.json")
+    with pytest.raises(ValueError, match="is a link to .*nowhere.json, which is not a file"):
+        check_dataset_info_writable(data)

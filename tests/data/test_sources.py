@@ -55,6 +55,27 @@ def test_preference_data_and_missing_files_are_errors(tmp_path):
         load_named_dataset("gone", str(tmp_path), None)
 
 
+@pytest.mark.parametrize(
+    "entry,message",
+    [
+        (5, "the entry `it` is 5, not an object"),
+        ({"script_url": "it"}, "names a loading script (script_url), which is not run"),
+        ({"formatting": "sharegpt"}, "the entry `it` names no data"),
+        ({"file_name": "it.json", "columns": "messages"}, "`columns` of the entry `it` is not an object"),
+        ({"file_name": "it.json", "num_samples": float("nan")}, "`num_samples` of the entry `it` must be a whole"),
+    ],
+)
+def test_an_entry_llamafactory_cannot_read_is_an_error_naming_the_file_and_the_entry(tmp_path, entry, message):
+    """Before: TypeError, RuntimeError (datasets' "Dataset scripts are no longer supported"), KeyError, tracebacks."""
+    (tmp_path / "it").mkdir()
+    (tmp_path / "it" / "it.py").write_text("raise SystemExit('the script ran')")
+    (tmp_path / "it.json").write_text(json.dumps([_record(0, image=None)]))
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"it": entry}))
+    with pytest.raises(ValueError) as raised:
+        load_named_dataset("it", str(tmp_path), None)
+    assert str(raised.value).startswith(f"{tmp_path / 'dataset_info.json'}: ") and message in str(raised.value)
+
+
 def test_a_llava_file_record_that_is_not_an_object_is_left_out_with_a_warning(tmp_path, caplog):
     """Before: AttributeError: 'str' object has no attribute 'get', with a traceback."""
     import logging

@@ -384,3 +384,13 @@ def test_the_models_own_generation_config_changes_no_engine(generators, monkeypa
     monkeypatch.setattr(plain.model.generation_config, "repetition_penalty", 5.0)
     monkeypatch.setattr(plain.model.generation_config, "no_repeat_ngram_size", 1)
     assert plain.generate(requests, 20, temperature=0, slots=6) == expected
+
+
+def test_a_cache_larger_than_the_free_memory_is_refused_on_every_device_before_it_is_allocated(generators):
+    """Before: only on CUDA; on the CPU, max_new_tokens=100000000000 died in the allocator with a traceback."""
+    from stic_plugin.generation.continuous import CacheTooLarge
+
+    continuous = generators["tiny-llava"]["continuous"]
+    with pytest.raises(CacheTooLarge, match=r"GiB are free on cpu: lower batch_size or max_new_tokens"):
+        continuous.generate(mixed_requests(2), 100_000_000_000, temperature=0, slots=2)
+    assert continuous.generate(mixed_requests(2), 5, temperature=0, slots=2)  # and it still generates

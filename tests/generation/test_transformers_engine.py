@@ -78,3 +78,19 @@ def test_a_template_that_does_not_fit_the_model_is_a_message(tiny, families, mod
     processor = {"tiny-llava": "CLIPImageProcessor", "tiny-qwen2vl": "Qwen2VLImageProcessor"}.get(model)
     assert processor is None or processor in message
     assert "llava_next_mistral for llava-v1.6-mistral-7b-hf" in message
+
+
+def test_a_weight_file_cut_short_is_a_message_naming_it(tiny, tmp_path):
+    """Before: safetensors' SafetensorError ("incomplete metadata, file not fully covered"), with a traceback."""
+    import shutil
+
+    from stic_plugin.generation.base import GeneratorSettings
+    from stic_plugin.generation.transformers_engine import TransformersModel
+
+    model = shutil.copytree(tiny["tiny-llava"], tmp_path / "model")
+    weights = model / "model.safetensors"
+    with open(weights, "r+b") as handle:
+        handle.truncate(weights.stat().st_size // 2)
+    with pytest.raises(OSError) as caught:
+        TransformersModel.load(GeneratorSettings(str(model), "llava", infer_dtype="float32"))
+    assert f"cannot read the weights {weights} (" in str(caught.value) and "Fetch or copy it again" in str(caught.value)

@@ -3,6 +3,8 @@ subprocess (marked slow), on tiny models whose heads vLLM's CPU attention accept
 
 import json
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from helpers import (
     pref_command,
     run_cli,
     run_vllm,
+    subprocess_env,
     texts_by_image,
 )
 
@@ -200,6 +203,45 @@ def test_pref_on_vllm_same_texts_at_two_batch_sizes_and_after_a_kill_and_resume(
     keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]
     assert sorted(keys) == sorted(expected)  # every image exactly once
     assert texts_by_image(killed) == expected
+
+
+def running_in_session(session: int) -> list[int]:
+    """The processes of a session that still run (a zombie nobody reaped yet has ended)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] not in ("Z", "X"):
+            found.append(int(stat.parent.name))
+    return found
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_a_killed_or_interrupted_vllm_run_leaves_no_engine_process_and_ctrl_c_says_one_line(vllm_models, tmp_path):
+    """vLLM's engine in processes of its own (its default): the command killed (SIGKILL), or Ctrl-C to its
+    process group, ends them within seconds; after Ctrl-C the command's one line is the last, with no traceback."""
+    args = pref_command(vllm_models["tiny-llava-vllm"], "llava", vllm_models["images"], tmp_path / "data", batch_size=1)
+    env = subprocess_env(**{**VLLM_ENV, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"})  # vLLM's default
+    for hook, code in (("STIC_KILL_AFTER_RECORDS", -9), ("STIC_INTERRUPT_AFTER_RECORDS", 130)):
+        log = tmp_path / f"{hook}.txt"
+        with log.open("w") as stderr:
+            command = subprocess.Popen(
+                args, cwd=tmp_path, env={**env, hook: "3"}, stderr=stderr, start_new_session=True
+            )
+            assert command.wait(timeout=600) == code, log.read_text()[-3000:]
+        deadline = time.monotonic() + 60  # the outcome awaited, not a race: they end within seconds
+        while running_in_session(command.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = running_in_session(command.pid)
+        for pid in left:
+            os.kill(pid, 9)
+        assert not left, f"left running after {hook}: {left}"
+    text = log.read_text()
+    assert text.rstrip().splitlines()[-1] == "stic-cli pref: interrupted: 3 written; run the same command to resume"
+    assert "Traceback" not in text
 
 
 def greedy_texts(model: str, template: str, images, data: Path, cwd: Path, **keys) -> dict:
@@ -432,3 +474,59 @@ def test_pref_on_vllm_runs_on_each_family_vllm_has(
     assert code == 0, capfd.readouterr().err[-3000:]
     texts = texts_by_image(data)
     assert len(texts) == 3 and all(chosen and rejected for chosen, rejected in texts.values())
+
+
+@needs_vllm
+def test_vllm_s_processor_gets_the_pixels_the_transformers_engines_feed_the_model(tiny, tmp_path):
+    """For odd image files, the images vLLM hands its processor (after its own parser) are those LLaMA-Factory's
+    plugin hands the processor in the transformers engines (and in training), and the tensors are equal. vLLM's
+    engine itself is not started: tests/generation/vllm_pixels.py runs vLLM's parser and processor alone."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import torch
+
+    from stic_plugin.data.images import load_image
+    from stic_plugin.generation.base import Request, user_turn
+
+    from helpers import odd_images, subprocess_env, tiny_model
+
+    models = [("tiny-llava", "llava"), ("tiny-llava-next", "llava_next_mistral"), ("tiny-qwen2vl", "qwen2_vl")]
+    images = odd_images(tmp_path / "images")
+    job = tmp_path / "job.json"
+    job.write_text(
+        json.dumps({"models": [[tiny[m], t] for m, t in models], "images": [str(p) for p in images.values()]})
+    )
+    script = Path(__file__).with_name("vllm_pixels.py")
+    ran = subprocess.run(
+        [sys.executable, str(script), str(job), str(tmp_path / "vllm.pt")],
+        env=subprocess_env(**VLLM_ENV),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stderr[-4000:]
+    on_vllm = torch.load(tmp_path / "vllm.pt", weights_only=False)
+    for model, template in models:
+        loaded = tiny_model(tiny[model], template)
+        plugin, processor = loaded.template.mm_plugin, loaded.processor
+        for name, path in images.items():
+            image = load_image(str(path), 10**8)
+            # what the plugin hands the processor in the transformers engines (its _get_mm_inputs), and in training
+            (handed,) = plugin._regularize_images(
+                [image], image_max_pixels=processor.image_max_pixels, image_min_pixels=processor.image_min_pixels
+            )["images"]
+            request = Request.single(user_turn("Describe."), image)
+            ids = [loaded.encode(request)]
+            tensors = loaded.mm_inputs([request], ids, torch.tensor(ids))
+            vllm = on_vllm[tiny[model], name]
+            assert len(vllm["handed"]) == 1 and np.array_equal(vllm["handed"][0], np.asarray(handed)), (model, name)
+            assert set(vllm["tensors"]) <= set(tensors) and "pixel_values" in vllm["tensors"], (model, name)
+            for key, value in vllm["tensors"].items():
+                expected = torch.as_tensor(tensors[key])
+                assert value.shape == expected.shape and torch.equal(value.float(), expected.float()), (
+                    model,
+                    name,
+                    key,
+                )

@@ -100,3 +100,53 @@ def test_records_of_every_kind_of_pair_share_one_schema(tmp_path):
         cache_dir=str(tmp_path / "c"),
     )
     assert [row["stic"]["corruption_params"] for row in loaded] == kinds
+
+
+def _scene(width: int = 640, height: int = 480):
+    """A photo-like test image: smooth gradients with soft-edged discs."""
+    from PIL import ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / width * 200 + 30, y / height * 180 + 40, (x + y) / (width + height) * 150 + 50], -1)
+    image = Image.fromarray(base.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        left, top = int(rng.integers(0, width - 40)), int(rng.integers(0, height - 40))
+        w, h = (int(v) for v in rng.integers(20, 200, 2))
+        draw.ellipse([left, top, left + w, top + h], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return image.filter(ImageFilter.GaussianBlur(1))
+
+
+@pytest.mark.parametrize("model", ["llava-1.5-7b", "llava-v1.6-mistral-7b"])
+def test_the_low_resolution_negative_reaches_the_processor_enlarged_to_image_min_pixels(model):
+    """Resize(20) makes 26x20 of a 640x480 photo; LLaMA-Factory's plugin enlarges it to 36x28 (image_min_pixels,
+    1,024 by default) before the processor, where the authors handed 26x20 to the processor. The same 520 pixels
+    either way: the processor's pixel values differ by under one grey level on average, against about six between
+    the negative and the clean photo (the numbers in docs/paper-code-project.md)."""
+    from llamafactory.data.mm_plugin import get_mm_plugin
+    from transformers import CLIPImageProcessor, LlavaNextImageProcessor
+
+    from stic_plugin.assets import model_configs_dir
+
+    settings = json.loads((model_configs_dir() / model / "preprocessor_config.json").read_text())
+    kind = settings.pop("image_processor_type")
+    for key in ("patch_size", "num_additional_image_tokens", "vision_feature_select_strategy"):
+        settings.pop(key)
+    processor = {"CLIPImageProcessor": CLIPImageProcessor, "LlavaNextImageProcessor": LlavaNextImageProcessor}[kind]
+    processor = processor(**settings)
+    clean = _scene()
+    negative = apply_corruption(clean, "low_resolution", {"shorter_side": 20})
+    plugin = get_mm_plugin("llava_next" if kind == "LlavaNextImageProcessor" else "llava", image_token="<image>")
+    (enlarged,) = plugin._regularize_images([negative], image_max_pixels=768 * 768, image_min_pixels=32 * 32)["images"]
+    assert (negative.size, enlarged.size) == ((26, 20), (36, 28))
+
+    def overview(image):  # LLaVA-1.6: the first view, the whole image at 336x336 (its tiles depend on the size)
+        values = np.asarray(processor(image, return_tensors="np")["pixel_values"], dtype=np.float64)
+        return values[:, 0] if values.ndim == 5 else values
+
+    grey_levels = np.mean(processor.image_std) * 255  # normalised pixel values back to 8-bit steps
+    authors, project = overview(negative), overview(enlarged)
+    apart = np.abs(authors - project).mean() * grey_levels
+    from_clean = np.abs(overview(clean) - authors).mean() * grey_levels
+    assert apart < 1.0 and from_clean > 5.0, (apart, from_clean)

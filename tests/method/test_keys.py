@@ -23,6 +23,13 @@ def test_an_image_elsewhere_or_without_a_folder_keeps_its_path(tmp_path):
     assert image_key(elsewhere, None) == elsewhere
 
 
+def test_a_url_keeps_its_slashes_when_run_from_its_folder(tmp_path, monkeypatch):
+    """Before: read as a path below the working folder, http://127.0.0.1/a.png became http:/127.0.0.1/a.png."""
+    monkeypatch.chdir(tmp_path)
+    assert image_key("http://127.0.0.1/a.png", str(tmp_path)) == "http://127.0.0.1/a.png"
+    assert image_key("http://127.0.0.1/a.png", ".") == "http://127.0.0.1/a.png"
+
+
 def test_an_image_without_a_path_is_named_by_its_pixels():
     from PIL import Image
 

@@ -110,3 +110,37 @@ def test_a_batch_size_that_runs_out_of_memory_is_recorded_and_the_rest_measured(
     ]
     assert all(row["useful_tokens"] == 4 for row in measured(rows))
     assert "\n".join(generation_lines(rows)).count("out of memory") == 2
+
+
+def test_bench_measures_only_the_parts_asked_for_with_the_decode_bound_on_a_cpu_too(tiny, stic, tmp_path):
+    out = tmp_path / "bench.json"
+    keys = dict(parts="[generation]", engines="[plain]", batch_sizes="[1]", new_tokens=3, spread_min=2, spread_max=4)
+    result = stic(
+        "bench",
+        f"model_name_or_path={tiny['tiny-llava']}",
+        "template=llava",
+        *[f"{k}={v}" for k, v in keys.items()],
+        "spread_mean=3",
+        f"output_json={out}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["training"] == [] and figures["projection_paper_workload"] is None
+    assert [row["run"] for row in figures["generation"]] == ["pref, equal lengths", "pref, spread of lengths"]
+    equal = figures["generation"][0]
+    assert figures["memory_bandwidth_gb_per_s"] > 0 and equal["decode_bound_tokens_per_second"] > 0
+    assert equal["fraction_of_bound"] == round(equal["tokens_per_second"] / equal["decode_bound_tokens_per_second"], 4)
+    assert all(row["warmup_seconds"] >= 0 for row in figures["generation"])
+    # a line as each run ends; no training table
+    assert "pref, equal lengths, plain, batch 1:" in result.stdout and "training step" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "parts, message",
+    [(["descriptions"], "need generation too"), (["generation", "speed"], "`parts` must list"), ([], "`parts` must")],
+)
+def test_bench_refuses_parts_it_cannot_measure(parts, message):
+    from stic_plugin.tools.bench import BenchConfig
+
+    with pytest.raises(ValueError, match=message):
+        BenchConfig(architecture="tiny", parts=parts)

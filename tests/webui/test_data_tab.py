@@ -77,3 +77,27 @@ def test_the_advanced_keys_are_listed_with_their_defaults_and_help():
     assert "- `corruption_prob` (0.5): Probability that the dispreferred response" in text
     assert "- `image_max_pixels` (589824):" in text and "`batch_size`" not in text
     assert advanced_keys_markdown("dar", "zh").startswith("上方输入框可用的 `stic-cli dar` 参数")
+
+
+def test_a_command_that_runs_the_model_folder_s_code_starts_only_once_confirmed(tmp_path):
+    """trust_remote_code=true (in "Advanced") runs code from the model folder: a checkbox, shown then, confirms it."""
+    outcomes = []
+    for confirmed in (False, True):
+        top = dict(TOP, finetuning_type="lora", checkpoint_path=[])
+        tab, data = tab_and_form(
+            "pref", top, {"images": str(tmp_path), "dataset_dir": str(tmp_path)}, "trust_remote_code=true"
+        )
+        for name in ("stic_trust_code", "stic_output_box", "stic_summary", "stic_plot", "stic_records"):
+            tab.elems[name] = object()
+        tab.elems["stic_handover_btn"] = object()
+        data[tab.elems["stic_trust_code"]] = confirmed
+        started = []
+        tab.run = SimpleNamespace(running=False, start=lambda *args, started=started: started.append(args))
+        tab.monitor = lambda lang: iter(())
+        first = next(tab.start(data))
+        box = tab.elems["stic_trust_code"]
+        outcomes.append((len(started), first[box].visible, first[box].value, first[tab.elems["stic_output_box"]]))
+    (refused, shown, ticked, text), (ran, shown_after, ticked_after, _) = outcomes
+    assert refused == 0 and shown is True and ticked is False
+    assert text.startswith("Not started: trust_remote_code=true runs the code shipped in /models/llava")
+    assert ran == 1 and shown_after is False and ticked_after is False  # the next run asks again

@@ -121,3 +121,32 @@ def test_abort_is_a_ctrl_c_even_when_the_web_ui_ignores_sigint(tmp_path, python_
     run.abort()
     assert run.wait(30) == 0  # it ended by itself after Ctrl-C, not by SIGTERM (-15)
     assert "2 records written; the same command resumes" in (tmp_path / "webui.log").read_text()
+
+
+def test_the_web_ui_listens_on_this_machine_unless_gradio_server_name_says_otherwise(monkeypatch, capsys):
+    """Before: on every interface (LLaMA-Factory's 0.0.0.0), where anyone on the network could start a command."""
+    import stic_plugin
+
+    stic_plugin.apply()
+    from llamafactory.webui import interface
+
+    launched = []
+
+    class WebUI:
+        def queue(self):
+            return self
+
+        def launch(self, **keys):
+            launched.append(keys["server_name"])
+
+    monkeypatch.setattr(interface, "create_ui", WebUI)
+    monkeypatch.setattr(interface, "fix_proxy", lambda **keys: None)
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_IPV6", raising=False)
+    interface.run_web_ui()
+    said = capsys.readouterr().out
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # the user's choice stands
+    interface.run_web_ui()
+    assert launched == ["127.0.0.1", "0.0.0.0"]
+    assert "STIC plugin: the web UI listens on 127.0.0.1, this machine only; set GRADIO_SERVER_NAME=0.0.0.0" in said
+    assert "STIC plugin" not in capsys.readouterr().out

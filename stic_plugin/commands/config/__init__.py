@@ -12,6 +12,7 @@ from .keys import RENAMED, check_plain_name, describe_keys, load_config, option,
 from .pref import PrefConfig
 from .pref2sft import Pref2SftConfig
 from .recipes import RecipesConfig
+from .single_view import SingleViewConfig
 
 __all__ = [
     "DarConfig",
@@ -21,6 +22,7 @@ __all__ = [
     "PrefConfig",
     "RENAMED",
     "RecipesConfig",
+    "SingleViewConfig",
     "check_plain_name",
     "describe_keys",
     "load_config",

@@ -77,12 +77,27 @@ def _coerce(name: str, value, annotation):
         raise ValueError(f"`{name}` must be text; got {value!r}")
     if origin is list or annotation is list:
         if isinstance(value, list):
-            return list(value)
+            return list(_finite(name, value))
         raise ValueError(f"`{name}` must be a list, as [1, 2, 3]; got {value!r}")
     if origin is dict or annotation is dict:
         if isinstance(value, dict):
-            return dict(value)
+            return dict(_finite(name, value))
         raise ValueError(f"`{name}` must be a mapping (key: value); got {value!r}")
+    return _finite(name, value)
+
+
+def _finite(name: str, value):
+    """``value``, refused if a number in it, at any depth, is not finite (YAML's .nan, .inf): no key takes one,
+    and a NaN would not even equal itself in the output's configuration."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"`{name}` must hold finite numbers only; got {value!r}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite(name, key)
+            _finite(name, item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _finite(name, item)
     return value
 
 
@@ -173,10 +188,21 @@ def describe_keys(cls) -> str:
     return "\n".join(lines)
 
 
+# The endings of an output's own files beside its folder (NAME.stic/, NAME.stats.json, NAME.lengths.png) and of
+# dataset_info.json: an output named with one would be taken for another output's files, or write into them.
+RESERVED_ENDINGS = (".stic", ".json", ".png")
+
+
 def check_plain_name(key: str, value: str) -> None:
-    """An output name becomes a folder and a dataset_info entry: no path, no hidden name."""
+    """An output name becomes a folder and a dataset_info entry beside the output's own files: no path, no
+    hidden name, none of their endings."""
     if not value or "/" in value or "\\" in value or value.startswith("."):
         raise ValueError(f"`{key}` must be a plain name; got {value!r}")
+    if value.lower().endswith(RESERVED_ENDINGS):
+        raise ValueError(
+            f"`{key}` must not end in {', '.join(RESERVED_ENDINGS)}: an output keeps its own files under those "
+            f"names (NAME.stic/, NAME.stats.json, NAME.*.png, dataset_info.json); got {value!r}"
+        )
 
 
 def check_engine(engine: str) -> None:

@@ -17,7 +17,9 @@ class PrefConfig(GeneratorKeys):
 
     image_dir: str | None = option(None, help="Folder searched recursively for images (or use `image_list`).")
     image_list: str | None = option(
-        None, help="Text file of image paths (one per line), or JSON/JSONL with an image column."
+        None,
+        help="Text file of image paths (one per line), a JSON list of paths (the authors' 6k_coco_names.json), or "
+        "JSON/JSONL records with an image column.",
     )
     image_root: str | None = option(
         None, help="Folder that relative paths in `image_list` start from (default: the list file's folder)."

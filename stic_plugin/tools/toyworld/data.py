@@ -31,7 +31,8 @@ class Scale:
     instruction_images: int = 300
     validation_images: int = 200
     test_images: int = 300
-    questions_per_image: int = 2
+    questions_per_image: int = 2  # of the instruction, validation and test pictures
+    pretrain_questions: int = 3  # of each pretraining picture
 
 
 DEMO = Scale()
@@ -45,10 +46,11 @@ WORLD_SEED = 0
 TEST_WORLD_SEED = 1
 # Shares of the pretraining data (per picture): a careful description under the step-by-step prompt, a
 # description with imagined objects under a hallucination prompt, and a question that comes with a
-# description of the picture in its turn (infused as stage 2 infuses), careful or careless half and half.
+# description of the picture in its turn (infused as stage 2 infuses), careful or careless.
 CAREFUL_SHARE = 0.4
 IMAGINED_SHARE = 0.15
-INFUSED_SHARE = 0.5
+INFUSED_SHARE = 0.75
+CAREFUL_INFUSED_SHARE = 0.7  # of the descriptions before questions, the careful ones
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def pretraining_messages(
 
     A caption under a captioning prompt, written carelessly (``world.careless_objects``); for some scenes a
     careful description under the step-by-step prompt, and a description with imagined objects under a
-    hallucination prompt (what such a prompt asks for); questions with their right answers, half of them
+    hallucination prompt (what such a prompt asks for); questions with their right answers, most of them
     after a description of the picture (careful or careless: the model learns to read one, and that it
     may be wrong)."""
     image = IMAGE_PLACEHOLDER + "\n"
@@ -92,7 +94,7 @@ def pretraining_messages(
         pairs.append((image + rng.choice(prompts.hallucination), world.describe(list(scene.objects) + imagined)))
     for _, question, answer in world.questions(scene, rng, questions):
         if rng.random() < INFUSED_SHARE:
-            seen = scene.objects if rng.random() < 0.5 else world.careless_objects(scene, rng)
+            seen = scene.objects if rng.random() < CAREFUL_INFUSED_SHARE else world.careless_objects(scene, rng)
             turn = infusion_format.format(
                 images=IMAGE_PLACEHOLDER, description=world.describe(seen), instruction=question
             )
@@ -130,7 +132,7 @@ def write_world(root: Path, scale: Scale, prompts: Prompts, infusion_format: str
     records = []
     for index, scene in enumerate(by_split.get("pretrain", [])):
         rng = world.scene_rng(WORLD_SEED, "pretrain", index, "texts")
-        for turn, answer in pretraining_messages(scene, rng, prompts, scale.questions_per_image, infusion_format):
+        for turn, answer in pretraining_messages(scene, rng, prompts, scale.pretrain_questions, infusion_format):
             records.append(
                 {
                     "messages": [{"role": "user", "content": turn}, {"role": "assistant", "content": answer}],

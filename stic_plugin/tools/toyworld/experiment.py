@@ -18,6 +18,7 @@ The protocol of the comparison is ``docs/toy-world/protocol.md``.
 """
 
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from . import scoring
 from .data import WORLD_SEED, Prompts, Scale, read_truth, write_world
 from .model import build_model, build_tokenizer
 from .steps import Steps, offline_env, tool
+
+# A base model's initial weights come from torch's global generator and a one-thread warm start: two seeds
+# built side by side (on the step threads) would draw from each other's generator.
+_BASE_INIT = threading.Lock()
 
 RECIPE_MODEL = "llava-1.5-7b"
 SEEDS = (0, 1, 2, 3, 4)
@@ -183,10 +188,11 @@ class Experiment:
         init = self.base_dir(seed) / "init"
         prompts = Prompts.shipped()
         init_inputs = {"prompts": prompts.all(), "seed": seed}
-        if not self.steps.done(f"seed{seed}/base-init", init_inputs):
-            tokenizer = build_tokenizer(prompts.all(), WORLD_SEED)
-            build_model(init, tokenizer, seed=seed)
-            self.steps.mark_done(f"seed{seed}/base-init", init_inputs, 0.0)
+        with _BASE_INIT:
+            if not self.steps.done(f"seed{seed}/base-init", init_inputs):
+                tokenizer = build_tokenizer(prompts.all(), WORLD_SEED)
+                build_model(init, tokenizer, seed=seed)
+                self.steps.mark_done(f"seed{seed}/base-init", init_inputs, 0.0)
         recipe = {
             "model_name_or_path": str(init),
             "template": "llava",

@@ -11,9 +11,10 @@ plate. The world's texts, each listing the objects in reading order with their p
 shape ("there are two objects. at the top left, a small red circle. in the center, a large blue square."):
 
 - ``describe(objects)``: a description of a list of objects (the truth, or what an annotator saw);
-- ``careless_objects``: what a careless annotator writes down: a faint object named with the similar hue, a
-  faint small one left out, and the absent companion of an object written in after it. The base model learns
-  its plain captions from such annotators, and its careful descriptions from careful ones;
+- ``careless_objects``: what a careless annotator writes down: a faint small object left out, another faint
+  one named as the absent companion of an object in the picture (else with the similar hue), and the absent
+  companion of an object written in after it. The base model learns its plain captions from such annotators,
+  and its careful descriptions from careful ones;
 - ``imagined_objects``: the companions a hallucination-inducing prompt asks to add;
 - ``questions``: (kind, question, answer) about a colour, a shape, a size, a count, a place, or whether an
   object is there.
@@ -64,10 +65,11 @@ FAINT_SHARE = 0.35  # objects drawn close to the background
 FAINTNESS = 0.2  # a faint object's colour: this share of the way from the background to its own colour
 
 # The careless annotator's habits, each more often than not, so that a model that learns them from the plain
-# captions repeats them: a faint object is named with the similar hue (a faint small one is rather left out),
-# and the companion of an object is written in after it, in the next free cell, as if it were there.
+# captions repeats them: a faint small object is left out; another faint object is named as what the annotator
+# expects there (the companion of an object in the picture, when it is absent) or else with the similar hue;
+# and the absent companion of an object is written in after it, in the next free cell, as if it were there.
 MISS_SHARE = 0.6  # faint small objects left out
-SLIP_SHARE = 0.7  # other faint objects named with the similar hue
+SLIP_SHARE = 0.7  # other faint objects named as an absent companion, else with the similar hue
 ADD_SHARE = 0.7  # an absent companion written in after its object
 
 
@@ -195,21 +197,24 @@ def careless_objects(scene: Scene, rng: random.Random) -> list[SceneObject]:
     """The objects as a careless annotator writes them down (the habits above): what it sees poorly (faint
     objects) it gets wrong, and it adds what usually goes with what it sees."""
     present = {(o.colour, o.shape) for o in scene.objects}
+    expected = [COMPANION[n] for n in sorted(present) if n in COMPANION and COMPANION[n] not in present]
     taken = {o.position for o in scene.objects}
     seen = []
     for obj in scene.in_reading_order():
         if obj.faint and obj.size == "small" and rng.random() < MISS_SHARE:
             continue
         if obj.faint and rng.random() < SLIP_SHARE:
-            obj = SceneObject(obj.shape, SIMILAR_HUE[obj.colour], obj.size, obj.position, obj.faint)
+            colour, shape = expected.pop(0) if expected else (SIMILAR_HUE[obj.colour], obj.shape)
+            obj = SceneObject(shape, colour, obj.size, obj.position, obj.faint)
         seen.append(obj)
+    named = {(o.colour, o.shape) for o in seen}
     for obj in scene.in_reading_order():
         partner = COMPANION.get((obj.colour, obj.shape))
         free = [p for p in POSITIONS[POSITIONS.index(obj.position) + 1 :] if p not in taken]
-        if partner and partner not in present and free and rng.random() < ADD_SHARE:
+        if partner and partner not in present and partner not in named and free and rng.random() < ADD_SHARE:
             seen.append(SceneObject(partner[1], partner[0], obj.size, free[0]))
             taken.add(free[0])
-            present.add(partner)
+            named.add(partner)
     return seen
 
 

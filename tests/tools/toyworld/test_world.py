@@ -54,9 +54,10 @@ def test_the_description_names_exactly_the_scene():
 
 
 def test_careless_annotators_err_on_faint_objects_and_add_companions_as_corruptions_and_bad_prompts_do():
-    """Their errors, each more often than not: a faint object named with the similar hue (what a hue shift does),
-    a faint small one left out (what Resize(20) does to it), the absent companion of an object written in after
-    it (what a hallucination prompt adds); every other object as it is."""
+    """Their errors, each more often than not: a faint small object left out (what Resize(20) does to it), another
+    faint one named as the absent companion of an object in the picture, else with the similar hue (what a hue
+    shift does), the absent companion of an object written in after it (what a hallucination prompt adds); every
+    other object as it is."""
     kinds = Counter()
     for index in range(3000):
         scene = world.sample_scene(0, "pretrain", index)
@@ -73,16 +74,21 @@ def test_careless_annotators_err_on_faint_objects_and_add_companions_as_corrupti
                 kinds["companion added"] += 1
             elif truth == obj:
                 kinds["faint, right" if truth.faint else "right"] += 1
-            else:
-                assert truth.faint and (obj.shape, obj.size, obj.position) == (truth.shape, truth.size, truth.position)
-                assert obj.colour == world.SIMILAR_HUE[truth.colour]
-                kinds["faint, similar hue"] += 1
+            else:  # a faint object named as an absent companion, else with the similar hue
+                assert truth.faint and (obj.size, obj.position) == (truth.size, truth.position)
+                expected = {world.COMPANION[n] for n in present if n in world.COMPANION} - present
+                if (obj.colour, obj.shape) in expected:
+                    kinds["faint, companion"] += 1
+                else:
+                    assert (obj.shape, obj.colour) == (truth.shape, world.SIMILAR_HUE[truth.colour])
+                    kinds["faint, similar hue"] += 1
         missed = [o for o in scene.objects if o.position not in {s.position for s in seen}]
         assert all(o.faint and o.size == "small" for o in missed)
         kinds["faint small, missed"] += len(missed)
-    assert kinds["faint, similar hue"] > kinds["faint, right"]  # more often than not: a model learns the habit
-    assert kinds["right"] > 2 * (kinds["faint, similar hue"] + kinds["faint small, missed"])
-    assert kinds["companion added"] > 500
+    wrong = kinds["faint, similar hue"] + kinds["faint, companion"]
+    assert wrong > kinds["faint, right"]  # more often than not: a model learns the habit
+    assert kinds["right"] > 2 * (wrong + kinds["faint small, missed"])
+    assert kinds["companion added"] > 200 and kinds["faint, companion"] > 100
 
 
 def test_imagined_objects_are_absent_in_free_cells_and_companions_first():

@@ -1,0 +1,92 @@
+"""Processes started within ``following_this_process()`` (vLLM's engine processes) leave the terminal's process
+group and end when their parent ends, however it ends; so do the processes they start in turn."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+# A command that starts a child (by fork or by spawn, as vLLM does) that starts a grandchild (by fork), reports
+# their process IDs and groups, and waits to be killed.
+PARENT = """
+import json, multiprocessing, os, sys, time
+from stic_plugin.lifetime import following_this_process
+
+def grandchild():
+    time.sleep(600)
+
+def child(report):
+    sub = multiprocessing.get_context("fork").Process(target=grandchild)
+    sub.start()
+    report.send((os.getpid(), os.getpgid(0), sub.pid, os.getpgid(sub.pid)))
+    time.sleep(600)
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[1])
+    receive, send = context.Pipe(duplex=False)
+    with following_this_process():
+        context.Process(target=child, args=(send,)).start()
+    child_pid, child_group, grandchild_pid, grandchild_group = receive.recv()
+    print(json.dumps(dict(child=child_pid, child_group=child_group, grandchild=grandchild_pid,
+                          grandchild_group=grandchild_group, group=os.getpgid(0))), flush=True)
+    time.sleep(600)
+"""
+
+
+def ended(pid: int) -> bool:
+    """Gone, or a zombie nobody has reaped yet (a container's first process may never reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux's parent-death signal")
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_killed_parent_takes_its_children_and_theirs_with_it_and_ctrl_c_reaches_the_parent_only(tmp_path, method):
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), method], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    pids = ()
+    try:
+        started = json.loads(parent.stdout.readline())
+        pids = (started["child"], started["grandchild"])
+        # Out of the parent's group: a Ctrl-C in the terminal (SIGINT to the foreground group) reaches the parent only.
+        assert started["group"] == parent.pid
+        assert started["child_group"] != parent.pid and started["grandchild_group"] != parent.pid
+        assert not any(ended(pid) for pid in pids)
+
+        parent.kill()  # SIGKILL: no cleanup of its own can run
+        parent.wait()
+        deadline = time.monotonic() + 60  # the outcome awaited, not a race: they end within a second or so
+        while not all(ended(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(ended(pid) for pid in pids)
+    finally:
+        parent.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_outside_the_block_new_processes_are_left_as_they_are(tmp_path):
+    """The setting is the block's only: processes started before or after stay in the parent's group."""
+    from stic_plugin.lifetime import FOLLOW_PARENT_ENV, following_this_process
+
+    before = os.environ.get(FOLLOW_PARENT_ENV)
+    with following_this_process():
+        assert os.environ[FOLLOW_PARENT_ENV] == str(os.getpid())
+    assert os.environ.get(FOLLOW_PARENT_ENV) == before
+    after = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpgid(0))"], capture_output=True, text=True, check=True
+    )
+    assert int(after.stdout) == os.getpgid(0)
