@@ -48,7 +48,8 @@ class AnswerJob(Job):
         self.progress = "dar" if cfg.dar else "answer"
 
     def prepare(self, batch: list[Sample]) -> dict:
-        return load_images([path for sample in batch for path in sample.images], self.cfg.max_file_pixels)
+        paths = [path for sample in batch for path in sample.images]
+        return load_images(paths, self.cfg.max_file_pixels, self.describer.image_root)
 
     def start(self, sample: Sample, images: dict):
         skipped = bad_image_entry(sample, images)
@@ -83,7 +84,7 @@ def describe_every_image(cfg: DarConfig, describer: ImageDescriber, todo: list[S
 
     def read(batch):
         paths = [p for s in batch for p in s.images if p not in describer.descriptions]
-        return load_images(paths, cfg.max_file_pixels)
+        return load_images(paths, cfg.max_file_pixels, describer.image_root)
 
     def requests():
         requested = set()

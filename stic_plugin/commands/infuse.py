@@ -58,7 +58,8 @@ class InfuseJob(Job):
 
     def prepare(self, batch: list[Sample]) -> dict:
         known = self.describer.descriptions
-        return load_images([p for s in batch for p in s.images if p not in known], self.cfg.max_file_pixels)
+        paths = [p for s in batch for p in s.images if p not in known]
+        return load_images(paths, self.cfg.max_file_pixels, self.describer.image_root)
 
     def outcome(self, sample: Sample) -> Outcome:
         if not sample.images:  # drawn only with keep_text_only: kept unchanged

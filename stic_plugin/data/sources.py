@@ -232,9 +232,12 @@ def files_signature(path: str) -> list | None:
 
 
 def check_input_file(cfg) -> None:
-    """A ``llava_file`` that is not there, said at once."""
+    """A ``llava_file`` that is not there, or a ``dataset`` that its dataset_info.json does not describe, said at
+    once (before LLaMA-Factory's loader is imported)."""
     if cfg.llava_file is not None and not Path(cfg.llava_file).is_file():
         raise ValueError(f"`llava_file`: {Path(cfg.llava_file).absolute()} is not a file")
+    if cfg.dataset is not None:
+        check_entry(cfg.dataset, cfg.source_dataset_dir)
 
 
 def source_signature(cfg) -> list | None:

@@ -32,12 +32,13 @@ class Sampling:
         return cls(cfg.temperature, cfg.top_p, cfg.seed, cfg.batch_size, cfg.top_k)
 
 
-def load_images(paths: list[str], max_file_pixels: int) -> dict[str, object]:
-    """path -> PIL image, or the BadImage that says why it cannot be used."""
+def load_images(paths: list[str], max_file_pixels: int, root: str | None = None) -> dict[str, object]:
+    """path -> PIL image, or the BadImage that says why it cannot be used. ``root``: where the input's relative
+    image paths start (named when such an image is missing)."""
     loaded = {}
     for path in dict.fromkeys(paths):
         try:
-            loaded[path] = load_image(path, max_file_pixels)
+            loaded[path] = load_image(path, max_file_pixels, root)
         except BadImage as bad:
             loaded[path] = bad
             continue
