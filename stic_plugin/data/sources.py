@@ -152,6 +152,8 @@ def check_entry(name: str, dataset_dir: str) -> None:
     if dataset_dir == "ONLINE":  # LLaMA-Factory's name for "no dataset_info.json: the names are hub datasets"
         return
     path = Path(dataset_dir) / "dataset_info.json"
+    if not path.exists():
+        raise ValueError(f"dataset `{name}`: there is no {path.absolute()}, where its entry is looked for")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
