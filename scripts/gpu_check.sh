@@ -3,14 +3,13 @@
 # JSON; and the same steps at tiny sizes on a CPU (--smoke, under 3 minutes), which tests/tools/test_gpu_check.py
 # runs so that this script cannot rot.
 #
-# On a GPU machine lent through the workplace's device tool (it starts bare: torch 2.11, transformers 5.17, no
-# LLaMA-Factory, no network), from the repository root:
+# On a bare GPU machine (torch 2.11, transformers 5.17, no LLaMA-Factory, no network), from the repository root:
 #   1. Here, where pip reaches PyPI, once per checkout (about 17 MB into .whl/, which git ignores):
 #        bash scripts/gpu_check.sh --prepare
 #      LLaMA-Factory 0.9.5 and the versions of its packages that it needs there (transformers 5.6.0, trl, peft, ...),
 #      and hatchling, which builds this project there from the tree that travels.
-#   2. One call, then give the machine back:
-#        run(command="bash scripts/gpu_check.sh", carry=[".whl"], kind="nvidia-h200", timeout_s=600)
+#   2. There, with the repository and its .whl/ copied over, one command given ten minutes:
+#        bash scripts/gpu_check.sh
 #      The targets are H200 figures (an H100's memory is slower). LLaVA-1.5-7B at batch 128 (keys and values not
 #      grouped: about 58 GiB of cache at these lengths, and 13 GiB of weights) fits an H100 too, barely; a run that
 #      does not fit is recorded as out of memory and the others go on.
@@ -34,7 +33,7 @@
 #   the next kind of step; --smoke: tiny.
 #
 # Usage: bash scripts/gpu_check.sh [--smoke | --prepare]
-#   OUT              the folder for the JSON and the logs (the device tool sets it; default: gpu_check_out)
+#   OUT              the folder for the JSON and the logs (default: gpu_check_out)
 #   GPU_CHECK_FAIL   names of steps (comma-separated) that fail on purpose, to check that failures are reported
 #   PYTHON           the interpreter (default: python3)
 # stdout: the summary (at most 40 lines); stderr: one line as each step ends. Exit status 0 when every step ran or
@@ -59,7 +58,7 @@ prepare() {
             -d .whl "$spec"
     done
     du -sh .whl
-    echo 'Now one call of the device tool: command "bash scripts/gpu_check.sh", carry [".whl"], kind "nvidia-h200", timeout_s 600'
+    echo 'Now, on the GPU machine (an H200 for the targets), with the repository and .whl/ copied there: bash scripts/gpu_check.sh (about 9 minutes)'
 }
 
 # The carried wheels into the machine's own environment (console scripts on PATH, .pth files run), then this project,

@@ -133,6 +133,16 @@ INTERNALS = (
         "the continuous engine's decoding attentions are registered once, process-wide, under names of their own",
         ("generation.continuous",),
     ),
+    Internal(
+        "transformers",
+        "transformers:PretrainedConfig.register_for_auto_class",
+        "_auto_class",
+        "LLaMA-Factory's load_model registers the config's and model's classes for auto loading whenever the "
+        "config names an auto_map, even when trust_remote_code is off and they are transformers' own classes; "
+        "every later save of such a config in the process then tries to copy transformers' source file. The "
+        "engine takes the mark back from classes of transformers itself",
+        ("generation.transformers_engine",),
+    ),
     # ---- torch ----
     Internal(
         "torch",

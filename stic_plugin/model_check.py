@@ -12,11 +12,22 @@ PLUGIN_OF_MODEL_TYPE = {
     "llava_next": "LlavaNextPlugin",
     "qwen2_vl": "Qwen2VLPlugin",
     "qwen2_5_vl": "Qwen2VLPlugin",
+    "qwen3_vl": "Qwen3VLPlugin",
+    "internvl": "InternVLPlugin",
+    "glm4v": "GLM4VPlugin",
+    "mistral3": "PixtralPlugin",
+    "gemma3": "Gemma3Plugin",
+    "paligemma": "PaliGemmaPlugin",
+    "mllama": "MllamaPlugin",
+    "lfm2_vl": "LFMVLPlugin",
+    "llama4": "Llama4Plugin",
 }
 TEMPLATE_HINT = (
     "Use the template of your checkpoint, the same in stic-cli and in training: llava for llava-1.5-*-hf, "
     "llava_next_mistral for llava-v1.6-mistral-7b-hf (llava_mistral for its stic-cli single-view copy), qwen2_vl "
-    "for Qwen2-VL and Qwen2.5-VL."
+    "for Qwen2-VL and Qwen2.5-VL, qwen3_vl_nothink for Qwen3-VL-*-Instruct (qwen3_vl for -Thinking), intern_vl for "
+    "InternVL3-*-hf, glm4v for GLM-4.1V, mistral_small for Mistral Small 3.1, gemma3, paligemma, mllama for Llama "
+    "3.2 Vision, lfm2_vl, llama4 (docs/models.md)."
 )
 
 

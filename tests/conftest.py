@@ -33,6 +33,16 @@ def tiny(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def families(tmp_path_factory) -> dict[str, str]:
+    """Paths of a tiny model of each other image model family (stic_plugin/tools/families.py: Qwen2.5-VL, Qwen3-VL,
+    InternVL, GLM-4.1V and 4.5V, Mistral 3, Gemma 3, PaliGemma, Mllama, LFM2-VL, Llama 4, Qwen3.5, LLaVA-NeXT-Video,
+    Video-LLaVA), built offline once per session."""
+    from stic_plugin.tools.families import build_families
+
+    return build_families(tmp_path_factory.mktemp("families"))
+
+
+@pytest.fixture(scope="session")
 def pref_dataset_dir(tiny, tmp_path_factory) -> Path:
     images = sorted(Path(tiny["images"]).glob("*.png"))
     return write_pref_dataset(tmp_path_factory.mktemp("data"), images)

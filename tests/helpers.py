@@ -140,9 +140,18 @@ def random_lora_adapter(model_dir: str, out_dir: Path, language_model_only: bool
 
 
 def letter_model(model_dir: str, out_dir: Path) -> Path:
-    """A copy of the tiny LLaVA whose greedy answer to any question is "A." and its end: every layer's output
-    is zeroed, so the last token's embedding alone picks the next token (any token -> "A", "A" -> ".",
-    "." -> the end), so that scores are neither all right nor all wrong."""
+    """A copy of the tiny LLaVA whose greedy answer to any question is "A." and its end (any token -> "A", "A" ->
+    ".", "." -> the end), so that scores are neither all right nor all wrong."""
+    from transformers import AutoTokenizer
+
+    end = AutoTokenizer.from_pretrained(model_dir).eos_token
+    return chain_model(model_dir, out_dir, {"A": ".", ".": end}, "A")
+
+
+def chain_model(model_dir: str, out_dir: Path, following: dict[str, str], otherwise: str) -> Path:
+    """A copy of a tiny model whose next token is a function of the last one alone: ``following[token]``, or
+    ``otherwise`` for tokens not named. Every layer's output is zeroed, so the last token's embedding alone (a
+    basis vector per named token, another for the rest) picks the next token through the output layer."""
     import shutil
 
     import torch
@@ -151,22 +160,21 @@ def letter_model(model_dir: str, out_dir: Path) -> Path:
     shutil.copytree(model_dir, out_dir)
     model = AutoModelForImageTextToText.from_pretrained(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    letter, period, end = (tokenizer.convert_tokens_to_ids(token) for token in ("A", ".", tokenizer.eos_token))
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in [*following.values(), *following, otherwise]}
     text = model.model.language_model
     with torch.no_grad():
         for layer in text.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
-        embedding = text.embed_tokens.weight
+        embedding, head = text.embed_tokens.weight, model.lm_head.weight
         embedding.zero_()
         embedding[:, 0] = 1.0
-        embedding[letter] = 0.0
-        embedding[letter, 1] = 1.0
-        embedding[period] = 0.0
-        embedding[period, 2] = 1.0
-        head = model.lm_head.weight
         head.zero_()
-        head[letter, 0], head[period, 1], head[end, 2] = 10.0, 10.0, 10.0
+        head[ids[otherwise], 0] = 10.0
+        for column, (token, next_token) in enumerate(following.items(), start=1):
+            embedding[ids[token]] = 0.0
+            embedding[ids[token], column] = 1.0
+            head[ids[next_token], column] = 10.0
     model.save_pretrained(out_dir)
     return out_dir
 

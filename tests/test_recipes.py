@@ -24,8 +24,14 @@ def _load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def test_the_three_model_families_have_full_sets():
-    assert [d.name for d in MODEL_DIRS] == ["llava-1.5-7b", "llava-v1.6-mistral-7b", "qwen2-vl-7b"]
+def test_the_five_model_families_have_full_sets():
+    assert [d.name for d in MODEL_DIRS] == [
+        "llava-1.5-7b",
+        "llava-v1.6-mistral-7b",
+        "qwen2-vl-7b",
+        "qwen2.5-vl-7b",
+        "qwen3-vl-8b",
+    ]
     for folder in MODEL_DIRS:
         assert sorted(p.name for p in folder.glob("*.yaml")) == RECIPE_NAMES
 
@@ -152,6 +158,8 @@ def _processor_and_plugin(model: str):
         Qwen2VLImageProcessor,
         Qwen2VLProcessor,
         Qwen2VLVideoProcessor,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
     )
 
     from stic_plugin.tools.fixtures import llava_tokenizer, qwen_tokenizer
@@ -163,13 +171,16 @@ def _processor_and_plugin(model: str):
         if kind != "Qwen2VLImageProcessor":
             settings.pop(key)
     if kind == "Qwen2VLImageProcessor":
-        tokenizer = qwen_tokenizer()
-        processor = Qwen2VLProcessor(
+        # Qwen2-VL and Qwen2.5-VL share a processor and LLaMA-Factory's plugin; Qwen3-VL has its own of both.
+        qwen3 = model.startswith("qwen3")
+        processor_class = Qwen3VLProcessor if qwen3 else Qwen2VLProcessor
+        processor = processor_class(
             image_processor=Qwen2VLImageProcessor(**settings),
-            tokenizer=tokenizer,
-            video_processor=Qwen2VLVideoProcessor(),
+            tokenizer=qwen_tokenizer(),
+            video_processor=(Qwen3VLVideoProcessor if qwen3 else Qwen2VLVideoProcessor)(),
         )
-        return processor, get_mm_plugin("qwen2_vl", image_token="<|image_pad|>", video_token="<|video_pad|>")
+        plugin = "qwen3_vl" if qwen3 else "qwen2_vl"
+        return processor, get_mm_plugin(plugin, image_token="<|image_pad|>", video_token="<|video_pad|>")
     tokenizer = llava_tokenizer()
     common = dict(
         tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1
@@ -257,10 +268,12 @@ def test_example_records_load_with_their_dataset_entry(name, tmp_path):
         assert placeholders == len(aligned["_images"] or [])
 
 
-TINY_OF = {  # the tiny model of each recipe's family (stic_plugin.tools.fixtures), and its template
+TINY_OF = {  # the tiny model of each recipe's family (stic_plugin.tools: fixtures, families), and its template
     "llava-1.5-7b": ("tiny-llava", "llava"),
     "llava-v1.6-mistral-7b": ("tiny-llava-next", "llava_next_mistral"),
     "qwen2-vl-7b": ("tiny-qwen2vl", "qwen2_vl"),
+    "qwen2.5-vl-7b": ("tiny-qwen2_5_vl", "qwen2_vl"),
+    "qwen3-vl-8b": ("tiny-qwen3_vl", "qwen3_vl_nothink"),
 }
 
 
@@ -272,7 +285,7 @@ def _header_override(recipe: Path, marker: str) -> dict:
 
 
 @pytest.mark.parametrize("folder", MODEL_DIRS, ids=lambda p: p.name)
-def test_the_trained_projector_variant_trains_the_projector(folder, tiny, tmp_path):
+def test_the_trained_projector_variant_trains_the_projector(folder, tiny, families, tmp_path):
     """The stage-1 header's projector override, on the tiny model of the family, through LLaMA-Factory's loader:
     the recipe as written trains no projector weight, the override trains all of them (full rank)."""
     from llamafactory.hparams import get_train_args
@@ -290,7 +303,7 @@ def test_the_trained_projector_variant_trains_the_projector(folder, tiny, tmp_pa
         }
         values.update({"freeze_multi_modal_projector": recipe["freeze_multi_modal_projector"], **extra})
         values.update(
-            model_name_or_path=tiny[model_name],
+            model_name_or_path={**tiny, **families}[model_name],
             template=template,
             stage="sft",
             do_train=True,

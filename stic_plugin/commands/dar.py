@@ -51,7 +51,7 @@ class AnswerJob(Job):
 
     def prepare(self, batch: list[Sample]) -> dict:
         paths = [path for sample in batch for path in sample.images]
-        return load_images(paths, self.cfg.max_file_pixels, self.named, self.cfg.ship_images)
+        return load_images(paths, self.cfg.max_file_pixels, self.describer.image_root, self.named, self.cfg.ship_images)
 
     def start(self, sample: Sample, images: dict):
         skipped = bad_image_entry(sample, images | self.describer.unreadable)
@@ -90,7 +90,7 @@ def describe_every_image(cfg: DarConfig, describer: ImageDescriber, todo: list[S
 
     def read(batch):
         paths = [p for s in batch for p in s.images if p not in describer.descriptions]
-        return load_images(paths, cfg.max_file_pixels, names_images(cfg), cfg.ship_images)
+        return load_images(paths, cfg.max_file_pixels, describer.image_root, names_images(cfg), cfg.ship_images)
 
     def requests():
         requested = set()

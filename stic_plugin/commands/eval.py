@@ -54,7 +54,7 @@ def run_eval(cfg: EvalConfig) -> int:
         raise ValueError("lmms-eval is not installed: pip install 'stic-plugin[eval]' (it pins lmms-eval 0.7.3)")
     from lmms_eval.models import get_model
 
-    from ..evaluation.harness import evaluate, managers_for, output_type
+    from ..evaluation.harness import evaluate, hub_unreachable, managers_for, output_type
 
     skipped = {task: why for task in cfg.tasks if (why := missing_judge(task, os.environ))}
     runnable = [task for task in cfg.tasks if task not in skipped]
@@ -94,6 +94,13 @@ def run_eval(cfg: EvalConfig) -> int:
         lines.append(f"  skipped: {task}: {why}")
     for task, why in outcome.failed.items():
         lines.append(f"  failed: {task}: {why}")
+    offline = hub_unreachable() if outcome.failed else None
+    if offline:
+        lines.append(
+            f"  the tasks' data comes from the Hugging Face hub, and {offline}: run once where the hub can be "
+            "reached (the data stays in the cache, HF_HOME), or give local copies in `task_dir` "
+            "(docs/evaluation.md, 'Without the hub')"
+        )
     print("\n".join(lines), flush=True)
     return 1 if outcome.failed or outcome.results_file is None else 0
 

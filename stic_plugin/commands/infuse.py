@@ -61,7 +61,7 @@ class InfuseJob(Job):
     def prepare(self, batch: list[Sample]) -> dict:
         known = self.describer.descriptions
         paths = [p for s in batch for p in s.images if p not in known]
-        return load_images(paths, self.cfg.max_file_pixels, self.named, self.cfg.ship_images)
+        return load_images(paths, self.cfg.max_file_pixels, self.describer.image_root, self.named, self.cfg.ship_images)
 
     def outcome(self, sample: Sample) -> Outcome:
         if not sample.images:  # drawn only with keep_text_only: kept unchanged

@@ -212,13 +212,16 @@ def dar_summary(cfg, output: ShardedOutput, run: Counter, seconds: float) -> Non
             lines.append(
                 f"  not scored:       {unscorable} reference(s) that `{cfg.metric}` cannot read (e.g. no letter)"
             )
-    if stats["truncated_answers"] or stats["truncated_descriptions"]:
-        cut = [f"{stats['truncated_answers']} answer(s) at max_new_tokens={cfg.max_new_tokens}"]
-        if cfg.dar:  # answering directly describes nothing
-            cut.append(
-                f"{stats['truncated_descriptions']} description(s) at description_max_new_tokens="
-                f"{cfg.description_max_new_tokens}"
-            )
+    # Only what was cut: answering directly describes nothing, and questions without images have no description.
+    cut = []
+    if stats["truncated_answers"]:
+        cut.append(f"{stats['truncated_answers']} answer(s) at max_new_tokens={cfg.max_new_tokens}")
+    if stats["truncated_descriptions"]:
+        cut.append(
+            f"{stats['truncated_descriptions']} prediction(s) with a description cut at description_max_new_tokens="
+            f"{cfg.description_max_new_tokens}"
+        )
+    if cut:
         lines.append(f"  truncated:        {', '.join(cut)} (flagged in the predictions)")
     if stats["skipped"]:
         lines.append(f"  skipped questions (not answered, not counted): {stats['skipped']}")

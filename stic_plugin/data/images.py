@@ -222,7 +222,16 @@ def images_in_list(image_list: str, image_root: str | None = None, image_column:
     return scan_list(image_list, image_root, image_column).items
 
 
-def load_image(path: str, max_file_pixels: int, data: bytes | None = None):
+def missing_file(path: str, root: str | None = None) -> str:
+    """A missing image named where it was looked for: a relative name in ``root`` (where the input's relative
+    image paths start: LLaMA-Factory's loader looks there first) and then in the current folder (where the loader
+    reads a name it did not find there); any other path as the absolute path it is."""
+    if root is None or os.path.isabs(path):
+        return str(Path(path).absolute())
+    return f"{path} is in neither {Path(root).absolute()} nor the current folder {Path.cwd()}"
+
+
+def load_image(path: str, max_file_pixels: int, root: str | None = None, data: bytes | None = None):
     """A PIL image with the pixels LLaMA-Factory's training loader reads from the same file (``data``: the file's
     bytes, read elsewhere; ``path`` then only names it).
 
@@ -231,11 +240,12 @@ def load_image(path: str, max_file_pixels: int, data: bytes | None = None):
     description is of exactly the pixels trained on. EXIF orientation is therefore not applied (training
     does not apply it, nor did the authors' LLaVA code), and odd modes are converted as training converts
     them. Raises BadImage with the reason: for a file over ``max_file_pixels`` or an image too elongated for the
-    processor (``MAX_ASPECT_RATIO``) before its pixels are decoded."""
+    processor (``MAX_ASPECT_RATIO``) before its pixels are decoded; for a missing file, where it was looked for
+    (``missing_file``)."""
     from PIL import Image, UnidentifiedImageError
 
     if data is None and not os.path.exists(path):
-        raise BadImage(MISSING, path)
+        raise BadImage(MISSING, missing_file(path, root))
     if (len(data) if data is not None else os.path.getsize(path)) == 0:
         raise BadImage(EMPTY, path)
     try:

@@ -152,6 +152,8 @@ def check_entry(name: str, dataset_dir: str) -> None:
     if dataset_dir == "ONLINE":  # LLaMA-Factory's name for "no dataset_info.json: the names are hub datasets"
         return
     path = Path(dataset_dir) / "dataset_info.json"
+    if not path.exists():
+        raise ValueError(f"dataset `{name}`: there is no {path.absolute()}, where its entry is looked for")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -232,9 +234,12 @@ def files_signature(path: str) -> list | None:
 
 
 def check_input_file(cfg) -> None:
-    """A ``llava_file`` that is not there, said at once."""
+    """A ``llava_file`` that is not there, or a ``dataset`` that its dataset_info.json does not describe, said at
+    once (before LLaMA-Factory's loader is imported)."""
     if cfg.llava_file is not None and not Path(cfg.llava_file).is_file():
         raise ValueError(f"`llava_file`: {Path(cfg.llava_file).absolute()} is not a file")
+    if cfg.dataset is not None:
+        check_entry(cfg.dataset, cfg.source_dataset_dir)
 
 
 def source_signature(cfg) -> list | None:

@@ -55,6 +55,25 @@ def managers_for(tasks: list[str], task_dir: str | None) -> dict:
     return chosen
 
 
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub, where lmms-eval's tasks read their data, cannot be reached from here, or None
+    when it can: ``HF_HUB_OFFLINE`` set, or no connection to the host of ``HF_ENDPOINT`` within ``timeout``."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{host} cannot be reached from this machine ({err})"
+    return None
+
+
 def output_type(manager, task: str) -> str | None:
     """The task's output_type from its YAML (None for a group, whose tasks may differ)."""
     from lmms_eval.utils import load_yaml_config

@@ -256,6 +256,22 @@ def unsupported_reason(model) -> str | None:
     )
     if getattr(text_config, "sliding_window", None) and getattr(text_config, "use_sliding_window", True):
         return "sliding-window attention is not supported"
+    return layers_reason(model, text_config)
+
+
+def layers_reason(model, text_config) -> str | None:
+    """Why the text model's layers keep a cache the ring cannot hold: cross-attention to the image (Mllama: its
+    keys are the image's, not the prompt's), or layers other than self-attention (LFM2's convolutions, linear
+    attention), whose cache is a state rather than keys and values per position."""
+    if getattr(text_config, "cross_attention_layers", None):
+        return "its text model reads the image through cross-attention layers, whose cache continuous batching lacks"
+    layers = getattr(decoder_parts(model)[0], "layers", None) or []
+    other = sorted({type(layer).__name__ for layer in layers if not hasattr(layer, "self_attn")})
+    if other:
+        return (
+            f"its text model has layers without self-attention ({', '.join(other)}: convolutions or linear attention), "
+            "whose state continuous batching does not hold"
+        )
     return None
 
 
@@ -270,6 +286,15 @@ def inputs_to_device(inputs: dict, device, dtype) -> dict:
         else value
         for key, value in inputs.items()
     }
+
+
+# The position of a prompt's first token, where a model does not count from 0 (transformers' PaliGemma counts
+# from 1 in its forward and its generate): the decoding steps, given their positions, continue its count.
+FIRST_POSITION = {"paligemma": 1}
+
+# Processor inputs with one value per prompt token (token types): each prompt has its own, and a prompt prefix
+# takes its share of them.
+PER_TOKEN_INPUTS = ("token_type_ids", "mm_token_type_ids")
 
 
 class CacheTooLarge(RuntimeError):
@@ -358,6 +383,7 @@ class ContinuousBatcher:
         self.device, self.dtype = model.device, model.dtype
         inner = model.model
         self.multimodal_rope = hasattr(inner, "get_rope_index")
+        self.first_position = FIRST_POSITION.get(getattr(model.config, "model_type", None), 0)
         self.compile_after_steps = compile_after_steps
         self.steps_in_process = 0
         self._compiled = None
@@ -416,7 +442,9 @@ class ContinuousBatcher:
                 for index, (key, value) in enumerate(layers):
                     cache.update(key, value, index)  # the suffix's keys are concatenated: the stored ones stay
                 # Explicit positions: the suffix's text continues after the prefix (and its image grid).
-                positions = torch.arange(length, len(item.ids), device=self.device)[None, :] + delta
+                positions = (
+                    torch.arange(length, len(item.ids), device=self.device)[None, :] + delta + self.first_position
+                )
                 if self.multimodal_rope:
                     positions = positions[None].expand(3, 1, -1)
                 output = self.model(
@@ -427,7 +455,7 @@ class ContinuousBatcher:
                     logits_to_keep=1,
                 )
                 self.stats["shared_prefix_tokens"] += length
-        return output.logits[:, -1].float(), cache_layers(cache), len(item.ids) + delta
+        return output.logits[:, -1].float(), cache_layers(cache), len(item.ids) + delta + self.first_position
 
     def _run_prefix(self, prefix_ids, inputs):
         """Keys and values (and the position delta) of a prompt prefix holding every image."""
@@ -437,8 +465,8 @@ class ContinuousBatcher:
         cache = DynamicCache(config=self.model.config)
         if self.multimodal_rope:
             self.model.model.rope_deltas = None
-        if "mm_token_type_ids" in inputs:
-            inputs = {**inputs, "mm_token_type_ids": inputs["mm_token_type_ids"][:, : prefix_ids.shape[1]]}
+        width = prefix_ids.shape[1]
+        inputs = {key: value[:, :width] if key in PER_TOKEN_INPUTS else value for key, value in inputs.items()}
         self.model(
             input_ids=prefix_ids,
             attention_mask=torch.ones_like(prefix_ids),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..model_check import check_template_fits, model_not_loaded
 from .base import Generation, Generator, GeneratorSettings, Request
+from .continuous import PER_TOKEN_INPUTS
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,12 @@ def process_device():
 
 
 class RowLimits:
-    """A transformers logits processor: per-row bias (banned ids) and per-row min/max new tokens."""
+    """A transformers logits processor: per-row bias (banned ids) and per-row min/max new tokens. Before its
+    minimum a row may write none of the stop ids (a template may have several: Llama 3's <|eot_id|> and
+    <|eom_id|>); at its maximum it writes the first."""
 
-    def __init__(self, bias, prompt_width: int, minimums: list[int], maximums: list[int], stop_id: int):
-        self.bias, self.prompt_width, self.stop_id = bias, prompt_width, stop_id
+    def __init__(self, bias, prompt_width: int, minimums: list[int], maximums: list[int], stop_ids: list[int]):
+        self.bias, self.prompt_width, self.stop_ids = bias, prompt_width, list(stop_ids)
         self.minimums, self.maximums = minimums, maximums
 
     def __call__(self, input_ids, scores):
@@ -80,11 +83,34 @@ class RowLimits:
         written = input_ids.shape[1] - self.prompt_width
         for row, (low, high) in enumerate(zip(self.minimums, self.maximums)):
             if written < low:
-                scores[row, self.stop_id] = -torch.inf
+                scores[row, self.stop_ids] = -torch.inf
             elif written >= high:  # this row's own limit: make it stop here
                 scores[row] = -torch.inf
-                scores[row, self.stop_id] = 0.0
+                scores[row, self.stop_ids[0]] = 0.0
         return scores
+
+
+def image_token_ids(tokenizer, template, config) -> list[int]:
+    """The ids that stand for an image in a prompt: the template's image token, and the one the model replaces by
+    the image's features (its configuration's), which may be another: InternVL's template writes ``<image>`` and
+    its plugin fills the span with ``<IMG_CONTEXT>``, Llama 4's image is ``<|patch|>`` tokens after an
+    ``<|image|>``. A token missing from the vocabulary has no id (nor the unknown token's)."""
+    token = template.mm_plugin.image_token
+    found = {tokenizer.convert_tokens_to_ids(token)} if token is not None else set()
+    if tokenizer.unk_token_id in found and token != tokenizer.unk_token:
+        found.discard(tokenizer.unk_token_id)
+    for name in ("image_token_id", "image_token_index"):
+        found.add(getattr(config, name, None))
+    return sorted(token_id for token_id in found if isinstance(token_id, int) and token_id >= 0)
+
+
+def unmark_library_classes(model) -> None:
+    """Undo LLaMA-Factory's ``register_autoclass`` on transformers' own classes: it marks them for auto loading
+    when a config names an ``auto_map`` that was not trusted, and every later ``save_pretrained`` of that class in
+    this process would then look for its source file to copy (see ``stic_plugin.host``)."""
+    for library_class in (type(model.config), type(model)):
+        if library_class.__module__.startswith("transformers.") and "_auto_class" in vars(library_class):
+            library_class._auto_class = None
 
 
 class TransformersModel:
@@ -104,12 +130,13 @@ class TransformersModel:
         self.pad_token_id = self.tokenizer.pad_token_id
         if self.pad_token_id is None:
             self.pad_token_id = self.stop_token_ids[0]
+        self.image_token_ids = image_token_ids(self.tokenizer, self.template, self.model.config)
         self.banned_bias = self._banned_bias()
 
     def _banned_bias(self):
         """(vocab,) additive bias: -inf for ids that must never be written, 0 elsewhere.
 
-        Banned: the image token (a description holding one breaks training on it) and ids past the
+        Banned: the image tokens (a description holding one breaks training on it) and ids past the
         tokenizer (padding rows of the output layer, never trained and not decodable).
         """
         import torch
@@ -117,9 +144,7 @@ class TransformersModel:
         head = self.model.get_output_embeddings()
         vocab = head.weight.shape[0] if head is not None else self.model.config.get_text_config().vocab_size
         bias = torch.zeros(vocab, dtype=torch.float32)
-        image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
-        if isinstance(image_token_id, int) and 0 <= image_token_id < vocab:
-            bias[image_token_id] = -torch.inf
+        bias[[token_id for token_id in self.image_token_ids if token_id < vocab]] = -torch.inf
         bias[len(self.tokenizer) :] = -torch.inf
         return bias
 
@@ -159,6 +184,7 @@ class TransformersModel:
         # With adapters and is_trainable=False, LLaMA-Factory merges them into the weights.
         with readable_weights(weight_folders(settings)):
             model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+        unmark_library_classes(model)
         return cls(model, tokenizer, processor, chat_template)
 
     @property
@@ -169,18 +195,15 @@ class TransformersModel:
         """Token ids of the conversation with its images, up to the assistant's first token."""
         plugin = self.template.mm_plugin
         messages = plugin.process_messages(request.messages, request.images, [], [], self.processor)
-        prompt_ids, _ = self.template.encode_oneturn(
-            self.tokenizer, messages + [{"role": "assistant", "content": ""}], request.system, None
-        )
+        prompt_ids = generation_prompt(self.template, self.tokenizer, messages, request.system)
         prompt_ids, _ = plugin.process_token_ids(
             prompt_ids, None, request.images, [], [], self.tokenizer, self.processor
         )
         return prompt_ids
 
     def mm_inputs(self, requests: list[Request], ids: list[list[int]], batch_ids=None) -> dict:
-        """The processor's tensors for these requests (CPU), as LLaMA-Factory's collator builds them."""
-        import inspect
-
+        """The processor's tensors for these requests (CPU), as LLaMA-Factory's collator builds them; ``batch_ids``:
+        the prompts left-padded into one tensor, which the per-token inputs (token types) line up with."""
         inputs = self.template.mm_plugin.get_mm_inputs(
             images=[image for request in requests for image in request.images],
             videos=[],
@@ -191,17 +214,60 @@ class TransformersModel:
             batch_ids=ids,
             processor=self.processor,
         )
-        # Models with 2-D positions for image tokens (Qwen2-VL) find the image tokens by their type;
-        # without it transformers silently gives them text positions. Built as LLaMA-Factory's collator does.
+        width = batch_ids.shape[1] if batch_ids is not None else max(len(row) for row in ids)
+        return {**inputs, **self._token_types(inputs, ids, width)}
+
+    def token_inputs(self, request: Request, ids: list[int]) -> dict:
+        """The per-token inputs (token types) of one prompt, ``(1, len(ids))`` tensors: what ``mm_inputs`` gives
+        with its images, computed from the ids and the number of images alone (no image is processed)."""
+        inputs = self.template.mm_plugin.get_mm_inputs(
+            images=[],
+            videos=[],
+            audios=[],
+            imglens=[len(request.images)],
+            vidlens=[0],
+            audlens=[0],
+            batch_ids=[ids],
+            processor=self.processor,
+        )
+        return self._token_types(inputs, [ids], len(ids))
+
+    def _token_types(self, inputs: dict, ids: list[list[int]], width: int) -> dict:
+        """The per-token entries of a plugin's inputs, as ``(rows, width)`` tensors left-padded with 0.
+
+        Gemma 3's and PaliGemma's plugins give ``token_type_ids`` as a list of lists, which LLaMA-Factory's
+        collator pads into a tensor; the model reads its shape. Models with 2-D positions for image tokens
+        (Qwen2-VL) find the image tokens by ``mm_token_type_ids``; without it transformers silently gives them
+        text positions: built as LLaMA-Factory's collator does."""
+        import inspect
+
+        import torch
+
+        types = {}
+        for key in PER_TOKEN_INPUTS:
+            value = inputs.get(key)
+            if value is not None and not isinstance(value, torch.Tensor):
+                types[key] = left_padded(value, width)
         rope_index = getattr(getattr(self.model, "model", None), "get_rope_index", None)
         needs_types = rope_index is not None and "mm_token_type_ids" in inspect.signature(rope_index).parameters
-        if needs_types and "mm_token_type_ids" not in inputs and batch_ids is not None:
-            image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
-            inputs["mm_token_type_ids"] = (batch_ids == image_token_id).long()
-        return inputs
+        if needs_types and "mm_token_type_ids" not in inputs:
+            image_ids = torch.tensor(self.image_token_ids, dtype=torch.long)
+            types["mm_token_type_ids"] = torch.isin(left_padded(ids, width, fill=-1), image_ids).long()
+        return types
 
     def generation(self, kept: list[int], truncated: bool) -> Generation:
         return clean_response(self.tokenizer, self.template, kept, truncated)
+
+
+def left_padded(rows: list[list[int]], width: int, fill: int = 0):
+    """``rows`` as one ``(len(rows), width)`` long tensor, each row at the right end (left padding, as the prompts)."""
+    import torch
+
+    padded = torch.full((len(rows), width), fill, dtype=torch.long)
+    for index, row in enumerate(rows):
+        if len(row):
+            padded[index, width - len(row) :] = torch.as_tensor(row, dtype=torch.long)
+    return padded
 
 
 class TransformersGenerator(Generator):
@@ -276,7 +342,7 @@ class PlainGenerator(TransformersGenerator):
             width,
             [r.min_new_tokens for r in requests],
             limits,
-            self.stop_token_ids[0],
+            self.stop_token_ids,
         )
         from transformers import GenerationConfig
 
@@ -380,7 +446,6 @@ class ContinuousGenerator(TransformersGenerator):
                 self.model, self.stop_token_ids, self.banned_bias, self.compile_after_steps, self.attention
             )
         base_seed = 0 if seed is None else seed
-        image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
 
         def pending(group: list[tuple[int, Request]]) -> list[PendingRequest]:
             """Requests on the same images: the images are processed once, and the prompt prefix up to
@@ -389,12 +454,12 @@ class ContinuousGenerator(TransformersGenerator):
 
             encoded = [self.encode(request) for _, request in group]
             first_inputs = self.loaded.mm_inputs([group[0][1]], encoded[:1], torch.tensor([encoded[0]]))
-            shared = shared_prefix_length(encoded, image_token_id) if len(group) > 1 else 0
+            shared = shared_prefix_length(encoded, self.loaded.image_token_ids) if len(group) > 1 else 0
             items = []
-            for (index, request), ids in zip(group, encoded):
+            for position, ((index, request), ids) in enumerate(zip(group, encoded)):
                 inputs = dict(first_inputs)
-                if "mm_token_type_ids" in inputs:  # per prompt: the image tokens' types along its own ids
-                    inputs["mm_token_type_ids"] = (torch.tensor([ids]) == image_token_id).long()
+                if position and any(key in inputs for key in PER_TOKEN_INPUTS):  # per prompt: along its own ids
+                    inputs.update(self.loaded.token_inputs(request, ids))
                 limit = request.max_new_tokens or max_new_tokens
                 key = request_key(base_seed, request.key if request.key is not None else str(index))
                 # The ring is sized by the call's limit, so that calls with shorter requests reuse its shapes.
@@ -439,9 +504,45 @@ def create_plain(settings: GeneratorSettings) -> Generator:
     return PlainGenerator(TransformersModel.load(settings))
 
 
+def generation_prompt(template, tokenizer, messages: list[dict], system: str | None) -> list[int]:
+    """Token ids of a conversation up to the answer, as the template encodes it for training.
+
+    A thinking template (LLaMA-Factory's ReasoningTemplate: qwen3_vl, glm4v...) trains on answers after an
+    empty thought block (with its default enable_thinking it writes the block before every answer that has none);
+    the prompt ends with that block here, so that the model answers at once, as in the texts it trains on, and
+    writes no reasoning into a description or an answer. (With enable_thinking false the template puts the block
+    into the prompt itself.)"""
+    from llamafactory.data.template import ReasoningTemplate
+
+    prompt_ids, _ = template.encode_oneturn(tokenizer, messages + [{"role": "assistant", "content": ""}], system, None)
+    if isinstance(template, ReasoningTemplate) and template.enable_thinking:
+        prompt_ids = prompt_ids + template.get_thought_word_ids(tokenizer)
+    return prompt_ids
+
+
+def find_last(tokens: list[int], part: list[int]) -> int | None:
+    """Where the last occurrence of ``part`` in ``tokens`` starts (None: nowhere, or ``part`` is empty)."""
+    for start in range(len(tokens) - len(part), -1, -1):
+        if part and tokens[start : start + len(part)] == part:
+            return start
+    return None
+
+
+def without_thought(kept: list[int], opening: list[int], closing: list[int]) -> list[int]:
+    """The answer of generated tokens: what follows the last closed thought block (``opening`` ... ``closing``);
+    nothing of a thought block that never closed (the answer never came)."""
+    end = find_last(kept, closing)
+    if end is not None:
+        return kept[end + len(closing) :]
+    start = find_last(kept, opening)
+    return kept[:start] if start is not None else kept
+
+
 def clean_response(tokenizer, template, kept: list[int], truncated: bool) -> Generation:
-    """The generation of these new tokens (stop token excluded): decoded, without any media placeholder."""
-    text = tokenizer.decode(kept, skip_special_tokens=True)
+    """The generation of these new tokens (stop token excluded): decoded, without any reasoning a model wrote
+    in its thought block (a thinking model may think whatever its prompt), nor any media placeholder."""
+    opening, closing = (tokenizer.encode(word.strip(), add_special_tokens=False) for word in template.thought_words)
+    text = tokenizer.decode(without_thought(kept, opening, closing), skip_special_tokens=True)
     from llamafactory.extras.constants import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 
     for placeholder in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, AUDIO_PLACEHOLDER, template.mm_plugin.image_token):
@@ -469,15 +570,16 @@ def _same_image_groups(requests):
         yield group
 
 
-def shared_prefix_length(encoded: list[list[int]], image_token_id: int) -> int:
-    """Tokens every prompt of a group starts with, if they include every image token (else 0); at
-    least one token of each prompt is left to run on its own (its logits start the answer)."""
+def shared_prefix_length(encoded: list[list[int]], image_token_ids) -> int:
+    """Tokens every prompt of a group starts with, if they include every image token (``image_token_ids``: the ids
+    standing for images; else 0); at least one token of each prompt is left to run on its own (its logits start
+    the answer)."""
     length = min(len(ids) for ids in encoded) - 1
     for position in range(length):
         if any(ids[position] != encoded[0][position] for ids in encoded[1:]):
             length = position
             break
-    last_image_token = max((i for i, token in enumerate(encoded[0]) if token == image_token_id), default=-1)
+    last_image_token = max((i for i, token in enumerate(encoded[0]) if token in image_token_ids), default=-1)
     return length if length > last_image_token >= 0 else 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..model_check import check_template_fits, model_not_loaded
 from .base import Generation, Generator, GeneratorSettings, Request
-from .transformers_engine import clean_response, readable_weights, weight_folders
+from .transformers_engine import clean_response, generation_prompt, image_token_ids, readable_weights, weight_folders
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,38 @@ def vllm_dtype(infer_dtype: str, config, gpus_elsewhere: bool = False) -> str:
     return str(infer_optim_dtype(getattr(config, "torch_dtype", None))).removeprefix("torch.")
 
 
+# Model types vLLM 0.26 has, but cannot run on STIC's requests: why.
+CANNOT_RUN = {
+    "gemma3": "its Gemma 3 processor loses the image when a newline follows it, as in LLaMA-Factory's prompts "
+    "(RuntimeError: Expected there to be 1 prompt placeholders ... but instead found 0)",
+    "llava_next_video": "its LLaVA-NeXT-Video takes videos only (At most 0 image(s) may be provided in one prompt)",
+}
+
+
+def refuse_unsupported(config, vllm) -> None:
+    """Stop, before anything is loaded, for a model whose architecture this vLLM does not have (Llama 3.2 Vision
+    in vLLM 0.26) or cannot run on STIC's requests (``CANNOT_RUN``), naming it and the engines that drive it."""
+    architectures = list(getattr(config, "architectures", None) or [])
+    model_type = getattr(config, "model_type", "?")
+    supported = set(vllm.ModelRegistry.get_supported_archs())
+    reason = CANNOT_RUN.get(model_type)
+    if architectures and not supported.intersection(architectures):
+        reason = "it does not have this architecture"
+    if reason:
+        raise ValueError(
+            f"vLLM {vllm.__version__} cannot drive {'/'.join(architectures)} (model type {model_type}): {reason}; "
+            "use `engine: continuous` or `engine: plain` for this model"
+        )
+
+
+def banned_logit_bias(tokenizer, template, config) -> dict[int, float]:
+    """vLLM's logit bias that rules out what must never be written: the image tokens (the template's, when the
+    vocabulary has it, and the one the model's image features replace) and ids past the tokenizer."""
+    vocab = config.get_text_config().vocab_size
+    banned = image_token_ids(tokenizer, template, config) + list(range(len(tokenizer), vocab))
+    return {int(token): BANNED_BIAS for token in banned if token < vocab}
+
+
 def vllm_seed(seed: int, key: str) -> int:
     """The seed of one request's samples: a function of the run's seed and the request's key only."""
     from .continuous import request_key
@@ -67,9 +99,25 @@ def require_vllm(verbose: bool = False):
     return vllm
 
 
-def vision_key_renames(keys) -> dict[str, str]:
-    """Checkpoint keys to rename for vLLM: a CLIP or SigLIP tower that transformers 5 saved as
-    ``vision_tower.embeddings.*`` is ``vision_tower.vision_model.embeddings.*`` to vLLM 0.26."""
+# Vision towers that vLLM 0.26 wraps in a ``vision_model`` module (its CLIP, SigLIP and LFM2's SigLIP 2), by the
+# model type of the checkpoint's vision_config; other towers (Pixtral, InternViT...) keep transformers' names.
+TOWERS_IN_VISION_MODEL = {"clip_vision_model", "siglip_vision_model", "siglip2_vision_model"}
+
+
+def vision_model_type(config) -> str | None:
+    """The model type of a configuration's vision tower (None for a model without a vision_config)."""
+    vision = getattr(config, "vision_config", None)
+    if isinstance(vision, dict):
+        return vision.get("model_type")
+    return getattr(vision, "model_type", None)
+
+
+def vision_key_renames(keys, tower: str | None) -> dict[str, str]:
+    """Checkpoint keys to rename for vLLM: a CLIP or SigLIP tower (``tower``: the vision_config's model type)
+    that transformers 5 saved as ``vision_tower.embeddings.*`` is ``vision_tower.vision_model.embeddings.*`` to
+    vLLM 0.26. Other towers are read as they are saved."""
+    if tower not in TOWERS_IN_VISION_MODEL:
+        return {}
     renames = {}
     for key in keys:
         head, found, rest = key.partition("vision_tower.")
@@ -79,9 +127,10 @@ def vision_key_renames(keys) -> dict[str, str]:
     return renames
 
 
-def vllm_ready_folder(model_dir: str, scratch: Path) -> str:
+def vllm_ready_folder(model_dir: str, scratch: Path, tower: str | None) -> str:
     """``model_dir`` itself when vLLM reads its weights as they are; otherwise a folder in ``scratch`` with
-    links to every file, and rewritten copies of just the weight files whose vision keys need renaming."""
+    links to every file, and rewritten copies of just the weight files whose vision keys need renaming
+    (``tower``: the model type of its vision tower)."""
     import json
 
     from safetensors import safe_open
@@ -92,7 +141,7 @@ def vllm_ready_folder(model_dir: str, scratch: Path) -> str:
     renames_per_shard = {}
     for shard in shards:
         with safe_open(str(shard), "pt") as handle:
-            renames = vision_key_renames(handle.keys())
+            renames = vision_key_renames(handle.keys(), tower)
         if renames:
             renames_per_shard[shard.name] = renames
     if not renames_per_shard:
@@ -174,6 +223,8 @@ class VllmGenerator(Generator):
             args["image_max_pixels"] = int(cfg.image_max_pixels)
         model_args, data_args, _, _ = get_infer_args(args)
         try:
+            config = load_config(model_args)
+            refuse_unsupported(config, vllm)
             tokenizer_module = load_tokenizer(model_args)
         except OSError as err:
             raise OSError(model_not_loaded(cfg.model_name_or_path, err)) from err
@@ -183,7 +234,6 @@ class VllmGenerator(Generator):
         self.template = get_template_and_fix_tokenizer(self.tokenizer, data_args)
         if self.template.mm_plugin.image_token is None:
             raise ValueError(f"template `{cfg.template}` has no image support; use the template of your VLM")
-        config = load_config(model_args)
         check_template_fits(self.template, self.processor, config, cfg.template, cfg.model_name_or_path)
         # vLLM expands each image placeholder itself. LLaMA-Factory hands out one template object per name,
         # shared by everything in the process: the change goes to copies.
@@ -223,12 +273,9 @@ class VllmGenerator(Generator):
             self.lora = LoRARequest("adapter", 1, adapters[0])
         if Path(model_dir).is_dir():
             with readable_weights([model_dir]):
-                model_dir = vllm_ready_folder(model_dir, self.scratch)
+                model_dir = vllm_ready_folder(model_dir, self.scratch, vision_model_type(config))
 
-        vocab = config.get_text_config().vocab_size
-        image_token_id = self.tokenizer.convert_tokens_to_ids(self.template.mm_plugin.image_token)
-        banned = [image_token_id] + list(range(len(self.tokenizer), vocab))
-        self.logit_bias = {int(token): BANNED_BIAS for token in banned if 0 <= token < vocab}
+        self.logit_bias = banned_logit_bias(self.tokenizer, self.template, config)
 
         import torch
 
@@ -305,10 +352,7 @@ class VllmGenerator(Generator):
     def prompt_ids(self, request: Request) -> list[int]:
         """The template's token ids of the request, each image one placeholder (only the images' number counts)."""
         messages = self.template.mm_plugin.process_messages(request.messages, request.images, [], [], self.processor)
-        ids, _ = self.template.encode_oneturn(
-            self.tokenizer, messages + [{"role": "assistant", "content": ""}], request.system, None
-        )
-        return ids
+        return generation_prompt(self.template, self.tokenizer, messages, request.system)
 
     def sampling(self, request: Request, max_new_tokens: int, temperature, top_p, top_k, seed: int, index: int):
         from vllm import SamplingParams

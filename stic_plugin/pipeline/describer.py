@@ -33,16 +33,19 @@ class Sampling:
         return cls(cfg.temperature, cfg.top_p, cfg.seed, cfg.batch_size, cfg.top_k)
 
 
-def load_images(paths: list[str], max_file_pixels: int, named: bool = False, ship: bool = False) -> dict[str, object]:
+def load_images(
+    paths: list[str], max_file_pixels: int, root: str | None = None, named: bool = False, ship: bool = False
+) -> dict[str, object]:
     """path -> PIL image (``named``: the ImageFile that names it, holding its bytes with ``ship``), or the BadImage
-    that says why it cannot be used."""
+    that says why it cannot be used. ``root``: where the input's relative image paths start (named when such an
+    image is missing)."""
     loaded = {}
     for path in dict.fromkeys(paths):
         if named:
-            loaded[path] = named_image(path, max_file_pixels, ship)
+            loaded[path] = named_image(path, max_file_pixels, ship, root)
             continue
         try:
-            loaded[path] = read_image(path, max_file_pixels)
+            loaded[path] = read_image(path, max_file_pixels, root)
         except BadImage as bad:
             loaded[path] = bad
     return loaded

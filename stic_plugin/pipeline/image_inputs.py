@@ -6,17 +6,25 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.images import MISSING, UNREADABLE, BadImage, as_training_rgb, load_image, lossy_training_conversion
+from ..data.images import (
+    MISSING,
+    UNREADABLE,
+    BadImage,
+    as_training_rgb,
+    load_image,
+    lossy_training_conversion,
+    missing_file,
+)
 from ..generation.base import GeneratorSettings, ImageSource, UnreadableImage, reads_image_files
 from ..method.corruption import apply_corruption
 
 logger = logging.getLogger("stic_plugin")
 
 
-def read_image(path: str, max_file_pixels: int, data: bytes | None = None):
+def read_image(path: str, max_file_pixels: int, root: str | None = None, data: bytes | None = None):
     """The image as training reads it (``load_image``), with a warning for what training's conversion loses;
     raises BadImage."""
-    image = load_image(path, max_file_pixels, data)
+    image = load_image(path, max_file_pixels, root, data)
     loss = lossy_training_conversion(image)
     if loss:
         logger.warning("%s: %s", path, loss)
@@ -38,6 +46,7 @@ class ImageFile(ImageSource):
     corruption: str | None = None
     corruption_params: dict = field(default_factory=dict)
     data: bytes | None = None
+    root: str | None = None  # where the input's relative image paths start (named when the image is missing)
 
     @property
     def file(self) -> str | None:
@@ -45,7 +54,7 @@ class ImageFile(ImageSource):
 
     def read(self):
         try:
-            image = read_image(self.path, self.max_file_pixels, self.data)
+            image = read_image(self.path, self.max_file_pixels, self.root, self.data)
         except BadImage as bad:
             raise UnreadableImage(bad.reason, bad.detail) from None
         return corrupted(image, self.corruption, self.corruption_params) if self.corruption else image
@@ -56,14 +65,14 @@ def names_images(cfg) -> bool:
     return reads_image_files(GeneratorSettings.of(cfg))
 
 
-def named_image(path: str, max_file_pixels: int, ship: bool) -> ImageFile | BadImage:
+def named_image(path: str, max_file_pixels: int, ship: bool, root: str | None = None) -> ImageFile | BadImage:
     """The ``ImageFile`` of a path; with ``ship``, holding the file's bytes (read here, not decoded), or the
     BadImage that says why they cannot be read."""
     if not ship:
-        return ImageFile(path, max_file_pixels)
+        return ImageFile(path, max_file_pixels, root=root)
     try:
-        return ImageFile(path, max_file_pixels, data=Path(path).read_bytes())
+        return ImageFile(path, max_file_pixels, data=Path(path).read_bytes(), root=root)
     except FileNotFoundError:
-        return BadImage(MISSING, path)
+        return BadImage(MISSING, missing_file(path, root))
     except OSError as err:
         return BadImage(UNREADABLE, str(err))

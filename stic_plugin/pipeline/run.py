@@ -197,6 +197,8 @@ class Pipeline:
     def _generator(self):
         generator = self.make_generator()
         self._started = time.time()
+        # The bar's clock leaves out the model's loading: its first rate, and so its first ETA, is of generating.
+        self.progress.unpause()
         return generator
 
     def run(self, todo: list) -> Counter:

@@ -9,6 +9,8 @@ named ``*-vllm``, for vLLM's CPU attention)::
                             template ``llava_next_mistral``
     OUT_DIR/images/         small RGB PNG images
 
+The other image model families of docs/models.md are built by ``families.py`` the same way.
+
 Everything is built from configs with random weights and a byte-level BPE tokenizer trained here,
 so nothing is downloaded. Real sizes, for scale: LLaVA-1.5-7B has hidden size 4096 and 576 image
 tokens; these have hidden size 64 and 16 (LLaVA) or 4 (Qwen2-VL) image tokens.

@@ -8,7 +8,8 @@ from pathlib import Path
 RECIPE_FOLDER_OF_TEMPLATE = {
     "llava": "llava-1.5-7b",
     "llava_next_mistral": "llava-v1.6-mistral-7b",
-    "qwen2_vl": "qwen2-vl-7b",
+    "qwen2_vl": "qwen2-vl-7b",  # Qwen2.5-VL's recipes (the same template) hold the same training values
+    "qwen3_vl_nothink": "qwen3-vl-8b",
 }
 RECIPE_OF_ACTION = {"pref": "stage1.yaml", "infuse": "stage2.yaml"}
 # Train-tab element (train.NAME) -> the recipe key it shows, and how the form writes the value

@@ -160,3 +160,40 @@ def test_a_resumed_dar_answers_from_the_descriptions_it_logged(tiny, tmp_path, s
     assert "1 already done, 2 to do" in again.stderr
     assert keys == ["answer", "answer"]
     assert sorted(p["id"] for p in read_records(tmp_path / "pred" / "dar")) == [0, 1, 2]
+
+
+def test_the_truncated_line_names_only_what_was_cut(tiny, tmp_path, stic):
+    """Questions without images: describe-and-respond describes nothing, and the summary says nothing of
+    descriptions (before: "0 description(s) at description_max_new_tokens=...")."""
+    questions = [
+        {"id": str(i), "conversations": [{"from": "human", "value": f"Say something long, {i}."}]} for i in range(3)
+    ]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    args = dar_args(tiny, tmp_path / "q.json", tmp_path / "pred", max_new_tokens=2, description_max_new_tokens=8)
+    result = stic(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cut = sum(p["truncated"] for p in read_records(tmp_path / "pred" / "dar"))
+    assert cut >= 1  # two tokens: a random model rarely stops that soon
+    line = next(line for line in result.stdout.splitlines() if line.startswith("  truncated:"))
+    assert line == f"  truncated:        {cut} answer(s) at max_new_tokens=2 (flagged in the predictions)"
+
+
+def test_a_missing_image_names_the_media_dir_and_the_current_folder_searched(tiny, tmp_path, stic, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    turns = [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A."}]
+    questions = [{"id": "q", "image": "image_000.png", "conversations": turns}]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"q": {"file_name": "q.json", "formatting": "llava"}}))
+    (tmp_path / "media").mkdir()
+    result = stic(
+        "dar",
+        f"model_name_or_path={tiny['tiny-llava']}",
+        "template=llava",
+        "dataset=q",
+        "source_dataset_dir=.",
+        "media_dir=media",
+        "dataset_dir=pred",
+    )
+    assert result.returncode == 1
+    searched = f"image_000.png is in neither {tmp_path / 'media'} nor the current folder {tmp_path}"
+    assert f"skipped sample 0: missing file: {searched}" in result.stderr

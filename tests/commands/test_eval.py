@@ -227,7 +227,7 @@ def test_compare_puts_runs_side_by_side_with_the_difference(runs, stic):
     assert difference.split()[3:] == [f"{v:+.1f}" for v in wanted] + ["-", f"{statistics.mean(wanted):+.1f}"]
 
 
-def test_a_task_that_fails_is_named_and_the_others_are_written(tiny, eval_tasks, tmp_path, stic):
+def test_a_task_that_fails_is_named_and_the_others_are_written(tiny, eval_tasks, tmp_path, stic, monkeypatch):
     """A task whose data cannot be read; a task that needs log-likelihoods; a limit of 2 questions."""
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -240,10 +240,13 @@ def test_a_task_that_fails_is_named_and_the_others_are_written(tiny, eval_tasks,
         f"include: {eval_tasks / 'scienceqa_img.yaml'}\ntask: likelihood\noutput_type: loglikelihood\n"
     )
     keys = dict(tasks="[broken,scienceqa_img,likelihood]", task_dir=tasks, limit=2, run_name="partial")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = stic(*eval_args(tiny["tiny-llava"], "llava", eval_tasks, tmp_path / "out", **keys))
     assert result.returncode == 1  # a task failed: not a clean run, though the others are written
     assert "likelihood skipped: its output_type is loglikelihood: it needs log-likelihoods" in result.stdout
     assert "failed: broken: " in result.stdout
+    assert "the tasks' data comes from the Hugging Face hub, and HF_HUB_OFFLINE is set" in result.stdout
+    assert "`task_dir`" in result.stdout  # the way to run on local copies
     run = finished(tmp_path / "out" / "partial")
     assert set(run.results["results"]) == {"scienceqa_img"} and len(run.samples["scienceqa_img"]) == 2
     assert "broken" in run.results["stic"]["failed"] and "likelihood" in run.results["stic"]["skipped"]
@@ -337,3 +340,30 @@ def test_lmms_evals_own_command_line_finds_the_registered_model(tiny, eval_tasks
     results = json.loads(results_file.read_text())
     assert results["config"]["model_backend"] == "stic_plugin.evaluation.model.SticModel (simple)"
     assert results["n-samples"]["tiny_scienceqa_img"]["effective"] == 2
+
+
+def test_the_hub_is_unreachable_when_offline_is_set_or_no_connection_opens(monkeypatch):
+    import socket
+
+    from stic_plugin.evaluation.harness import hub_unreachable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_unreachable() == "HF_HUB_OFFLINE is set"
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example:8080")
+    tried = []
+
+    def refused(address, timeout):
+        tried.append(address)
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    assert hub_unreachable() == "mirror.example cannot be reached from this machine (Name or service not known)"
+    assert tried == [("mirror.example", 8080)]
+
+    class Opened:
+        def close(self):
+            pass
+
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: Opened())
+    assert hub_unreachable() is None

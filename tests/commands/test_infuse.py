@@ -2,6 +2,7 @@
 the others in this process (``stic``)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -135,7 +136,8 @@ def test_infuse_writes_exact_records_that_train(tiny, tmp_path):
 
     again = run_cli(infuse_args(tiny, llava_file, images, data, keep_text_only="true"), cwd=tmp_path)  # resume
     assert again.returncode == 0 and len(read_records(data / "stic_sft")) == 5
-    assert "6 already done, 0 to do" in again.stderr  # 5 written, 1 skipped: none redone
+    # 5 written are kept; the skipped one is tried again (its file may have been fixed since) and skipped again
+    assert "5 already done, 1 to do" in again.stderr
 
 
 def test_infuse_from_a_named_dataset_applies_the_stage1_adapter(tiny, tmp_path, stic):
@@ -178,6 +180,33 @@ def test_infuse_overwrite_describes_again(tiny, tmp_path, stic):
     stats = json.loads((tmp_path / "data" / "stic_sft.stats.json").read_text())
     assert stats["last_process"]["images_described"] == 2  # nothing reused from the replaced run
     assert len(read_records(tmp_path / "data" / "stic_sft")) == 2
+
+
+def test_a_wrong_image_folder_names_the_folders_searched_and_a_rerun_in_the_right_one_writes_everything(
+    tiny, tmp_path, stic, monkeypatch
+):
+    """Before: "missing file: image_000.png (image_000.png)", and the rerun with the images in place found every
+    sample "already done" and wrote nothing."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mix.json").write_text(json.dumps(llava_records()[:2]))
+    images = tmp_path / "images"
+    images.mkdir()
+    args = infuse_args(tiny, "mix.json", "images", "data")
+    first = stic(*args)
+    assert first.returncode == 1
+    searched = f"image_000.png is in neither {images} nor the current folder {tmp_path}"
+    assert f"skipped sample 0: missing file: {searched}" in first.stderr
+    skips = [json.loads(line) for line in next((tmp_path / "data" / "stic_sft.stic").glob("skipped-*")).open()]
+    assert {skip["detail"] for skip in skips} == {searched, searched.replace("image_000", "image_001")}
+    for name in ("image_000.png", "image_001.png"):
+        shutil.copy(Path(tiny["images"]) / name, images / name)
+    again = stic(*args, "max_new_tokens=12")  # another setting too: the run that wrote nothing binds none
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "0 already done, 2 to do" in again.stderr
+    assert len(read_records(tmp_path / "data" / "stic_sft")) == 2
+    assert json.loads((tmp_path / "data" / "stic_sft.stats.json").read_text())["skipped"] == {}
 
 
 @pytest.mark.parametrize("engine", ["plain", "continuous"])

@@ -236,16 +236,26 @@ def test_code_in_the_model_folder_runs_only_with_trust_remote_code(tiny, tmp_pat
     marker = tmp_path / "remote_code_ran"
     (model / "shipped_code.py").write_text(
         f"open({str(marker)!r}, 'w').write('ran')\n"
-        "from transformers import LlavaConfig\n\nclass ShippedConfig(LlavaConfig):\n    pass\n"
+        "from transformers import LlavaConfig, LlavaForConditionalGeneration\n\n"
+        "class ShippedConfig(LlavaConfig):\n    pass\n\n"
+        "class ShippedModel(LlavaForConditionalGeneration):\n    config_class = ShippedConfig\n"
     )
     config = json.loads((model / "config.json").read_text())
-    config["auto_map"] = {"AutoConfig": "shipped_code.ShippedConfig"}
+    # as a model with its own code ships it: its config class and the model class that takes it
+    config["auto_map"] = {
+        "AutoConfig": "shipped_code.ShippedConfig",
+        "AutoModelForCausalLM": "shipped_code.ShippedModel",
+    }
     (model / "config.json").write_text(json.dumps(config))
     tiny_copy = dict(tiny, **{"tiny-llava": str(model)})
 
     result = stic(*pref_args(tiny_copy, tiny["images"], tmp_path / "data", max_samples=2))
     assert result.returncode == 0, result.stderr[-3000:]
     assert not marker.exists()
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    # loading it left transformers' own classes unmarked: a later save in this process copies no source file
+    assert all(vars(c).get("_auto_class") is None for c in (LlavaConfig, LlavaForConditionalGeneration))
     # In a process of its own: the shipped code, once run, stays registered with transformers for the process.
     trusted = run_cli(
         pref_args(tiny_copy, tiny["images"], tmp_path / "data2", max_samples=2, trust_remote_code="true"), cwd=tmp_path

@@ -43,3 +43,14 @@ def vllm_models(tmp_path_factory):
     built = json.loads(built.stdout)
     built["images"] = str(make_images(tmp_path_factory.mktemp("vllm-images"), count=12, seed=5)[0].parent)
     return built
+
+
+@pytest.fixture(scope="session")
+def vllm_families(tmp_path_factory):
+    """The family models vLLM has (stic_plugin/tools/families.py), with heads its CPU build runs, built in a process
+    of their own as ``vllm_models``."""
+    import sys
+
+    folder = tmp_path_factory.mktemp("vllm-families")
+    command = [sys.executable, "-m", "stic_plugin.tools.families", "--vllm", str(folder)]
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)

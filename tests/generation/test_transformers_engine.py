@@ -38,7 +38,7 @@ def test_qwen2vl_image_tokens_get_two_dimensional_positions(generators):
 def test_shared_prefix_length():
     from stic_plugin.generation.transformers_engine import shared_prefix_length
 
-    image = 9
+    image = [9]
     assert shared_prefix_length([[1, 9, 9, 2, 3, 4], [1, 9, 9, 2, 5]], image) == 4
     assert shared_prefix_length([[1, 9, 9, 2], [1, 9, 9, 2]], image) == 3  # one token left to run on its own
     assert shared_prefix_length([[1, 9, 2], [7, 9, 2]], image) == 0  # they differ before the image
@@ -62,14 +62,17 @@ def test_the_image_token_and_ids_past_the_tokenizer_are_never_written(generators
         ("tiny-qwen2vl", "llava", "LlavaPlugin"),
         ("tiny-llava-next", "llava", "LlavaPlugin"),
         ("tiny-llava", "llava_next_mistral", "LlavaNextPlugin"),
+        # before: these ran, on the other family's image plugin
+        ("tiny-qwen3_vl", "qwen2_vl", "Qwen2VLPlugin"),
+        ("tiny-gemma3", "paligemma", "PaliGemmaPlugin"),
     ],
 )
-def test_a_template_that_does_not_fit_the_model_is_a_message(tiny, model, template, plugin):
+def test_a_template_that_does_not_fit_the_model_is_a_message(tiny, families, model, template, plugin):
     from stic_plugin.generation.base import GeneratorSettings
     from stic_plugin.generation.transformers_engine import TransformersModel
 
     with pytest.raises(ValueError) as caught:
-        TransformersModel.load(GeneratorSettings(tiny[model], template, infer_dtype="float32"))
+        TransformersModel.load(GeneratorSettings({**tiny, **families}[model], template, infer_dtype="float32"))
     message = str(caught.value)
     assert f"template `{template}` does not fit" in message and plugin in message
     processor = {"tiny-llava": "CLIPImageProcessor", "tiny-qwen2vl": "Qwen2VLImageProcessor"}.get(model)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from stic_plugin.generation import vllm_engine
+from stic_plugin.tools.fixtures import make_images
 
 from helpers import (
     VLLM_ENV,
@@ -40,10 +41,32 @@ def test_vision_tower_keys_saved_by_transformers_5_are_renamed_for_vllm():
         "language_model.model.layers.0.self_attn.q_proj.weight",
         "multi_modal_projector.linear_1.weight",
     ]
-    assert vllm_engine.vision_key_renames(keys) == {
+    renamed = {
         keys[0]: "vision_tower.vision_model.embeddings.patch_embedding.weight",
         keys[1]: "model.vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",
     }
+    for tower in ("clip_vision_model", "siglip_vision_model", "siglip2_vision_model"):
+        assert vllm_engine.vision_key_renames(keys, tower) == renamed
+
+
+def test_towers_vllm_reads_as_saved_are_not_renamed():
+    """Before: Mistral 3's Pixtral tower and InternVL's InternViT were renamed too, and vLLM failed to load them
+    (``KeyError: 'vision_model.ln_pre.weight'``)."""
+    pixtral = ["vision_tower.ln_pre.weight", "model.vision_tower.transformer.layers.0.attention.q_proj.weight"]
+    intern = ["model.vision_tower.embeddings.cls_token", "model.vision_tower.encoder.layer.0.attention.q_proj.weight"]
+    assert vllm_engine.vision_key_renames(pixtral, "pixtral") == {}
+    assert vllm_engine.vision_key_renames(intern, "internvl_vision") == {}
+    assert vllm_engine.vision_key_renames(intern, None) == {}
+
+
+def test_the_vision_tower_type_is_read_from_the_configuration():
+    from types import SimpleNamespace
+
+    from transformers import LlavaConfig
+
+    assert vllm_engine.vision_model_type(LlavaConfig()) == "clip_vision_model"
+    assert vllm_engine.vision_model_type(SimpleNamespace(vision_config={"model_type": "pixtral"})) == "pixtral"
+    assert vllm_engine.vision_model_type(SimpleNamespace()) is None
 
 
 def test_vllm_ready_folder_renames_in_a_copy_and_links_the_rest(tmp_path):
@@ -57,7 +80,7 @@ def test_vllm_ready_folder_renames_in_a_copy_and_links_the_rest(tmp_path):
     save_file(weights, str(model / "model.safetensors"))
     (model / "config.json").write_text("{}")
     scratch = tmp_path / "scratch"
-    view = Path(vllm_engine.vllm_ready_folder(str(model), scratch))
+    view = Path(vllm_engine.vllm_ready_folder(str(model), scratch, "clip_vision_model"))
     assert view != model and (view / "config.json").is_symlink()
     with safe_open(str(view / "model.safetensors"), "pt") as handle:
         assert sorted(handle.keys()) == ["language_model.lm_head.weight", "vision_tower.vision_model.embeddings.w"]
@@ -77,7 +100,7 @@ def test_vllm_ready_folder_renames_in_a_copy_and_links_the_rest(tmp_path):
         },
     }
     (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
-    view = Path(vllm_engine.vllm_ready_folder(str(sharded), tmp_path / "scratch-2"))
+    view = Path(vllm_engine.vllm_ready_folder(str(sharded), tmp_path / "scratch-2", "siglip_vision_model"))
     assert not (view / "model-00001-of-00002.safetensors").is_symlink()
     assert (view / "model-00002-of-00002.safetensors").is_symlink()
     assert json.loads((view / "model.safetensors.index.json").read_text())["weight_map"] == {
@@ -85,8 +108,11 @@ def test_vllm_ready_folder_renames_in_a_copy_and_links_the_rest(tmp_path):
         "language_model.lm_head.weight": "model-00002-of-00002.safetensors",
     }
     # A model vLLM reads as it is: no copy.
-    assert vllm_engine.vllm_ready_folder(str(view), tmp_path / "other") == str(view)
+    assert vllm_engine.vllm_ready_folder(str(view), tmp_path / "other", "clip_vision_model") == str(view)
     assert not (tmp_path / "other").exists()
+    # A tower vLLM reads under transformers' names: no copy either.
+    assert vllm_engine.vllm_ready_folder(str(model), tmp_path / "pixtral", "pixtral") == str(model)
+    assert not (tmp_path / "pixtral").exists()
 
 
 def test_each_process_of_a_node_gets_its_own_block_of_gpus():
@@ -349,6 +375,105 @@ def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, tmp_p
         answers[engine] = {p["id"]: (p["description"], p["prediction"]) for p in predictions}
     share = equal_token_share(AutoTokenizer.from_pretrained(model), answers["vllm"], answers["plain"])
     assert share >= 0.95, answers
+
+
+def test_the_logit_bias_bans_the_token_that_fills_the_image_span_even_without_the_template_s(families):
+    """InternVL: the template's ``<image>`` is not in the vocabulary; ``<IMG_CONTEXT>`` fills the span. Before:
+    ``'<=' not supported between instances of 'int' and 'NoneType'``."""
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_infer_args
+    from llamafactory.model import load_config, load_tokenizer
+
+    model_args, data_args, _, _ = get_infer_args(
+        dict(model_name_or_path=families["tiny-internvl"], template="intern_vl")
+    )
+    tokenizer = load_tokenizer(model_args)["tokenizer"]
+    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    config = load_config(model_args)
+    assert tokenizer.convert_tokens_to_ids("<image>") is None
+    bias = vllm_engine.banned_logit_bias(tokenizer, template, config)
+    assert bias == {tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"): vllm_engine.BANNED_BIAS} | {
+        token: vllm_engine.BANNED_BIAS for token in range(len(tokenizer), config.get_text_config().vocab_size)
+    }
+
+
+def test_an_architecture_vllm_lacks_is_refused_before_anything_loads():
+    from types import SimpleNamespace
+
+    registry = SimpleNamespace(get_supported_archs=lambda: ["LlavaForConditionalGeneration"])
+    vllm = SimpleNamespace(__version__="0.26.0", ModelRegistry=registry)
+    mllama = SimpleNamespace(architectures=["MllamaForConditionalGeneration"], model_type="mllama")
+    with pytest.raises(ValueError) as refused:
+        vllm_engine.refuse_unsupported(mllama, vllm)
+    message = str(refused.value)
+    assert "vLLM 0.26.0 cannot drive MllamaForConditionalGeneration (model type mllama): it does not have" in message
+    assert "`engine: continuous` or `engine: plain`" in message and "\n" not in message
+    vllm_engine.refuse_unsupported(SimpleNamespace(architectures=["LlavaForConditionalGeneration"]), vllm)
+    registry.get_supported_archs = lambda: ["Gemma3ForConditionalGeneration"]
+    gemma3 = SimpleNamespace(architectures=["Gemma3ForConditionalGeneration"], model_type="gemma3")
+    with pytest.raises(ValueError, match="Gemma 3 processor loses the image when a newline follows it"):
+        vllm_engine.refuse_unsupported(gemma3, vllm)
+    registry.get_supported_archs = lambda: ["LlavaNextVideoForConditionalGeneration"]
+    video = SimpleNamespace(architectures=["LlavaNextVideoForConditionalGeneration"], model_type="llava_next_video")
+    with pytest.raises(ValueError, match="takes videos only"):
+        vllm_engine.refuse_unsupported(video, vllm)
+
+
+@needs_vllm
+@pytest.mark.parametrize(
+    "name,template,architecture",
+    [
+        ("tiny-mllama", "mllama", "MllamaForConditionalGeneration (model type mllama)"),
+        ("tiny-video_llava", "video_llava", "VideoLlavaForConditionalGeneration (model type video_llava)"),
+        ("tiny-gemma3", "gemma3", "Gemma3ForConditionalGeneration (model type gemma3)"),
+    ],
+)
+def test_pref_on_vllm_refuses_what_it_cannot_drive_in_one_line_before_loading_it(
+    families, tmp_path, stic, name, template, architecture
+):
+    """vLLM 0.26 has no Mllama nor Video-LLaVA, and its Gemma 3 loses our images: the command says so, and which
+    engines drive the model, before loading it."""
+    images = make_images(tmp_path / "images", count=1)[0].parent
+    args = ["pref", f"model_name_or_path={families[name]}", f"template={template}", f"image_dir={images}"]
+    result = stic(*args, f"dataset_dir={tmp_path / 'data'}", "engine=vllm")
+    assert result.returncode == 2
+    assert f"cannot drive {architecture}" in result.stderr
+    assert "Traceback" not in result.stderr and "all params" not in result.stderr  # no weights were loaded
+
+
+VLLM_FAMILIES = [
+    ("tiny-qwen2_5_vl-vllm", "qwen2_vl"),
+    ("tiny-qwen3_vl-vllm", "qwen3_vl"),
+    ("tiny-internvl-vllm", "intern_vl"),
+    ("tiny-glm4v-vllm", "glm4v"),
+    ("tiny-mistral3-vllm", "mistral_small"),
+    ("tiny-paligemma-vllm", "paligemma"),
+    ("tiny-lfm2_vl-vllm", "lfm2_vl"),
+    ("tiny-llama4-vllm", "llama4"),
+    ("tiny-glm4v_moe-vllm", "glm4_5v"),
+]
+
+
+@needs_vllm
+@pytest.mark.slow
+@pytest.mark.xdist_group("vllm_in_process")  # vLLM's import and its sampler's compilation, once
+@pytest.mark.parametrize("name,template", VLLM_FAMILIES)
+def test_pref_on_vllm_runs_on_each_family_vllm_has(
+    vllm_families, vllm_models, tmp_path, capfd, monkeypatch, name, template
+):
+    """In this process (each engine start costs seconds, not a process of its own); the subprocess path, as users
+    run it, is tested on LLaVA above. Before: InternVL failed on its image token, Mistral 3 on renamed weights."""
+    from stic_plugin.commands import cli
+
+    for key, value in VLLM_ENV.items():
+        if key != "TORCH_COMPILE_DISABLE":  # read when torch is imported: this process imported it long ago
+            monkeypatch.setenv(key, value)
+    data = tmp_path / "data"
+    # vLLM asks for the console's file descriptor: captured at that level (capfd), not as Python objects
+    code = cli.main(pref_command(vllm_families[name], template, vllm_models["images"], data, max_samples=3)[1:])
+    assert code == 0, capfd.readouterr().err[-3000:]
+    texts = texts_by_image(data)
+    assert len(texts) == 3 and all(chosen and rejected for chosen, rejected in texts.values())
 
 
 @needs_vllm

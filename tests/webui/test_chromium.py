@@ -60,8 +60,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _write_inputs(workdir: Path, images: list[Path]) -> dict:
-    """16 images (the fixtures' 8, twice), LLaVA-format instructions for infuse and questions for dar."""
+def _write_inputs(workdir: Path, images: list[Path], questions_of_images: list | None = None) -> dict:
+    """16 images (the 8 given, twice), LLaVA-format instructions for infuse and questions for dar (a question and
+    its answer per image where given)."""
     folder = workdir / "images"
     folder.mkdir()
     for index in range(IMAGE_COUNT):
@@ -71,28 +72,54 @@ def _write_inputs(workdir: Path, images: list[Path]) -> dict:
             "id": f"sample-{index}",
             "image": f"image_{index:03d}.png",
             "conversations": [
-                {"from": "human", "value": "<image>\nWhat do you see?"},
-                {"from": "gpt", "value": f"Coloured shapes, picture {index}."},
+                {"from": "human", "value": "<image>\n" + question},
+                {"from": "gpt", "value": answer},
             ],
         }
-        for index in range(4)
+        for index, (question, answer) in enumerate(
+            questions_of_images or [("What do you see?", f"Coloured shapes, picture {index}.") for index in range(4)]
+        )
+        if index < 4
     ]
     questions = [
         {
             "id": f"question-{index}",
             "image": f"image_{index:03d}.png",
             "conversations": [
-                {"from": "human", "value": "<image>\nIs this a drawing or a photograph?\nA. drawing\nB. photograph"},
-                {"from": "gpt", "value": "A"},
+                {"from": "human", "value": "<image>\n" + question},
+                {"from": "gpt", "value": answer},
             ],
         }
-        for index in range(3)
+        for index, (question, answer) in enumerate(
+            questions_of_images or [("Is this a drawing or a photograph?\nA. drawing\nB. photograph", "A")] * 3
+        )
+        if index < 3
     ]
     source = workdir / "source"
     source.mkdir()
     (source / "instructions.json").write_text(json.dumps(instructions))
     (source / "questions.json").write_text(json.dumps(questions))
     return dict(images=folder, instructions=source / "instructions.json", questions=source / "questions.json")
+
+
+def _toy_world(workdir: Path) -> tuple[str, list[Path], list[tuple[str, str]]]:
+    """The toy world's shipped base model (seed 0), 8 of its pictures (drawn for this, in no split of the
+    experiment) and a question with its answer about each."""
+    import random
+
+    from stic_plugin.tools.toyworld import world
+    from stic_plugin.tools.toyworld.experiment import shipped_base_models
+
+    folder = workdir / "toy"
+    folder.mkdir()
+    images, questions_of_images = [], []
+    for index in range(8):
+        scene = world.sample_scene(0, "screenshots", index)
+        world.render(scene).save(folder / f"{scene.name}.png")
+        images.append(folder / f"{scene.name}.png")
+        ((_, question, answer),) = world.questions(scene, random.Random(index), 1)
+        questions_of_images.append((question, answer))
+    return str(shipped_base_models() / "seed0"), images, questions_of_images
 
 
 def _start_webui(workdir: Path):
@@ -131,7 +158,11 @@ def webui(tiny, tmp_path_factory):
             pytest.fail("chromium is required here (STIC_REQUIRE_BROWSER=1) but not installed")
         pytest.skip("no chromium: install Debian's chromium package to run the web UI tests")
     workdir = tmp_path_factory.mktemp("webui")
-    inputs = _write_inputs(workdir, sorted(Path(tiny["images"]).glob("*.png")))
+    if os.environ.get("STIC_SCREENSHOTS"):  # the docs' pictures: a model that sees, on pictures it knows
+        model, images, questions_of_images = _toy_world(workdir)
+    else:
+        model, images, questions_of_images = tiny["tiny-llava"], sorted(Path(tiny["images"]).glob("*.png")), None
+    inputs = _write_inputs(workdir, images, questions_of_images)
     (workdir / "data").mkdir()
     # not preference data: never offered for STIC DPO
     (workdir / "data" / "dataset_info.json").write_text(json.dumps({"plain_sft": {"file_name": "sft.json"}}))
@@ -146,7 +177,7 @@ def webui(tiny, tmp_path_factory):
         text = (workdir / "webui.log").read_text()
         if "localhost is not accessible" not in text or attempt == 2:
             pytest.fail("web UI did not start:\n" + text[-3000:])
-    yield dict(url=url, workdir=workdir, model=tiny["tiny-llava"], **inputs)
+    yield dict(url=url, workdir=workdir, model=model, **inputs)
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=60)
@@ -252,13 +283,15 @@ def wait_for_text(page, text: str, timeout: float = RUN_TIMEOUT) -> None:
     expect(page.get_by_text(text).filter(visible=True).first).to_be_visible(timeout=timeout * 1000)
 
 
-def set_extra_arguments(page, values: dict) -> None:
-    """These keys added to the "Extra arguments" JSON (its other keys kept, as a user adds to it)."""
+def set_extra_arguments(page, values: dict, remove: tuple = ()) -> None:
+    """These keys added to the "Extra arguments" JSON and those of ``remove`` taken out (its other keys kept, as a
+    user edits it)."""
     extra = field(page, "Extra arguments")
     if not extra.count():
         page.get_by_text("Extra configurations", exact=True).click()
     current = json.loads(field(page, "Extra arguments").input_value() or "{}")
-    fill(page, "Extra arguments", json.dumps({**current, **values}))
+    kept = {key: value for key, value in current.items() if key not in remove}
+    fill(page, "Extra arguments", json.dumps({**kept, **values}))
 
 
 def screenshot(page, tmp_path, name: str, element=None) -> Path:
@@ -410,7 +443,7 @@ def test_stic_options_only_for_stic_dpo_and_a_bad_value_refused_before_start(web
     assert not saves.exists()
 
     # A key in "Extra arguments" wins over its field, as for LLaMA-Factory's own keys.
-    set_extra_arguments(page, {"optim": "adamw_torch", "stic_alpha": 0.25})
+    set_extra_arguments(page, {"optim": "adamw_torch", "stic_alpha": 0.25}, remove=("stic_alpah",))
     button(page, "Preview command").first.click()
     preview = command_preview(page, "llamafactory-cli train")
     assert "--stic_alpha 0.25" in preview and "--stic_alpha 0.5" not in preview
@@ -433,7 +466,7 @@ def test_stic_options_only_for_stic_dpo_and_a_bad_value_refused_before_start(web
 
 
 def test_stic_dpo_trains_with_alpha_from_its_field(webui, page, tmp_path):
-    set_extra_arguments(page, EXTRA_ARGUMENTS)
+    set_extra_arguments(page, EXTRA_ARGUMENTS, remove=("stic_alpha",))  # the field's α, not the extra key's
     output_dir = field(page, "Output dir")
     output_dir.fill("stage1")
     output_dir.press("Enter")

@@ -29,11 +29,13 @@ def test_the_input_of_infuse_and_dar_is_a_dataset_name_or_a_llava_file(tmp_path)
     assert field_overrides("dar", fields)[:2] == [("llava_file", "/data/llava.json"), ("image_folder", "/images")]
 
 
-def test_an_empty_field_is_the_default_or_null():
+def test_an_empty_field_is_the_default_or_null(tmp_path):
     # pref's max_samples is unset by default: left out; infuse's num_samples is 5000: null (all of them)
     assert ("max_samples", None) not in field_overrides("pref", {"max_samples": ""})
     assert ("num_samples", None) in field_overrides("infuse", {"num_samples": " "})
-    args = overrides("infuse", MODEL, {"source": "x", "num_samples": ""}, "")
+    source = tmp_path / "llava.json"  # a file that is there: the command checks its input
+    source.write_text("[]")
+    args = overrides("infuse", MODEL, {"source": str(source), "num_samples": ""}, "")
     assert "num_samples=null" in args and check("infuse", args).num_samples is None
     with pytest.raises(ValueError, match="`batch_size` must be a whole number"):
         check("pref", overrides("pref", MODEL, {"images": IMAGES, "batch_size": None}, ""))

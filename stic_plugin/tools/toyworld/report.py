@@ -11,7 +11,8 @@ import os
 import platform
 from pathlib import Path
 
-from .data import read_truth
+from .data import CAREFUL_INFUSED_SHARE, CAREFUL_SHARE, IMAGINED_SHARE, INFUSED_SHARE, read_truth
+from .model import VISION_WARM_START_STEPS
 
 COLUMNS = (  # (key, heading)
     ("f1", "F1"),
@@ -248,11 +249,16 @@ def world_text(scale: dict) -> str:
         f"{scale['unlabeled_images']} unlabeled pictures for `stic-cli pref`, {scale['instruction_images']} "
         f"pictures with {scale['questions_per_image']} questions each for stage 2, {scale['validation_images']} "
         f"validation and {scale['test_images']} test pictures (the test pictures from a world seed of their own). "
-        f"The base model, a LLaVA of about 0.9M parameters trained from scratch for {scale['base_steps']} steps, "
-        "learned its plain captions from careless annotators (a faint small object missed, or named as what "
-        "usually goes with the objects around it, or with the similar hue), careful descriptions under the "
-        "step-by-step prompt STIC uses for the preferred side, descriptions with imagined companions under the "
-        "hallucination prompts, and questions, half of them after a careful or careless description of the picture."
+        "The base model, a LLaVA of about 0.9M parameters: its vision tower warm-started "
+        f"({VISION_WARM_START_STEPS} supervised steps on the cells of pretraining pictures, as a real model starts "
+        "from a pretrained encoder) and then frozen, the rest trained from scratch for {scale['base_steps']} steps. It "
+        "learned its plain captions from careless annotators (a faint small object left out, another faint one named "
+        "as the absent companion of an object in the picture or with the similar hue, the absent companion of an "
+        "object written in after it), careful descriptions under the step-by-step prompt STIC uses for the preferred "
+        f"side (for {CAREFUL_SHARE:.0%} of the pictures), descriptions with imagined objects under the hallucination "
+        f"prompts ({IMAGINED_SHARE:.0%}), and {scale.get('pretrain_questions', 3)} questions per picture, "
+        f"{INFUSED_SHARE:.0%} of them after a description of the picture "
+        f"({CAREFUL_INFUSED_SHARE:.0%} of those careful)."
     )
 
 
