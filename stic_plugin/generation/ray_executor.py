@@ -1,11 +1,11 @@
 """``executor: ray``: the requests of ``engine: vllm`` run through Ray Data LLM, on ``concurrency`` vLLM engines
 spread over a Ray cluster (the one RAY_ADDRESS names, or a new one on this machine).
 
-The command stays the only writer, and hands Ray only what names each request: the prompt's token ids, its
+The command stays the only writer, and hands Ray only what names each request: the conversation, its
 sampling keys with its seed, and its images as ``ImageSource`` (the file, and the corruption drawn for it),
 or, for images a caller holds in memory (lmms-eval's), as PNG. Ray's workers read, corrupt and scale the
-images in a stage before the engine (``vllm_rows``), with the functions the other engines' images go
-through. The requests enter Ray as a stream, at most ``window`` of them at a time (``Feed``: one Ray Data
+images and encode the prompts in a stage before the engine (``RowMaker``), with the functions of the other
+engines. The requests enter Ray as a stream, at most ``window`` of them at a time (``Feed``: one Ray Data
 execution per stream, so the engines start once), and each result is written as Ray gives it back: the files,
 the resume and the exactly-once guarantee are those of every other engine, the command's memory does not grow
 with the input, and the first records reach the disk as soon as the engines write them. Each request carries
@@ -22,6 +22,7 @@ import queue
 import threading
 
 from .base import GeneratorSettings, ImageSource, Request, UnreadableImage
+from .transformers_engine import generation_prompt
 from .vllm_engine import VllmGenerator, images_for_vllm
 
 logger = logging.getLogger(__name__)
@@ -64,10 +65,10 @@ def on_every_node(path: str) -> str:
     return str(Path(path).resolve()) if Path(path).exists() else path
 
 
-def pictures_for_vllm(images: list, plugin, image_max_pixels: int, image_min_pixels: int) -> list:
-    """A request's images as vLLM takes them, in Ray's workers: a named image read (corrupted where its pair asks)
-    and scaled as ``VllmGenerator.prompt`` scales a picture; a picture that came as PNG (scaled already by the
-    command) decoded. Raises UnreadableImage, with the image's place in the request."""
+def read_pictures(images: list) -> list:
+    """A request's images as PIL images, in Ray's workers: a named image read (and corrupted where its pair asks)
+    with the functions the command uses for the other engines; a picture that came as PNG decoded. Raises
+    UnreadableImage, with the image's place in the request."""
     from PIL import Image
 
     pictures = []
@@ -76,43 +77,66 @@ def pictures_for_vllm(images: list, plugin, image_max_pixels: int, image_min_pix
             pictures.append(Image.open(io.BytesIO(image)).convert("RGB"))
             continue
         try:
-            picture = image.read()
+            pictures.append(image.read())
         except UnreadableImage as unreadable:
             raise UnreadableImage(unreadable.reason, unreadable.detail, place) from None
-        pictures.extend(images_for_vllm(plugin, [picture], image_max_pixels, image_min_pixels))
     return pictures
 
 
-def vllm_row(index: int, named: dict, plugin, image_max_pixels: int, image_min_pixels: int, logit_bias: dict) -> dict:
-    """The row vLLM's stage takes for one request (``named``: what ``RayVllmGenerator.named`` sent). A request
-    whose image cannot be read becomes the engine's cheapest row (its first token, no image, one new token),
-    marked with the reason: its result is dropped, and the command skips the request's unit as a bad file."""
-    sampling = {**named["sampling_keys"], "logit_bias": logit_bias}
-    row = {INDEX: index, "tokenized_prompt": named["prompt_token_ids"], "multimodal_data": None, UNREADABLE: b""}
-    try:
-        pictures = pictures_for_vllm(named["images"], plugin, image_max_pixels, image_min_pixels)
-    except UnreadableImage as unreadable:
-        row["tokenized_prompt"] = row["tokenized_prompt"][:1]
-        row[UNREADABLE] = pickle.dumps(unreadable)
-        sampling.update(max_tokens=1, min_tokens=0)
-        pictures = []
-    if pictures:
-        row["multimodal_data"] = {"image": pictures if len(pictures) > 1 else pictures[0]}
-    row["sampling_params"] = sampling
-    if named["lora"] is not None:
-        row["model"] = named["lora"]  # Ray Data's engines load the adapter a row names
-    return row
+@dataclasses.dataclass
+class RowMaker:
+    """Ray Data's stage before the engine, run in Ray's workers: named requests (``RayVllmGenerator.named``) as
+    vLLM's rows, their images read, corrupted and scaled and their prompts encoded as ``VllmGenerator.prompt``
+    does it. It travels to the workers once per stream, with the template, tokenizer and processor the command
+    loaded."""
 
+    template: object
+    tokenizer: object
+    processor: object
+    image_max_pixels: int
+    image_min_pixels: int
+    logit_bias: dict
 
-def vllm_rows(batch: dict, plugin, image_max_pixels: int, image_min_pixels: int, logit_bias: dict):
-    """Ray Data's stage before the engine, run in Ray's workers: a batch of named requests as vLLM's rows."""
-    import pandas
+    def prompt(self, named: dict) -> dict:
+        """vLLM's input for one request; raises UnreadableImage."""
+        pictures = read_pictures(named["images"])
+        plugin = self.template.mm_plugin
+        # The images' number, and for some plugins (InternVL's) their sizes, decide the placeholders.
+        messages = plugin.process_messages(named["messages"], pictures, [], [], self.processor)
+        prompt = {"tokenized_prompt": generation_prompt(self.template, self.tokenizer, messages, named["system"])}
+        scaled = [
+            picture if isinstance(sent, bytes) else images_for_vllm(plugin, [picture], *self.scaling)[0]
+            for sent, picture in zip(named["images"], pictures)  # a PNG came scaled by the command
+        ]
+        prompt["multimodal_data"] = {"image": scaled if len(scaled) > 1 else scaled[0]} if scaled else None
+        return prompt
 
-    rows = [
-        vllm_row(int(index), pickle.loads(named), plugin, image_max_pixels, image_min_pixels, logit_bias)
-        for index, named in zip(batch[INDEX], batch[REQUEST])
-    ]
-    return pandas.DataFrame(rows)
+    def row(self, index: int, named: dict) -> dict:
+        """The row of one request. A request whose image cannot be read becomes the engine's cheapest row (one
+        token of prompt, no image, one new token), marked with the reason: its result is dropped, and the
+        command skips the request's unit as it skips a bad file."""
+        sampling = {**named["sampling_keys"], "logit_bias": self.logit_bias}
+        row = {INDEX: index, UNREADABLE: b""}
+        try:
+            row.update(self.prompt(named))
+        except UnreadableImage as unreadable:
+            row.update(tokenized_prompt=[0], multimodal_data=None)  # any one token will do
+            row[UNREADABLE] = pickle.dumps(unreadable)
+            sampling.update(max_tokens=1, min_tokens=0)
+        row["sampling_params"] = sampling
+        if named["lora"] is not None:
+            row["model"] = named["lora"]  # Ray Data's engines load the adapter a row names
+        return row
+
+    @property
+    def scaling(self) -> tuple[int, int]:
+        return self.image_max_pixels, self.image_min_pixels
+
+    def __call__(self, batch: dict):
+        import pandas
+
+        rows = [self.row(int(index), pickle.loads(named)) for index, named in zip(batch[INDEX], batch[REQUEST])]
+        return pandas.DataFrame(rows)
 
 
 def result_columns(row: dict) -> dict:
@@ -204,6 +228,22 @@ class ResultStream:
         return result
 
 
+def node_problem(address: str, no_project: bool, unreadable: list[str]) -> str | None:
+    """What stops a Ray node from running the requests, as one line that names the way out; None: nothing."""
+    if no_project:
+        return (
+            f"`executor: ray`: Ray node {address} lacks this project (Ray's workers run its functions): install it "
+            "on every node, as on this machine"
+        )
+    if unreadable:
+        return (
+            f"`executor: ray`: Ray node {address} cannot read {unreadable[0]}, which this machine reads: put the "
+            "images on storage that every node mounts at the same path, or set `ship_images: true` to send each "
+            "image's bytes from this machine with its request"
+        )
+    return None
+
+
 class RayVllmGenerator(VllmGenerator):
     """``generate_stream`` of ``VllmGenerator``, on the vLLM engines of Ray Data LLM."""
 
@@ -218,6 +258,7 @@ class RayVllmGenerator(VllmGenerator):
         self.concurrency = cfg.concurrency
         self.verbose = cfg.verbose
         self.cluster_gpus = self.connect()
+        self.nodes_checked = self.files_checked = False  # check_nodes
         if not self.cluster_gpus and cfg.tensor_parallel_size > 1:
             # Ray Data splits such an engine over Ray's workers, which vLLM's CPU build cannot do.
             raise ValueError("`tensor_parallel_size` above 1 needs GPUs in the Ray cluster; it has none")
@@ -274,9 +315,9 @@ class RayVllmGenerator(VllmGenerator):
         )
 
     def named(self, index: int, request: Request, max_new_tokens, temperature, top_p, top_k, seed: int) -> bytes:
-        """What the command sends Ray for one request (``vllm_row`` makes vLLM's row of it in Ray's workers):
-        the prompt's token ids, its images (named; a picture in memory scaled here and sent as PNG), its sampling
-        keys (the bias, the same for every request, is added there), and the adapter vLLM applies."""
+        """What the command sends Ray for one request (``RowMaker`` makes vLLM's row of it in Ray's workers): the
+        conversation, its images (named; a picture in memory scaled here and sent as PNG), its sampling keys (the
+        bias, the same for every request, is added there), and the adapter vLLM applies."""
         images = []
         for image in request.images:
             if isinstance(image, ImageSource):
@@ -289,41 +330,46 @@ class RayVllmGenerator(VllmGenerator):
         sampling = self.sampling_keys(request, max_new_tokens, temperature, top_p, top_k, seed, index)
         del sampling["logit_bias"]
         named = {
-            "prompt_token_ids": self.prompt_ids(request),
+            "messages": request.messages,
+            "system": request.system,
             "images": images,
             "sampling_keys": sampling,
             "lora": None if self.lora is None else on_every_node(self.lora.lora_path),
         }
         return pickle.dumps(named)
 
-    def dataset(self, feed, batch_size: int):
-        """The stream's dataset: the requests from ``feed``, their images read in Ray's workers, vLLM's engines,
-        the columns the command needs."""
-        from functools import partial
+    def row_maker(self) -> RowMaker:
+        return RowMaker(
+            self.template,
+            self.tokenizer,
+            self.processor,
+            self.image_max_pixels,
+            self.image_min_pixels,
+            self.logit_bias,
+        )
 
+    def dataset(self, feed, batch_size: int):
+        """The stream's dataset: the requests from ``feed``, their images read and prompts encoded in Ray's
+        workers, vLLM's engines, the columns the command needs."""
         from ray.data.llm import build_processor
 
         requests = feed_dataset(self.ray, feed, batch_size)
-        read = partial(
-            vllm_rows,
-            plugin=self.template.mm_plugin,
-            image_max_pixels=self.image_max_pixels,
-            image_min_pixels=self.image_min_pixels,
-            logit_bias=self.logit_bias,
-        )
-        rows = requests.map_batches(read, batch_size=min(READ_ROWS, batch_size), batch_format="numpy")
+        rows = requests.map_batches(self.row_maker(), batch_size=min(READ_ROWS, batch_size), batch_format="numpy")
         processor = build_processor(self.processor_config(batch_size), postprocess=result_columns)
         return processor(rows)
 
-    def check_image_files(self, request: Request) -> None:
-        """Before the engines start: every node of the cluster reads the image files that this process reads (the
-        first request's), and has this project (Ray's workers run its functions); else one line that says how."""
+    def check_nodes(self, request: Request) -> None:
+        """Once per run, before the engines are given a request: every node of the cluster has this project (Ray's
+        workers run its functions) and reads the image files that this process reads (those of the first request
+        that names files); else one line that says what to do."""
         import os
 
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         files = [image.file for image in request.images if isinstance(image, ImageSource) and image.file]
         files = [path for path in files if os.access(path, os.R_OK)]  # a file missing here too is skipped as bad
+        if self.files_checked or (self.nodes_checked and not files):
+            return
 
         def what_this_node_lacks(paths: list[str]) -> tuple[bool, list[str]]:  # defined here: sent by value
             import importlib.util
@@ -333,27 +379,13 @@ class RayVllmGenerator(VllmGenerator):
 
         probe = self.ray.remote(num_cpus=0)(what_this_node_lacks)
         nodes = [node for node in self.ray.nodes() if node["Alive"]]
-        answers = self.ray.get(
-            [
-                probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
-                    files
-                )
-                for node in nodes
-            ]
-        )
+        on_node = [NodeAffinitySchedulingStrategy(node["NodeID"], soft=False) for node in nodes]
+        answers = self.ray.get([probe.options(scheduling_strategy=where).remote(files) for where in on_node])
         for node, (no_project, unreadable) in zip(nodes, answers):
-            address = node["NodeManagerAddress"]
-            if no_project:
-                raise ValueError(
-                    f"`executor: ray`: Ray node {address} lacks this project (Ray's workers run its functions): "
-                    "install it on every node, as on this machine"
-                )
-            if unreadable:
-                raise ValueError(
-                    f"`executor: ray`: Ray node {address} cannot read {unreadable[0]}, which this machine reads: put "
-                    "the images on storage that every node mounts at the same path, or set `ship_images: true` to "
-                    "send each image's bytes from this machine with its request"
-                )
+            problem = node_problem(node["NodeManagerAddress"], no_project, unreadable)
+            if problem:
+                raise ValueError(problem)
+        self.nodes_checked, self.files_checked = True, bool(files)
 
     def window(self, batch_size: int) -> int:
         """Requests in Ray at most: enough to give every engine its batches while the next are read, and at least
@@ -367,7 +399,7 @@ class RayVllmGenerator(VllmGenerator):
         first = next(requests, None)
         if first is None:
             return
-        self.check_image_files(first)
+        self.check_nodes(first)
         base_seed = 0 if seed is None else seed
         batch_size = max(1, slots or 64)
         window = self.window(batch_size)
@@ -381,6 +413,7 @@ class RayVllmGenerator(VllmGenerator):
                 if not exhausted and len(pending) <= window - batch_size:
                     rows = []
                     for index, request in itertools.islice(numbered, window - len(pending)):
+                        self.check_nodes(request)  # where the first requests named no image file
                         rows.append(
                             (index, self.named(index, request, max_new_tokens, temperature, top_p, top_k, base_seed))
                         )

@@ -341,18 +341,14 @@ class VllmGenerator(Generator):
     def prompt(self, request: Request) -> dict:
         """The request as vLLM's input: template token ids with one placeholder per image, and the images
         scaled as LLaMA-Factory scales them for training."""
-        prompt = {"prompt_token_ids": self.prompt_ids(request)}
+        plugin = self.template.mm_plugin
+        messages = plugin.process_messages(request.messages, request.images, [], [], self.processor)
+        ids = generation_prompt(self.template, self.tokenizer, messages, request.system)
+        prompt = {"prompt_token_ids": ids}
         if request.images:
-            images = images_for_vllm(
-                self.template.mm_plugin, request.images, self.image_max_pixels, self.image_min_pixels
-            )
+            images = images_for_vllm(plugin, request.images, self.image_max_pixels, self.image_min_pixels)
             prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
         return prompt
-
-    def prompt_ids(self, request: Request) -> list[int]:
-        """The template's token ids of the request, each image one placeholder (only the images' number counts)."""
-        messages = self.template.mm_plugin.process_messages(request.messages, request.images, [], [], self.processor)
-        return generation_prompt(self.template, self.tokenizer, messages, request.system)
 
     def sampling(self, request: Request, max_new_tokens: int, temperature, top_p, top_k, seed: int, index: int):
         from vllm import SamplingParams

@@ -3,6 +3,7 @@ the image files themselves (``executor: ray``), the ``ImageFile`` that names it,
 the same functions: the same pixels either way."""
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,8 +69,8 @@ def names_images(cfg) -> bool:
 def named_image(path: str, max_file_pixels: int, ship: bool, root: str | None = None) -> ImageFile | BadImage:
     """The ``ImageFile`` of a path; with ``ship``, holding the file's bytes (read here, not decoded), or the
     BadImage that says why they cannot be read."""
-    if not ship:
-        return ImageFile(path, max_file_pixels, root=root)
+    if not ship:  # read by Ray's workers, which do not start in this process's folder
+        return ImageFile(os.path.abspath(path), max_file_pixels, root=root)
     try:
         return ImageFile(path, max_file_pixels, data=Path(path).read_bytes(), root=root)
     except FileNotFoundError:
