@@ -355,7 +355,11 @@ class RayVllmGenerator(VllmGenerator):
 
         requests = feed_dataset(self.ray, feed, batch_size)
         rows = requests.map_batches(self.row_maker(), batch_size=min(READ_ROWS, batch_size), batch_format="numpy")
-        processor = build_processor(self.processor_config(batch_size), postprocess=result_columns)
+        # The last step only picks columns: it asks for no CPU, so that Ray Data's share of the cluster's CPUs for
+        # its steps (the feed's steps never end) cannot hold the results back.
+        processor = build_processor(
+            self.processor_config(batch_size), postprocess=result_columns, postprocess_map_kwargs={"num_cpus": 0}
+        )
         return processor(rows)
 
     def check_nodes(self, request: Request) -> None:
