@@ -215,6 +215,54 @@ def test_under_torchrun_executor_ray_refuses_to_start(monkeypatch):
         ray_executor.RayVllmGenerator(None)
 
 
+class EchoOnRay(ray_executor.RayVllmGenerator):
+    """The stream of ``RayVllmGenerator`` on a Ray instance of this process, an echo in place of vLLM's engines:
+    each result gives back the request's index as its one token."""
+
+    def __init__(self, ray):
+        self.ray, self.concurrency, self.nodes_checked, self.files_checked = ray, 1, True, True
+
+    def named(self, index, request, *sampling) -> bytes:
+        return pickle.dumps(request.key)
+
+    def dataset(self, feed, batch_size: int):
+        def echo(batch):
+            indexes = [int(index) for index in batch[ray_executor.INDEX]]
+            return {ray_executor.INDEX: indexes, "tokens": indexes, ray_executor.UNREADABLE: [b""] * len(indexes)}
+
+        rows = ray_executor.feed_dataset(self.ray, feed, batch_size)
+        return rows.map_batches(echo, batch_size=batch_size, batch_format="numpy", num_cpus=0)
+
+    def finished_row(self, result, max_new_tokens):
+        return int(result["tokens"])
+
+
+@needs_ray
+@pytest.mark.slow
+def test_requests_enter_ray_as_a_stream_and_each_comes_back_once_while_the_rest_wait():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        generator, read = EchoOnRay(ray), []
+
+        def requests():
+            for index in range(100):
+                read.append(index)
+                yield Request([{"role": "user", "content": "x"}], key=f"r{index}")
+
+        window = generator.window(2)
+        seen = []
+        for request, token in generator.generate_stream(requests(), 1, slots=2):
+            if not seen:
+                assert len(read) <= window  # the first result, while most requests are still unread
+            assert request.key == f"r{token}"
+            seen.append(token)
+        assert sorted(seen) == list(range(100))
+    finally:
+        ray.shutdown()
+
+
 @needs_ray
 @pytest.mark.slow
 def test_pref_on_ray_writes_what_vllm_writes_with_a_lora_through_a_kill_and_resume(vllm_models, tmp_path):
