@@ -75,17 +75,18 @@ def run(model: str, folder: Path, out: Path, batch_size: int, concurrency: int, 
         stderr=subprocess.PIPE,
         text=True,
     )
-    peak, first = 0.0, None
+    peak, first, timed_out = 0.0, None, False
     while process.poll() is None:
         peak = max(peak, peak_resident_mb(process.pid) or 0.0)
         if first is None and part.is_file() and part.stat().st_size > 0:
             first = time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            process.kill()
+        if time.monotonic() - started > timeout:  # the figures so far are still reported
+            process.terminate()
+            timed_out = True
             break
         time.sleep(0.05)
     stderr = process.communicate()[1]
-    if process.returncode != 0:
+    if process.returncode != 0 and not timed_out:
         raise SystemExit(f"pref ended with status {process.returncode}:\n{stderr[-3000:]}")
     records = sum(1 for _ in part.open()) if part.is_file() else 0
     return dict(
@@ -94,6 +95,7 @@ def run(model: str, folder: Path, out: Path, batch_size: int, concurrency: int, 
         driver_peak_rss_mb=round(peak, 1),
         first_record_s=None if first is None else round(first, 1),
         total_s=round(time.monotonic() - started, 1),
+        timed_out=timed_out,
         command=" ".join(command),
     )
 
