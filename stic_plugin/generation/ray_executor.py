@@ -33,7 +33,7 @@ RAY_INSTALL_HINT = (
     "(bash scripts/install_vllm.sh .venv installs both). docs/engines.md says more."
 )
 INDEX = "stic_request"  # the column that brings each result back to its request
-REQUEST = "stic_named"  # what names the request (pickled): its token ids, images, sampling keys
+REQUEST = "stic_named"  # what names the request (pickled): its conversation, images, sampling keys
 UNREADABLE = "stic_unreadable"  # the pickled UnreadableImage of a request whose image could not be read, or b""
 READ_ROWS = 16  # requests whose images a task of Ray's workers reads together
 
