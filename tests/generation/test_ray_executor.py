@@ -321,3 +321,47 @@ def test_dar_on_ray_describes_then_answers_as_vllm_does(vllm_models, tmp_path):
         predictions[executor] = {r["id"]: (r["description"], r["prediction"]) for r in records}
     assert len(predictions["ray"]) == 4 and all(description for description, _ in predictions["ray"].values())
     assert predictions["ray"] == predictions["local"]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_infuse_on_ray_describes_as_vllm_does_and_skips_what_the_workers_cannot_read_through_a_kill(
+    vllm_models, tmp_path
+):
+    """infuse's description requests name their images; Ray's workers read them, and an empty file, found bad
+    there and not in the command, skips its sample as the command skips it with ``engine: vllm``."""
+    from helpers import key_values, read_records
+
+    model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
+    (tmp_path / "empty.png").write_bytes(b"")
+    turns = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "Shapes."}]
+    source = [
+        {"id": "one", "image": "image_000.png", "conversations": turns},
+        {"id": "two-images", "image": ["image_001.png", "image_002.png"], "conversations": turns},
+        {"id": "empty", "image": str(tmp_path / "empty.png"), "conversations": turns},
+        {"id": "again", "image": "image_000.png", "conversations": turns},
+        {"id": "three", "image": "image_003.png", "conversations": turns},
+    ]
+    source[1]["conversations"] = [{"from": "human", "value": "<image><image>\nCompare."}, turns[1]]
+    llava_file = tmp_path / "mix.json"
+    llava_file.write_text(json.dumps(source))
+    common = dict(model_name_or_path=model, template="llava", llava_file=llava_file, image_folder=images)
+    common.update(engine="vllm", infer_dtype="float32", max_new_tokens=12, temperature=0.7, batch_size=1)
+
+    def outputs(data):
+        records = {r["stic"]["sample"]: r["stic"]["descriptions"] for r in read_records(data / "stic_sft")}
+        skipped = [json.loads(line) for part in (data / "stic_sft.stic").glob("skipped-*") for line in part.open()]
+        return records, sorted((s["key"], s["reason"]) for s in skipped)
+
+    local = tmp_path / "local"
+    run_vllm(["stic-cli", "infuse", *key_values(**common, dataset_dir=local)], tmp_path)
+    expected = outputs(local)
+    assert len(expected[0]) == 4 and [key for key, _ in expected[1]] == ["2"]
+
+    on_ray = tmp_path / "ray"
+    args = ["stic-cli", "infuse", *key_values(**common, dataset_dir=on_ray, executor="ray")]
+    part = on_ray / "stic_sft" / "part-00000-of-00001.jsonl"
+    assert killed_after_records(args, tmp_path, part, 1, **VLLM_ENV) == 1
+    run_vllm(args, tmp_path)
+    assert len(part.read_text().splitlines()) == 4  # each sample once
+    assert outputs(on_ray) == expected
