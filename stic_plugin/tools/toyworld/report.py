@@ -251,7 +251,7 @@ def world_text(scale: dict) -> str:
         f"validation and {scale['test_images']} test pictures (the test pictures from a world seed of their own). "
         "The base model, a LLaVA of about 0.9M parameters: its vision tower warm-started "
         f"({VISION_WARM_START_STEPS} supervised steps on the cells of pretraining pictures, as a real model starts "
-        "from a pretrained encoder) and then frozen, the rest trained from scratch for {scale['base_steps']} steps. It "
+        f"from a pretrained encoder) and then frozen, the rest trained from scratch for {scale['base_steps']} steps. It "
         "learned its plain captions from careless annotators (a faint small object left out, another faint one named "
         "as the absent companion of an object in the picture or with the similar hue, the absent companion of an "
         "object written in after it), careful descriptions under the step-by-step prompt STIC uses for the preferred "
