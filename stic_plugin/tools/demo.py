@@ -32,8 +32,8 @@ class DemoConfig:
     full: bool = option(
         False,
         help="The whole comparison of docs/toy-world/protocol.md: learning rates chosen on the validation split, "
-        "every row, each seed of `seeds`; writes report.md, report.json and the plots (about 90 minutes on 2 CPU "
-        "cores for five seeds).",
+        "every row, each seed of `seeds`; writes report.md, report.json and the plots (75 minutes measured on 2 CPU "
+        "cores for five seeds, one of their base models trained within it).",
     )
     seeds: list = option(
         [0, 1, 2, 3, 4], help="Seeds of the full comparison (one base model each); the demo uses the first."
@@ -43,7 +43,8 @@ class DemoConfig:
     )
     retrain_base: bool = option(
         False,
-        help="Train the base models from scratch (about 7 minutes each) instead of using the shipped ones; a base "
+        help="Train the base models from scratch (18 to 31 minutes each, measured two at a time on 2 CPU cores) "
+        "instead of using the shipped ones; a base "
         "model trained on another machine or with another thread count is another model.",
     )
     workers: int = option(2, help="Commands run side by side (each on one thread); the numbers do not depend on it.")

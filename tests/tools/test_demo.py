@@ -88,9 +88,11 @@ def test_the_report_holds_the_scores_of_the_predictions_written(demo):
         assert len(records) == SMOKE.test_images * (1 + SMOKE.questions_per_image)
         scores = {k: v for k, v in score_predictions(records, truth, dar=dar).items() if k != "per_picture"}
         assert report["rows"][row] == [json.loads(json.dumps(scores))]
-    for name in ("report.md", "report.png", "training_curves.png"):
-        assert (out / name).stat().st_size > 0
-    assert "| base |" in (out / "report.md").read_text()
+    assert (out / "report.md").stat().st_size > 0
+    # the plots are of the full comparison's seeds and ablations, which the demo does not run
+    assert not (out / "report.png").exists() and not (out / "training_curves.png").exists()
+    printed = result.stdout[result.stdout.index("STIC stage 1+2 + DaR") :].splitlines()[0]
+    assert printed in (out / "report.md").read_text()  # the table the demo printed, in its report
 
 
 def test_a_rerun_reuses_the_finished_steps(demo):

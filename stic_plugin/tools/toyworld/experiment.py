@@ -40,16 +40,16 @@ LEARNING_RATE_GRID = (3.0e-5, 1.0e-4, 3.0e-4, 1.0e-3)
 # The rates `stic-cli demo full=true` chose (report.json's "learning_rates"; a test keeps them equal): the demo
 # alone uses these.
 CHOSEN_LEARNING_RATES = {
-    "stic": 3.0e-4,
-    "alpha0": 3.0e-4,
-    "corruption_only": 3.0e-4,
-    "bad_prompt_only": 3.0e-4,
-    "preferred_sft": 3.0e-4,
-    "defect_no_image": 3.0e-4,
-    "defect_no_corruption": 3.0e-4,
-    "stage2": 1.0e-3,
-    "stage2_control": 1.0e-3,
-    "stage2_without_stage1": 1.0e-3,
+    "stic": 1.0e-4,
+    "alpha0": 1.0e-4,
+    "corruption_only": 1.0e-4,
+    "bad_prompt_only": 3.0e-5,
+    "preferred_sft": 1.0e-3,
+    "defect_no_image": 3.0e-5,
+    "defect_no_corruption": 3.0e-5,
+    "stage2": 3.0e-4,
+    "stage2_control": 1.0e-4,
+    "stage2_without_stage1": 3.0e-4,
 }
 # Toy-scale training settings, set once before any evaluation: everything else is the shipped recipes'.
 LORA = {"lora_rank": 16, "lora_alpha": 32}

@@ -306,3 +306,11 @@ def test_the_console_table_is_one_seeds_rows():
         "base                  0.500  0.500      0.500   0.500    0.250\n"
         "STIC stage 1+2 + DaR  0.400  0.800      0.800   0.200    0.500"
     )
+
+
+def test_the_demo_s_learning_rates_are_those_the_committed_report_chose():
+    import json
+    from pathlib import Path
+
+    report = Path(__file__).resolve().parents[3] / "docs" / "toy-world" / "report.json"
+    assert CHOSEN_LEARNING_RATES == json.loads(report.read_text())["learning_rates"]
