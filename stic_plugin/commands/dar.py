@@ -14,6 +14,7 @@ from ..generation.base import GeneratorSettings, create_generator
 from ..method.dar import DescribeAndRespond, Question
 from ..method.infusion import read_infusion_format
 from ..pipeline.describer import ImageDescriber, Sampling, bad_image_entry, load_images
+from ..pipeline.image_inputs import names_images
 from ..pipeline.run import (
     Job,
     Outcome,
@@ -46,13 +47,14 @@ class AnswerJob(Job):
     def __init__(self, cfg: DarConfig, responder: DescribeAndRespond):
         self.cfg, self.responder, self.describer = cfg, responder, responder.describer
         self.progress = "dar" if cfg.dar else "answer"
+        self.named = names_images(cfg)
 
     def prepare(self, batch: list[Sample]) -> dict:
         paths = [path for sample in batch for path in sample.images]
-        return load_images(paths, self.cfg.max_file_pixels, self.describer.image_root)
+        return load_images(paths, self.cfg.max_file_pixels, self.describer.image_root, self.named, self.cfg.ship_images)
 
     def start(self, sample: Sample, images: dict):
-        skipped = bad_image_entry(sample, images)
+        skipped = bad_image_entry(sample, images | self.describer.unreadable)
         if skipped is not None:
             yield Outcome(skipped=skipped)
             return
@@ -64,6 +66,10 @@ class AnswerJob(Job):
 
     def finish(self, request, answer):
         sample, reference, asked = request.tag
+        if answer.unreadable is not None:  # read where the engine runs, and bad there
+            self.describer.remember(sample.images[answer.unreadable.image], answer)
+            yield Outcome(skipped=bad_image_entry(sample, self.describer.unreadable))
+            return
         described = self.cfg.dar and any(self.describer.descriptions[p]["truncated"] for p in sample.images)
         prediction = {
             "id": sample.index,
@@ -84,7 +90,7 @@ def describe_every_image(cfg: DarConfig, describer: ImageDescriber, todo: list[S
 
     def read(batch):
         paths = [p for s in batch for p in s.images if p not in describer.descriptions]
-        return load_images(paths, cfg.max_file_pixels, describer.image_root)
+        return load_images(paths, cfg.max_file_pixels, describer.image_root, names_images(cfg), cfg.ship_images)
 
     def requests():
         requested = set()

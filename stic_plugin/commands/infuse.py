@@ -13,6 +13,7 @@ from ..data.sources import Sample, check_input_file, image_root, load_samples, s
 from ..generation.base import GeneratorSettings, create_generator
 from ..method.infusion import infuse_messages, infused_record, read_infusion_format
 from ..pipeline.describer import ImageDescriber, Sampling, bad_image_entry, load_images
+from ..pipeline.image_inputs import names_images
 from ..pipeline.run import (
     Job,
     Outcome,
@@ -55,11 +56,12 @@ class InfuseJob(Job):
         self.cfg, self.describer, self.infusion_format, self.dataset_dir = cfg, describer, infusion_format, dataset_dir
         self.waiting: dict[str, list[Sample]] = {}  # image path -> the samples that wait for its description
         self.missing: dict[str, int] = {}  # sample key -> how many of its images are still being described
+        self.named = names_images(cfg)
 
     def prepare(self, batch: list[Sample]) -> dict:
         known = self.describer.descriptions
         paths = [p for s in batch for p in s.images if p not in known]
-        return load_images(paths, self.cfg.max_file_pixels, self.describer.image_root)
+        return load_images(paths, self.cfg.max_file_pixels, self.describer.image_root, self.named, self.cfg.ship_images)
 
     def outcome(self, sample: Sample) -> Outcome:
         if not sample.images:  # drawn only with keep_text_only: kept unchanged
@@ -76,7 +78,7 @@ class InfuseJob(Job):
         return Outcome(record=infused_record(sample, messages, self.dataset_dir, descriptions), counts={"infused": 1})
 
     def start(self, sample: Sample, images: dict):
-        skipped = bad_image_entry(sample, images)
+        skipped = bad_image_entry(sample, images | self.describer.unreadable)
         if skipped is not None:
             yield Outcome(skipped=skipped)
             return
@@ -94,10 +96,16 @@ class InfuseJob(Job):
             yield self.describer.request(path, images[path])
 
     def finish(self, request, generation):
-        for sample in self.waiting.pop(self.describer.remember(request.tag, generation)):
-            self.missing[sample.key] -= 1
-            if not self.missing[sample.key]:
-                del self.missing[sample.key]
+        path = self.describer.remember(request.tag, generation)
+        for sample in self.waiting.pop(path):
+            left = self.missing.pop(sample.key, 0)
+            if not left:  # skipped already: another of its images could not be read
+                continue
+            if generation.unreadable is not None:  # read where the engine runs, and bad there
+                yield Outcome(skipped=bad_image_entry(sample, self.describer.unreadable))
+            elif left > 1:
+                self.missing[sample.key] = left - 1
+            else:
                 yield self.outcome(sample)
 
 

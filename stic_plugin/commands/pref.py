@@ -13,11 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..assets import dataset_entry, read_prompts
-from ..data.images import BadImage, ImageItem, as_training_rgb, list_images, load_image, lossy_training_conversion
+from ..data.images import BadImage, ImageItem, list_images
 from ..generation.base import GeneratorSettings, Request, create_generator, user_turn
-from ..method.corruption import apply_corruption
 from ..method.pairs import NEGATIVE_CORRUPTION, PairPlan, drop_reason, pair_record, plan_pair
 from ..pipeline.describer import Sampling
+from ..pipeline.image_inputs import corrupted, named_image, names_images, read_image
 from ..pipeline.run import (
     Job,
     Outcome,
@@ -72,9 +72,11 @@ class PairJob(Job):
     def __init__(self, cfg: PrefConfig, prompts: dict, dataset_dir):
         self.cfg, self.prompts, self.dataset_dir = cfg, prompts, dataset_dir
         self.first_finished: dict[str, tuple] = {}  # image key -> (side, generation) of the side done first
+        self.named = names_images(cfg)
 
     def prepare(self, items: list[ImageItem]) -> dict:
-        """Read the batch's images and corrupt where planned: key -> PairInputs, or the skip entry of a bad file."""
+        """Read the batch's images and corrupt where planned (or name them, with the corruption to apply, where
+        the engines read the files): key -> PairInputs, or the skip entry of a bad file."""
         prepared = {}
         for item in items:
             if item.unusable:  # not read: its path cannot even be written down as text
@@ -82,18 +84,25 @@ class PairJob(Job):
                 continue
             plan = plan_for(item.key, self.cfg, self.prompts)
             try:
-                image = load_image(item.path, self.cfg.max_file_pixels)
+                image, rejected = self.images(item, plan)
             except BadImage as bad:
                 prepared[item.key] = skip_entry(item, "skipped", bad.reason, bad.detail)
                 continue
-            loss = lossy_training_conversion(image)
-            if loss:
-                logger.warning("%s: %s", item.key, loss)
-            rejected = image
-            if plan.negative == NEGATIVE_CORRUPTION:
-                rejected = apply_corruption(as_training_rgb(image), plan.corruption, plan.corruption_params)
             prepared[item.key] = PairInputs(item, plan, image, rejected)
         return prepared
+
+    def images(self, item: ImageItem, plan: PairPlan) -> tuple:
+        """(the clean image, the one the rejected response is written from); raises BadImage."""
+        corrupt = plan.negative == NEGATIVE_CORRUPTION
+        if self.named:
+            image = named_image(item.path, self.cfg.max_file_pixels, self.cfg.ship_images)
+            if isinstance(image, BadImage):
+                raise image
+            return image, replace(
+                image, corruption=plan.corruption, corruption_params=plan.corruption_params
+            ) if corrupt else image
+        image = read_image(item.path, self.cfg.max_file_pixels)
+        return image, corrupted(image, plan.corruption, plan.corruption_params) if corrupt else image
 
     def start(self, item: ImageItem, prepared: dict):
         one = prepared[item.key]
@@ -114,6 +123,11 @@ class PairJob(Job):
             self.first_finished[one.item.key] = (side, generation)
             return
         chosen, rejected = (generation, other[1]) if side == 0 else (other[1], generation)
+        unreadable = chosen.unreadable or rejected.unreadable  # read where the engine runs, and bad there
+        if unreadable is not None:
+            logger.warning("skipped %s: %s", one.item.key, unreadable)
+            yield Outcome(skipped=skip_entry(one.item, "skipped", unreadable.reason, unreadable.detail))
+            return
         counts = {"output tokens": chosen.tokens + rejected.tokens}
         reason = drop_reason(chosen, rejected, self.cfg.on_truncated)
         if reason:

@@ -5,6 +5,7 @@ An image is known by its *key* (``method.keys.image_key``): its path relative to
 form; random choices and resume bookkeeping use the key, so moving the whole folder changes nothing.
 """
 
+import io
 import json
 import logging
 import os
@@ -230,8 +231,9 @@ def missing_file(path: str, root: str | None = None) -> str:
     return f"{path} is in neither {Path(root).absolute()} nor the current folder {Path.cwd()}"
 
 
-def load_image(path: str, max_file_pixels: int, root: str | None = None):
-    """A PIL image with the pixels LLaMA-Factory's training loader reads from the same file.
+def load_image(path: str, max_file_pixels: int, root: str | None = None, data: bytes | None = None):
+    """A PIL image with the pixels LLaMA-Factory's training loader reads from the same file (``data``: the file's
+    bytes, read elsewhere; ``path`` then only names it).
 
     Training opens the file with ``Image.open`` and its multimodal plugin scales it to ``image_max_pixels``
     and converts it to RGB; the generator hands the model's plugin this image, unconverted, so that the
@@ -242,12 +244,12 @@ def load_image(path: str, max_file_pixels: int, root: str | None = None):
     (``missing_file``)."""
     from PIL import Image, UnidentifiedImageError
 
-    if not os.path.exists(path):
+    if data is None and not os.path.exists(path):
         raise BadImage(MISSING, missing_file(path, root))
-    if os.path.getsize(path) == 0:
+    if (len(data) if data is not None else os.path.getsize(path)) == 0:
         raise BadImage(EMPTY, path)
     try:
-        with Image.open(path) as image:
+        with Image.open(path if data is None else io.BytesIO(data)) as image:
             width, height = image.size
             if width <= 0 or height <= 0:
                 raise BadImage(EMPTY, f"{width}x{height} pixels")

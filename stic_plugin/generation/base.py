@@ -3,8 +3,9 @@
 
 An engine is a subclass of ``Generator`` (``generate_stream``; ``generate`` and ``close`` have defaults) and
 one line in ``ENGINES``: the module and the function that builds it from ``GeneratorSettings``. ``executor:
-ray`` runs an engine's requests on Ray's workers instead (``EXECUTORS``). ``register_engine`` adds an engine
-from outside the package (a test's, or a user's).
+ray`` runs an engine's requests on Ray's workers instead (``EXECUTORS``); there a request may name its images
+(``ImageSource``) instead of holding them, and they are read where the engine runs. ``register_engine`` adds an
+engine from outside the package (a test's, or a user's).
 """
 
 import dataclasses
@@ -14,11 +15,36 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 
+class UnreadableImage(Exception):
+    """An image a request names (``ImageSource``) that could not be read where the engine runs: why (``reason``, as
+    the skip log counts it, and ``detail``), and which of the request's images it is (``image``)."""
+
+    def __init__(self, reason: str, detail: str = "", image: int = 0):
+        super().__init__(reason, detail, image)
+        self.reason, self.detail, self.image = reason, detail, image
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
+
+class ImageSource(ABC):
+    """An image that a request names instead of holding: read where the engine runs (``executor: ray``: in Ray's
+    workers), so that the command neither decodes nor keeps the pixels. It travels pickled, so every node needs
+    the module that defines it (this project, installed)."""
+
+    file: str | None  # the file read where the engine runs; None when the file's bytes travel with the source
+
+    @abstractmethod
+    def read(self):
+        """The PIL image, as the command would have read it for the other engines; raises UnreadableImage."""
+
+
 @dataclass
 class Generation:
     text: str
     tokens: int  # new tokens, stop token excluded
     truncated: bool  # reached max_new_tokens without a stop token
+    unreadable: UnreadableImage | None = None  # an image named by the request could not be read: no text
 
 
 @dataclass
@@ -26,7 +52,7 @@ class Request:
     """A conversation up to the answer to generate: user/assistant turns, one placeholder per image."""
 
     messages: list[dict]
-    images: list = field(default_factory=list)  # PIL images, in placeholder order
+    images: list = field(default_factory=list)  # PIL images (or ImageSource: executor ray), in placeholder order
     system: str | None = None  # None: the template's default system prompt, as in training
     key: str | None = None  # names the request's sampling stream; None: its position in the call
     tag: object = None  # the caller's, returned with the generation
@@ -121,6 +147,12 @@ ENGINES = {
 }
 EXECUTORS = {"ray": "stic_plugin.generation.ray_executor:create"}  # executor -> builder, for engine: vllm
 _REGISTERED: dict[str, Callable[[GeneratorSettings], Generator]] = {}
+
+
+def reads_image_files(settings: GeneratorSettings) -> bool:
+    """Whether the engines read the image files themselves, where they run (``executor: ray``): the requests then
+    name their images (``ImageSource``), and the command reads no pixels."""
+    return settings.executor != "local"
 
 
 def register_engine(name: str, build: Callable[[GeneratorSettings], Generator]) -> None:

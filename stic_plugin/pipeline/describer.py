@@ -7,11 +7,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.images import BadImage, load_image, lossy_training_conversion
+from ..data.images import BadImage
 from ..data.output import JsonlAppender, read_jsonl
 from ..generation.base import Request, user_turn
 from ..method.keys import image_key
 from ..method.pairs import image_rng
+from .image_inputs import named_image, read_image
 
 logger = logging.getLogger("stic_plugin")
 
@@ -32,19 +33,21 @@ class Sampling:
         return cls(cfg.temperature, cfg.top_p, cfg.seed, cfg.batch_size, cfg.top_k)
 
 
-def load_images(paths: list[str], max_file_pixels: int, root: str | None = None) -> dict[str, object]:
-    """path -> PIL image, or the BadImage that says why it cannot be used. ``root``: where the input's relative
-    image paths start (named when such an image is missing)."""
+def load_images(
+    paths: list[str], max_file_pixels: int, root: str | None = None, named: bool = False, ship: bool = False
+) -> dict[str, object]:
+    """path -> PIL image (``named``: the ImageFile that names it, holding its bytes with ``ship``), or the BadImage
+    that says why it cannot be used. ``root``: where the input's relative image paths start (named when such an
+    image is missing)."""
     loaded = {}
     for path in dict.fromkeys(paths):
+        if named:
+            loaded[path] = named_image(path, max_file_pixels, ship, root)
+            continue
         try:
-            loaded[path] = load_image(path, max_file_pixels, root)
+            loaded[path] = read_image(path, max_file_pixels, root)
         except BadImage as bad:
             loaded[path] = bad
-            continue
-        loss = lossy_training_conversion(loaded[path])
-        if loss:
-            logger.warning("%s: %s", path, loss)
     return loaded
 
 
@@ -99,6 +102,7 @@ class ImageDescriber:
         self.prompts, self.sampling, self.max_new_tokens = prompts, sampling, max_new_tokens
         self.image_root = image_root
         self.descriptions: dict[str, dict] = {}
+        self.unreadable: dict[str, BadImage] = {}  # images found bad where the engine read them (executor: ray)
         self.counts = Counter()
         self._log = None
         if log_dir is not None:
@@ -141,7 +145,11 @@ class ImageDescriber:
             yield self.remember(request.tag, generated)
 
     def remember(self, path: str, generated) -> str:
-        """Keep (and log) the description of the image at ``path``."""
+        """Keep (and log) the description of the image at ``path``; or, where the engine could not read the image,
+        why (not logged: a resumed run skips the samples that show it, by the skip log)."""
+        if generated.unreadable is not None:
+            self.unreadable[path] = BadImage(generated.unreadable.reason, generated.unreadable.detail)
+            return path
         entry = {
             "image": path,
             "prompt": self.prompt_for(path),

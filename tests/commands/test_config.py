@@ -90,6 +90,10 @@ def test_engine_keys():
         load_config(PrefConfig, None, [*base, "engine=vllm", "executor=ray", "concurrency=0"])
     with pytest.raises(ValueError, match="`executor` must be one of local, ray"):
         load_config(PrefConfig, None, [*base, "executor=slurm"])
+    shipped = load_config(PrefConfig, None, [*base, "engine=vllm", "executor=ray", "ship_images=true"])
+    assert shipped.ship_images and shipped.generation_fingerprint() == default.generation_fingerprint()
+    with pytest.raises(ValueError, match="`ship_images` sends images to Ray's workers: it needs `executor: ray`"):
+        load_config(PrefConfig, None, [*base, "ship_images=true"])
 
 
 @pytest.mark.parametrize(

@@ -197,3 +197,50 @@ def test_a_missing_image_names_the_media_dir_and_the_current_folder_searched(tin
     assert result.returncode == 1
     searched = f"image_000.png is in neither {tmp_path / 'media'} nor the current folder {tmp_path}"
     assert f"skipped sample 0: missing file: {searched}" in result.stderr
+
+
+def test_on_ray_a_question_whose_image_the_workers_cannot_read_is_skipped_and_so_are_later_ones_on_it(tmp_path):
+    """``executor: ray``, answering directly: the request names its images; the one a Ray worker cannot read
+    skips its question, and a later question on the same image is skipped before any request."""
+    from PIL import Image
+
+    from stic_plugin.assets import default_infusion_format_file
+    from stic_plugin.commands.config import DarConfig
+    from stic_plugin.commands.dar import AnswerJob
+    from stic_plugin.data.sources import Sample
+    from stic_plugin.generation.base import Generation, UnreadableImage
+    from stic_plugin.method.dar import DescribeAndRespond
+    from stic_plugin.method.infusion import read_infusion_format
+    from stic_plugin.pipeline.describer import ImageDescriber, Sampling
+    from stic_plugin.pipeline.image_inputs import ImageFile
+
+    good, bad = str(tmp_path / "good.png"), str(tmp_path / "bad.png")
+    for path in (good, bad):
+        Image.new("RGB", (8, 8)).save(path)
+    cfg = DarConfig(
+        model_name_or_path="m",
+        template="llava",
+        llava_file=str(tmp_path / "q.json"),
+        engine="vllm",
+        executor="ray",
+        dar=False,
+    )
+    describer = ImageDescriber(None, ["Describe."], Sampling(0.0, None, 0, 4, None), 8)
+    responder = DescribeAndRespond(
+        describer, read_infusion_format(default_infusion_format_file()), describe_first=False
+    )
+    job = AnswerJob(cfg, responder)
+
+    def question(index: int, *images: str) -> Sample:
+        turns = [{"role": "user", "content": "<image>" * len(images) + "Q"}, {"role": "assistant", "content": "A"}]
+        return Sample(index, turns, list(images))
+
+    first, later = question(0, good, bad), question(1, bad)
+    prepared = job.prepare([first])
+    (request,) = job.start(first, prepared)
+    assert [type(image) for image in request.images] == [ImageFile, ImageFile]
+    unreadable = UnreadableImage("unreadable", "cannot identify image file", image=1)
+    (outcome,) = job.finish(request, Generation("", 0, False, unreadable))
+    assert (outcome.record, outcome.skipped["path"], outcome.skipped["reason"]) == (None, bad, "unreadable")
+    (outcome,) = job.start(later, job.prepare([later]))
+    assert outcome.skipped["key"] == "1"

@@ -334,3 +334,45 @@ def test_the_same_data_in_another_folder_gets_the_same_prompts_and_descriptions(
     prompts = {prompt for record_prompts, _ in descriptions["first"] for prompt in record_prompts}
     assert len(prompts) > 1  # prompts were drawn, not one for all
     assert descriptions["first"] == descriptions["second/deeper"]
+
+
+def test_on_ray_the_images_travel_as_names_and_one_the_workers_cannot_read_skips_each_of_its_samples_once(tmp_path):
+    """``executor: ray``: the command reads no pixels; an image found bad where a Ray worker reads it skips every
+    sample that shows it (those waiting, and those that come later), once, and the others are infused."""
+    from PIL import Image
+
+    from stic_plugin.commands.config import InfuseConfig
+    from stic_plugin.commands.infuse import InfuseJob
+    from stic_plugin.data.sources import Sample
+    from stic_plugin.generation.base import Generation, Request, UnreadableImage
+    from stic_plugin.pipeline.describer import ImageDescriber, Sampling
+    from stic_plugin.pipeline.image_inputs import ImageFile
+
+    good, bad = str(tmp_path / "good.png"), str(tmp_path / "bad.png")
+    for path in (good, bad):
+        Image.new("RGB", (8, 8)).save(path)
+    cfg = InfuseConfig(
+        model_name_or_path="m", template="llava", llava_file=str(tmp_path / "in.json"), engine="vllm", executor="ray"
+    )
+    describer = ImageDescriber(None, ["Describe."], Sampling(0.0, None, 0, 4, None), 8)
+    job = InfuseJob(cfg, describer, FORMAT, tmp_path)
+
+    def sample(index: int, *images: str) -> Sample:
+        return Sample(index, [{"role": "user", "content": "<image>" * len(images) + "Q"}], list(images))
+
+    both, only_good, only_bad, later = sample(0, good, bad), sample(1, good), sample(2, bad), sample(3, bad)
+    prepared = job.prepare([both, only_good, only_bad])
+    assert all(isinstance(image, ImageFile) and image.file == image.path for image in prepared.values())
+    requests = [r for s in (both, only_good, only_bad) for r in job.start(s, prepared)]
+    assert all(isinstance(r, Request) for r in requests) and [r.tag for r in requests] == [good, bad]
+    assert [image.path for r in requests for image in r.images] == [good, bad]
+
+    described = list(job.finish(requests[0], Generation("A gray square.", 4, False)))
+    assert [o.record is not None for o in described] == [True]  # only_good; both still waits for bad.png
+    failed = list(job.finish(requests[1], Generation("", 0, False, UnreadableImage("unreadable", "no such node"))))
+    assert [(o.skipped["key"], o.skipped["path"], o.skipped["reason"]) for o in failed] == [
+        ("0", bad, "unreadable"),
+        ("2", bad, "unreadable"),
+    ]
+    assert [o.skipped["key"] for o in job.start(later, job.prepare([later]))] == ["3"]  # no new request
+    assert not job.missing and not job.waiting

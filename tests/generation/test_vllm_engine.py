@@ -479,7 +479,8 @@ def test_pref_on_vllm_runs_on_each_family_vllm_has(
 @needs_vllm
 def test_vllm_s_processor_gets_the_pixels_the_transformers_engines_feed_the_model(tiny, tmp_path):
     """For odd image files, the images vLLM hands its processor (after its own parser) are those LLaMA-Factory's
-    plugin hands the processor in the transformers engines (and in training), and the tensors are equal. vLLM's
+    plugin hands the processor in the transformers engines (and in training), and the tensors are equal; a Ray
+    worker of ``executor: ray`` makes the same prompt and images of the named file. vLLM's
     engine itself is not started: tests/generation/vllm_pixels.py runs vLLM's parser and processor alone."""
     import subprocess
     import sys
@@ -522,6 +523,8 @@ def test_vllm_s_processor_gets_the_pixels_the_transformers_engines_feed_the_mode
             tensors = loaded.mm_inputs([request], ids, torch.tensor(ids))
             vllm = on_vllm[tiny[model], name]
             assert len(vllm["handed"]) == 1 and np.array_equal(vllm["handed"][0], np.asarray(handed)), (model, name)
+            # executor: ray: a worker reads the named file and encodes the prompt as the engine does here
+            assert vllm["ray_ids"] == vllm["ids"] and np.array_equal(vllm["ray_image"], vllm["engine_image"])
             assert set(vllm["tensors"]) <= set(tensors) and "pixel_values" in vllm["tensors"], (model, name)
             for key, value in vllm["tensors"].items():
                 expected = torch.as_tensor(tensors[key])

@@ -95,12 +95,19 @@ class ExecutorKeys(Keys):
     concurrency: int = option(
         1, help="executor: ray only: most vLLM engines that Ray Data runs side by side (it adds them as rows wait)."
     )
+    ship_images: bool = option(
+        False,
+        help="executor: ray only: send each image file's bytes from this machine with its request, for Ray nodes "
+        "that cannot read the image paths (by default Ray's workers read the files themselves, at the same path).",
+    )
 
     def __post_init__(self):
         super().__post_init__()
         at_least_one(self, "concurrency")
         if self.executor == "ray" and self.engine != "vllm":
             raise ValueError(f"`executor: ray` runs vLLM engines: set `engine: vllm` (got engine: {self.engine})")
+        if self.ship_images and self.executor != "ray":
+            raise ValueError("`ship_images` sends images to Ray's workers: it needs `executor: ray`")
 
 
 @dataclass(kw_only=True)
@@ -167,6 +174,7 @@ class GeneratorKeys(OutputKeys, SamplingKeys, ExecutorKeys, EngineKeys, ModelKey
             "tensor_parallel_size",
             "executor",
             "concurrency",
+            "ship_images",
         }
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         for old, new in RENAMED.items():  # under the former name: outputs written before the rename resume
