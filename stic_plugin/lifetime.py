@@ -54,6 +54,12 @@ def follow_parent(expected_parent: int) -> None:
 
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
+    # A blocked or ignored SIGTERM survives fork and exec: a process started from one that blocked or ignored it
+    # (a launcher, a library's thread) would never get the parent-death signal.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        with contextlib.suppress(ValueError):  # only the main thread sets handlers
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if not alive(expected_parent):  # it ended before the line above: no signal will come
         os.kill(os.getpid(), signal.SIGTERM)

@@ -90,3 +90,36 @@ def test_outside_the_block_new_processes_are_left_as_they_are(tmp_path):
         [sys.executable, "-c", "import os; print(os.getpgid(0))"], capture_output=True, text=True, check=True
     )
     assert int(after.stdout) == os.getpgid(0)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux's parent-death signal")
+def test_children_end_with_their_parent_even_when_it_was_started_with_sigterm_blocked_and_ignored(tmp_path):
+    """A launcher may hand its processes a blocked or ignored SIGTERM (both survive fork and exec)."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+
+    def blocked_and_ignored():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    parent = subprocess.Popen(
+        [sys.executable, str(script), "spawn"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=blocked_and_ignored,
+    )
+    pids = ()
+    try:
+        started = json.loads(parent.stdout.readline())
+        pids = (started["child"], started["grandchild"])
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while not all(ended(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(ended(pid) for pid in pids)
+    finally:
+        for pid in pids:
+            if not ended(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -22,6 +22,7 @@ import glob
 import json
 import logging
 import os
+import re
 import socket
 import tempfile
 import time
@@ -377,6 +378,14 @@ class ShardedOutput:
     def exists(self) -> bool:
         return self.data_dir.exists() and any(self.data_dir.iterdir())
 
+    def foreign_files(self) -> list[Path]:
+        """Files of the data folder that are not parts of this run's processes: a sibling process may open its
+        part before process 0 has written the configuration."""
+        if not self.data_dir.is_dir():
+            return []
+        ours = re.compile(rf"part-\d{{5}}-of-{self.world_size:05d}\.jsonl")
+        return [path for path in self.data_dir.iterdir() if not ours.fullmatch(path.name)]
+
     def has_results(self) -> bool:
         """Any record, or a result dropped, written: a configuration is then bound to this output. An input
         skipped (a missing or bad file) binds nothing: it is tried again by the next run."""
@@ -398,7 +407,7 @@ class ShardedOutput:
                 f"{self.data_dir} was written with a different configuration (changed: {', '.join(changed)}). "
                 f"Use another `{name_key}`, or overwrite=true to replace it."
             )
-        if stored is None and self.exists():
+        if stored is None and self.foreign_files():
             return (
                 f"{self.data_dir} holds files this tool did not write (no {self.config_path}). "
                 f"Use another `{name_key}`, or overwrite=true to replace them."

@@ -205,3 +205,18 @@ def test_a_dataset_info_that_is_a_link_gets_the_entry_where_it_points(tmp_path):
     (data / "dataset_info.json").symlink_to(tmp_path / "nowhere.json")
     with pytest.raises(ValueError, match="is a link to .*nowhere.json, which is not a file"):
         check_dataset_info_writable(data)
+
+
+def test_a_sibling_process_s_part_is_no_foreign_file_but_anything_else_is(tmp_path):
+    """Under torchrun, process 1 may open its part before process 0 has written the configuration: process 0
+    must not take that part for files another tool wrote. A file of anything else still stops the run."""
+    first, second = ShardedOutput(str(tmp_path), "out", 0, 2), ShardedOutput(str(tmp_path), "out", 1, 2)
+    second.check_configuration({"seed": 0}, overwrite=False)
+    second.records_path.parent.mkdir(parents=True, exist_ok=True)
+    second.records_path.write_text('{"id": 1}\n')  # it has begun writing
+    assert first.conflict({"seed": 0}, overwrite=False) is None
+    (second.records_path.parent / "part-00000-of-00001.jsonl").write_text("")  # another world size's part
+    (second.records_path.parent / "notes.txt").write_text("mine")
+    problem = first.conflict({"seed": 0}, overwrite=False)
+    assert problem is not None and "holds files this tool did not write" in problem
+    assert sorted(path.name for path in first.foreign_files()) == ["notes.txt", "part-00000-of-00001.jsonl"]
