@@ -687,7 +687,7 @@ def build_tiny_video_llava(out_dir, seed: int = 0, hidden: int = 64, heads: int 
         VideoLlavaVideoProcessor,
     )
 
-    from .fixtures import LLAVA_IMAGE_SIZE, LLAVA_PATCH, tiny_clip_vision_config
+    from .fixtures import LLAVA_IMAGE_SIZE, LLAVA_PATCH, tiny_clip_vision_config, tiny_text_config
 
     tokenizer = family_tokenizer(
         ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<video>"],
@@ -709,18 +709,7 @@ def build_tiny_video_llava(out_dir, seed: int = 0, hidden: int = 64, heads: int 
     )
     config = VideoLlavaConfig(
         vision_config=tiny_clip_vision_config(side),
-        text_config=LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=2,
-            num_attention_heads=heads,
-            num_key_value_heads=heads // 2,
-            max_position_embeddings=2048,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
+        text_config=tiny_text_config(LlamaConfig, tokenizer, hidden, heads, 2048),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
         vision_feature_layer=-2,
@@ -743,7 +732,7 @@ def build_tiny_llava_next_video(out_dir, seed: int = 0, hidden: int = 64, heads:
         LlavaNextVideoVideoProcessor,
     )
 
-    from .fixtures import LLAVA_PATCH, tiny_clip_vision_config
+    from .fixtures import LLAVA_PATCH, tiny_clip_vision_config, tiny_text_config
 
     tokenizer = family_tokenizer(
         ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<video>"],
@@ -768,18 +757,7 @@ def build_tiny_llava_next_video(out_dir, seed: int = 0, hidden: int = 64, heads:
     )
     config = LlavaNextVideoConfig(
         vision_config=tiny_clip_vision_config(side),
-        text_config=LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=2,
-            num_attention_heads=heads,
-            num_key_value_heads=heads // 2,
-            max_position_embeddings=4096,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
+        text_config=tiny_text_config(LlamaConfig, tokenizer, hidden, heads, 4096),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
         image_grid_pinpoints=pinpoints,

@@ -120,6 +120,24 @@ def qwen_tokenizer(seed: int = 0):
     )
 
 
+def tiny_text_config(config_class, tokenizer, hidden: int, heads: int, max_positions: int, **extra):
+    """The language model of the tiny LLaVA-type fixtures: two layers, half as many key-value heads, the
+    tokenizer's special tokens."""
+    return config_class(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=heads,
+        num_key_value_heads=heads // 2,
+        max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+
+
 def tiny_clip_vision_config(image_size: int):
     """The CLIP vision tower of the tiny LLaVA models: 2 layers, hidden size 32, 8x8 patches."""
     from transformers import CLIPVisionConfig
@@ -173,18 +191,7 @@ def build_tiny_llava(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 64
     )
     config = LlavaConfig(
         vision_config=tiny_clip_vision_config(LLAVA_IMAGE_SIZE),
-        text_config=LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=2,
-            num_attention_heads=heads,
-            num_key_value_heads=heads // 2,
-            max_position_embeddings=2048,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
+        text_config=tiny_text_config(LlamaConfig, tokenizer, hidden, heads, 2048),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
@@ -219,19 +226,7 @@ def build_tiny_llava_next(out_dir: str | os.PathLike, seed: int = 0, hidden: int
     )
     config = LlavaNextConfig(
         vision_config=tiny_clip_vision_config(side),
-        text_config=MistralConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=2,
-            num_attention_heads=heads,
-            num_key_value_heads=heads // 2,
-            max_position_embeddings=4096,
-            sliding_window=None,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
+        text_config=tiny_text_config(MistralConfig, tokenizer, hidden, heads, 4096, sliding_window=None),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_grid_pinpoints=pinpoints,
         vision_feature_layer=-2,
