@@ -37,6 +37,13 @@ if __name__ == "__main__":
 """
 
 
+def clean_env() -> dict[str, str]:
+    """The environment a user's command starts with: not the variables earlier tests of this worker left in it
+    (an in-process engine or Ray run sets many)."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+    return {key: os.environ[key] for key in keep if key in os.environ}
+
+
 def ended(pid: int) -> bool:
     """Gone, or a zombie nobody has reaped yet (a container's first process may never reap it)."""
     try:
@@ -52,7 +59,11 @@ def test_a_killed_parent_takes_its_children_and_theirs_with_it_and_ctrl_c_reache
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
     parent = subprocess.Popen(
-        [sys.executable, str(script), method], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, str(script), method],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=clean_env(),
     )
     pids = ()
     try:
@@ -107,6 +118,7 @@ def test_children_end_with_their_parent_even_when_it_was_started_with_sigterm_bl
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env=clean_env(),
         preexec_fn=blocked_and_ignored,
     )
     pids = ()
