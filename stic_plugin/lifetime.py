@@ -67,13 +67,22 @@ def follow_parent(expected_parent: int) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Running: neither gone nor a zombie. A parent that ended just before its child set the parent-death signal
+    is a zombie until someone reaps it (a container's first process may never do so), and still takes signals."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # it runs, as another user
         pass
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc to ask: it took the signal above, so count it as running
+        return True
+    return state not in ("Z", "X")
 
 
 def follow_if_asked() -> None:

@@ -135,3 +135,28 @@ def test_children_end_with_their_parent_even_when_it_was_started_with_sigterm_bl
         for pid in pids:
             if not ended(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux's parent-death signal")
+def test_a_parent_that_ended_before_the_signal_was_set_ends_the_child_even_as_an_unreaped_zombie():
+    """The race the forked grandchild above can lose: its parent dies between the fork and the ``prctl``. Unreaped,
+    the parent is a zombie that still takes ``kill(pid, 0)``; made deterministic here with a zombie of our own."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"], env=clean_env())  # never waited for until the end
+    try:
+        deadline = time.monotonic() + 60
+        while not ended(zombie.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ended(zombie.pid) and os.path.exists(f"/proc/{zombie.pid}")  # a zombie, not gone
+        follower = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import time; from stic_plugin.lifetime import follow_parent; follow_parent({zombie.pid}); "
+                "time.sleep(60)",
+            ],
+            env=clean_env(),
+            timeout=120,
+        )
+        assert follower.returncode == -signal.SIGTERM
+    finally:
+        zombie.wait()
