@@ -53,6 +53,16 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """``preexec_fn`` of a command a test sends Ctrl-C (SIGINT): the command gets it as a terminal's foreground
+    command does, whatever this test run inherited: a run started in the background (``make test &``) ignores
+    SIGINT, and its children would too."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def run_cli(args: list[str], cwd: Path, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
     """Run a command the way a user does, with the environment's bin folder on PATH; output captured."""
     return subprocess.run(

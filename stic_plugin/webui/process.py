@@ -20,10 +20,12 @@ PROGRESS = re.compile(
 )
 ABORT_GRACE_SECONDS = 5  # for each signal in turn
 # The command runs through this: a web UI started in the background (`nohup ... &`) ignores SIGINT, and
-# its children would inherit that, so Abort could not stop a command the way Ctrl-C does. exec keeps the
-# default disposition set here, and Python then turns SIGINT into KeyboardInterrupt again.
+# its children would inherit that, so Abort could not stop a command the way Ctrl-C does (a SIGINT blocked in the
+# starting thread is inherited the same way). exec keeps the default disposition and the unblocked mask set here,
+# and Python then turns SIGINT into KeyboardInterrupt again.
 _WITH_CTRL_C = (
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); os.execvp(sys.argv[1], sys.argv[1:])"
 )
 _RUNS = weakref.WeakSet()  # every DataRun of this process (one per web UI)
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from helpers import subprocess_env
+from helpers import ctrl_c_as_in_a_terminal, subprocess_env
 
 
 def test_a_cache_too_large_for_the_gpu_is_a_message_not_a_traceback(monkeypatch, capsys, tmp_path):
@@ -139,6 +139,7 @@ def test_ctrl_c_while_stic_cli_starts_is_one_line_and_exit_status_130(tmp_path, 
         env=subprocess_env(),
         timeout=120,
         check=False,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     assert result.returncode == 130, result.stderr
     assert "Traceback" not in result.stderr

@@ -14,6 +14,7 @@ from stic_plugin.tools.fixtures import make_images
 
 from helpers import (
     VLLM_ENV,
+    ctrl_c_as_in_a_terminal,
     key_values,
     killed_after_records,
     needs_vllm,
@@ -229,7 +230,12 @@ def test_a_killed_or_interrupted_vllm_run_leaves_no_engine_process_and_ctrl_c_sa
         log = tmp_path / f"{hook}.txt"
         with log.open("w") as stderr:
             command = subprocess.Popen(
-                args, cwd=tmp_path, env={**env, hook: "3"}, stderr=stderr, start_new_session=True
+                args,
+                cwd=tmp_path,
+                env={**env, hook: "3"},
+                stderr=stderr,
+                start_new_session=True,
+                preexec_fn=ctrl_c_as_in_a_terminal,
             )
             assert command.wait(timeout=600) == code, log.read_text()[-3000:]
         deadline = time.monotonic() + 60  # the outcome awaited, not a race: they end within seconds

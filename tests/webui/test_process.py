@@ -105,17 +105,27 @@ def test_abort_is_a_ctrl_c_first_then_a_sigterm_for_a_run_that_ignores_it(tmp_pa
     assert "2 records written; the same command resumes" in (tmp_path / "webui.log").read_text()
 
 
-def test_abort_is_a_ctrl_c_even_when_the_web_ui_ignores_sigint(tmp_path, python_as_stic_cli, monkeypatch):
-    """`nohup llamafactory-cli webui &` starts the web UI with SIGINT ignored, which children inherit."""
+@pytest.mark.parametrize("how", ["ignored", "blocked"])
+def test_abort_is_a_ctrl_c_even_when_the_web_ui_ignores_or_blocks_sigint(
+    tmp_path, python_as_stic_cli, monkeypatch, how
+):
+    """`nohup llamafactory-cli webui &` starts the web UI with SIGINT ignored, which children inherit; a SIGINT
+    blocked in the thread that starts the command is inherited too."""
     import signal
 
     monkeypatch.setattr(process, "ABORT_GRACE_SECONDS", 10)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if how == "ignored":
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         run = DataRun()
         run.start("-c", [SAYS_HOW_FAR], (str(tmp_path), "out"), tmp_path / "webui.log")
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if how == "ignored":
+            signal.signal(signal.SIGINT, previous)
+        else:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     while "started" not in run.raw_log():
         assert run.wait(0.1) is None
     run.abort()
