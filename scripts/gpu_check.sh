@@ -35,6 +35,9 @@
 # Usage: bash scripts/gpu_check.sh [--smoke | --prepare]
 #   OUT              the folder for the JSON and the logs (default: gpu_check_out)
 #   GPU_CHECK_FAIL   names of steps (comma-separated) that fail on purpose, to check that failures are reported
+#   GPU_CHECK_DEMO_DIR  the demo's folder, kept (default: one in the work folder, removed at the end); a demo that
+#                    finished there before is not run again (the demo resumes step by step), so a second call on
+#                    the same machine spends its CPU on the other steps
 #   PYTHON           the interpreter (default: python3)
 # stdout: the summary (at most 40 lines); stderr: one line as each step ends. Exit status 0 when every step ran or
 # was skipped with its reason, 1 when one failed or ran out of time.
@@ -168,8 +171,9 @@ install_project() {
 # (workers=2) in the background while the GPU steps run; its time is make demo's time on this machine's CPU. Where
 # no base model is shipped (stic_plugin/tools/toyworld/base_models) it trains one first, one thread for minutes,
 # and may not finish in the call: then it is recorded as timed out, the steps it finished in its log.
+demo_dir=${GPU_CHECK_DEMO_DIR:-$work/demo}
 run_demo() {
-    run_step demo "$((deadline - SECONDS))" env CUDA_VISIBLE_DEVICES= stic-cli demo "output_dir=$work/demo" \
+    run_step demo "$((deadline - SECONDS))" env CUDA_VISIBLE_DEVICES= stic-cli demo "output_dir=$demo_dir" \
         "${demo_keys[@]}" &
     demo_pid=$!
 }
@@ -201,6 +205,9 @@ for part in continuous training vllm plain; do
     done
 done
 wait "$demo_pid"
+if [[ $demo_dir != "$work/demo" && -f $demo_dir/report.json ]]; then # the report reads it from the work folder
+    mkdir -p "$work/demo" && cp "$demo_dir/report.json" "$work/demo/"
+fi
 
 tar -czf "$OUT/gpu_check-logs.tar.gz" -C "$work" logs
 # The report runs from the tree, so that it runs where the install failed too.

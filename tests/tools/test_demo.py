@@ -12,20 +12,12 @@ from stic_plugin.tools.toyworld.scoring import score_predictions
 
 from helpers import run_cli
 
-# One worker runs the module: its demo fixture then runs once, not once per worker that takes one of its tests.
+# One worker runs the module (and the gpu_check smoke test): the demo fixture (conftest.py) then runs once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]
 
 # The demo's trainings are named by their learning rate (the rates the full comparison chose)
 STIC = f"stic-lr{CHOSEN_LEARNING_RATES['stic']:g}"
 STAGE2 = f"stage2-lr{CHOSEN_LEARNING_RATES['stage2']:g}"
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    result = run_cli(["stic-cli", "demo", f"output_dir={out}", "scale=smoke"], cwd=out.parent, timeout=1200)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    return out, result
 
 
 def test_every_stage_ran_with_the_shipped_commands(demo):

@@ -3,6 +3,7 @@ on the records of a whole GPU run, and the script itself in its CPU smoke mode, 
 
 import json
 import subprocess
+import tarfile
 
 import pytest
 
@@ -138,9 +139,14 @@ def test_the_file_is_named_with_the_date_and_the_device():
 
 
 @pytest.mark.slow
-def test_the_smoke_run_measures_every_step_and_reports_one_that_fails(tmp_path):
+@pytest.mark.xdist_group("demo")
+def test_the_smoke_run_measures_every_step_and_reports_one_that_fails(tmp_path, demo):
+    """The demo step resumes the demo fixture's finished run (GPU_CHECK_DEMO_DIR): tests/tools/test_demo.py checks
+    the demo itself, this test the script's steps around it."""
     out = tmp_path / "out"
-    env = subprocess_env(OUT=str(out), TMPDIR=str(tmp_path), GPU_CHECK_FAIL="tiny.continuous")
+    env = subprocess_env(
+        OUT=str(out), TMPDIR=str(tmp_path), GPU_CHECK_FAIL="tiny.continuous", GPU_CHECK_DEMO_DIR=str(demo[0])
+    )
     result = subprocess.run(
         ["bash", "scripts/gpu_check.sh", "--smoke"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
     )
@@ -172,7 +178,12 @@ def test_the_smoke_run_measures_every_step_and_reports_one_that_fails(tmp_path):
     assert speed["value"] is None and speed["met"] is None  # the continuous engine's step failed
     assert (vllm["value"] is not None) == vllm_installed
     assert ratio["value"] == training["step_time_ratio"] and isinstance(ratio["met"], bool)
-    assert figures["demo"]["wall_seconds"] > 0 and figures["versions"]["torch"]
+    demo_report = json.loads((demo[0] / "report.json").read_text())  # as the resumed run rewrote it
+    assert figures["demo"]["wall_seconds"] == demo_report["wall_seconds"] and figures["versions"]["torch"]
+    assert figures["demo"]["step_seconds"] == demo_report["step_seconds"]
+    with tarfile.open(out / "gpu_check-logs.tar.gz") as logs:
+        demo_log = logs.extractfile("logs/demo.log").read().decode()
+    assert "STIC in the toy world" in demo_log and "done in" not in demo_log  # resumed: no step ran again
     assert figures["device"].startswith("CPU") and figures["smoke"] is True
 
     summary = result.stdout.splitlines()
