@@ -16,7 +16,6 @@ from helpers import (
     VLLM_ENV,
     ctrl_c_as_in_a_terminal,
     key_values,
-    killed_after_records,
     needs_vllm,
     pref_command,
     run_cli,
@@ -182,30 +181,6 @@ def test_without_vllm_engine_vllm_stops_with_the_install_command(tiny, tmp_path,
 # ---- stic-cli on vLLM's CPU build ----
 
 
-@needs_vllm
-@pytest.mark.slow
-def test_pref_on_vllm_same_texts_at_two_batch_sizes_and_after_a_kill_and_resume(vllm_models, tmp_path):
-    model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
-    whole = tmp_path / "whole"
-    in_own_process = dict(VLLM_ENABLE_V1_MULTIPROCESSING="1")  # vLLM's default, as users run it
-    run_vllm(pref_command(model, "llava", images, whole, batch_size=4), tmp_path, **in_own_process)
-    expected = texts_by_image(whole)
-    assert len(expected) == 12
-    assert all(chosen and rejected for chosen, rejected in expected.values())
-    assert len({chosen for chosen, _ in expected.values()}) > 1  # sampled: the images' texts differ
-
-    # One image in flight at a time, killed after three pairs, then resumed.
-    killed = tmp_path / "killed"
-    args = pref_command(model, "llava", images, killed, batch_size=1)
-    part = killed / "stic_pref" / "part-00000-of-00001.jsonl"
-    assert killed_after_records(args, tmp_path, part, 3, **VLLM_ENV) == 3
-    result = run_vllm(args, tmp_path)
-    assert "already done" in result.stderr
-    keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]
-    assert sorted(keys) == sorted(expected)  # every image exactly once
-    assert texts_by_image(killed) == expected
-
-
 def running_in_session(session: int) -> list[int]:
     """The processes of a session that still run (a zombie nobody reaped yet has ended)."""
     found = []
@@ -219,35 +194,58 @@ def running_in_session(session: int) -> list[int]:
     return found
 
 
+def stopped_after_records(args: list[str], cwd: Path, hook: str, expected_code: int, log: Path) -> None:
+    """Run pref with vLLM's engine in processes of its own (vLLM's default, as users run it) until ``hook`` stops it
+    after 3 records (SIGKILL, or Ctrl-C to itself); then no engine process of its session may be left running."""
+    env = subprocess_env(**{**VLLM_ENV, "VLLM_ENABLE_V1_MULTIPROCESSING": "1", hook: "3"})
+    with log.open("w") as stderr:
+        command = subprocess.Popen(
+            args, cwd=cwd, env=env, stderr=stderr, start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal
+        )
+        assert command.wait(timeout=600) == expected_code, log.read_text()[-3000:]
+    deadline = time.monotonic() + 60  # the outcome awaited, not a race: they end within seconds
+    while running_in_session(command.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = running_in_session(command.pid)
+    for pid in left:
+        os.kill(pid, 9)
+    assert not left, f"left running after {hook}: {left}"
+
+
 @needs_vllm
 @pytest.mark.slow
-def test_a_killed_or_interrupted_vllm_run_leaves_no_engine_process_and_ctrl_c_says_one_line(vllm_models, tmp_path):
-    """vLLM's engine in processes of its own (its default): the command killed (SIGKILL), or Ctrl-C to its
-    process group, ends them within seconds; after Ctrl-C the command's one line is the last, with no traceback."""
-    args = pref_command(vllm_models["tiny-llava-vllm"], "llava", vllm_models["images"], tmp_path / "data", batch_size=1)
-    env = subprocess_env(**{**VLLM_ENV, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"})  # vLLM's default
-    for hook, code in (("STIC_KILL_AFTER_RECORDS", -9), ("STIC_INTERRUPT_AFTER_RECORDS", 130)):
-        log = tmp_path / f"{hook}.txt"
-        with log.open("w") as stderr:
-            command = subprocess.Popen(
-                args,
-                cwd=tmp_path,
-                env={**env, hook: "3"},
-                stderr=stderr,
-                start_new_session=True,
-                preexec_fn=ctrl_c_as_in_a_terminal,
-            )
-            assert command.wait(timeout=600) == code, log.read_text()[-3000:]
-        deadline = time.monotonic() + 60  # the outcome awaited, not a race: they end within seconds
-        while running_in_session(command.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = running_in_session(command.pid)
-        for pid in left:
-            os.kill(pid, 9)
-        assert not left, f"left running after {hook}: {left}"
-    text = log.read_text()
+def test_pref_on_vllm_killed_then_interrupted_then_resumed_writes_each_image_once_with_the_same_texts(
+    vllm_models, tmp_path
+):
+    """Batches of 4, against batches of 1 through a SIGKILL and a Ctrl-C with vLLM's engine in processes of its
+    own: those end within seconds of the command, after Ctrl-C the command's one line is the last, with no
+    traceback, and the resumed run writes each remaining image once, with the texts of the whole run."""
+    model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
+    whole = tmp_path / "whole"
+    run_vllm(pref_command(model, "llava", images, whole, batch_size=4), tmp_path)
+    expected = texts_by_image(whole)
+    assert len(expected) == 12
+    assert all(chosen and rejected for chosen, rejected in expected.values())
+    assert len({chosen for chosen, _ in expected.values()}) > 1  # sampled: the images' texts differ
+
+    stopped = tmp_path / "stopped"
+    args = pref_command(model, "llava", images, stopped, batch_size=1)
+    part = stopped / "stic_pref" / "part-00000-of-00001.jsonl"
+    stopped_after_records(args, tmp_path, "STIC_KILL_AFTER_RECORDS", -9, tmp_path / "killed.txt")
+    assert len(part.read_text().splitlines()) == 3
+    interrupted = tmp_path / "interrupted.txt"
+    stopped_after_records(args, tmp_path, "STIC_INTERRUPT_AFTER_RECORDS", 130, interrupted)
+    text = interrupted.read_text()
+    assert "3 already done, 9 to do" in text
     assert text.rstrip().splitlines()[-1] == "stic-cli pref: interrupted: 3 written; run the same command to resume"
     assert "Traceback" not in text
+    assert len(part.read_text().splitlines()) == 6
+
+    result = run_vllm(args, tmp_path)
+    assert "6 already done, 6 to do" in result.stderr
+    keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]
+    assert sorted(keys) == sorted(expected)  # every image exactly once
+    assert texts_by_image(stopped) == expected
 
 
 def greedy_texts(model: str, template: str, images, data: Path, cwd: Path, **keys) -> dict:
