@@ -18,7 +18,6 @@ from helpers import (
     key_values,
     needs_vllm,
     pref_command,
-    run_cli,
     run_vllm,
     subprocess_env,
     texts_by_image,
@@ -248,9 +247,17 @@ def test_pref_on_vllm_killed_then_interrupted_then_resumed_writes_each_image_onc
     assert texts_by_image(stopped) == expected
 
 
+def run_here(args: list[str], cwd: Path) -> None:
+    """A reference run on the transformers engines, in this process: the function the console script calls,
+    without an interpreter's start (seconds each). vLLM's runs stay in a process of their own (``run_vllm``)."""
+    from stic_plugin.commands import cli
+
+    assert cli.main([str(arg) for arg in args[1:]]) == 0
+
+
 def greedy_texts(model: str, template: str, images, data: Path, cwd: Path, **keys) -> dict:
     args = pref_command(model, template, images, data, temperature=0, max_samples=6, **keys)
-    (run_vllm if keys.get("engine", "vllm") == "vllm" else run_cli)(args, cwd)
+    (run_vllm if keys.get("engine", "vllm") == "vllm" else run_here)(args, cwd)
     return texts_by_image(data)
 
 
@@ -290,7 +297,7 @@ def greedy_descriptions(model: str, template: str, images, cwd: Path, name: str,
     values.update(dataset_dir=cwd / name, temperature=0, infer_dtype="float32", max_new_tokens=24, engine="vllm")
     values.update(keys)
     args = ["stic-cli", "infuse", *key_values(**values)]
-    (run_vllm if values["engine"] == "vllm" else run_cli)(args, cwd)
+    (run_vllm if values["engine"] == "vllm" else run_here)(args, cwd)
     records = [json.loads(line) for part in sorted((cwd / name / "stic_sft").glob("*.jsonl")) for line in part.open()]
     return {r["images"][0]: tuple(r["stic"]["descriptions"]) for r in records}
 
@@ -359,7 +366,7 @@ def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, tmp_p
     for engine in ("vllm", "plain"):
         data = tmp_path / engine
         args = ["stic-cli", "infuse", *key_values(**common, dataset_dir=data, engine=engine)]
-        (run_vllm if engine == "vllm" else run_cli)(args, tmp_path)
+        (run_vllm if engine == "vllm" else run_here)(args, tmp_path)
         records = read_records(data / "stic_sft")
         assert len(records) == 3
         descriptions[engine] = {r["stic"]["sample"]: r["stic"]["descriptions"] for r in records}
@@ -372,7 +379,7 @@ def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, tmp_p
     for engine in ("vllm", "plain"):
         args = ["stic-cli", "dar", *key_values(**common, dataset_dir=tmp_path / f"pred-{engine}", engine=engine)]
         args[args.index("max_new_tokens=16")] = "description_max_new_tokens=16"
-        (run_vllm if engine == "vllm" else run_cli)(args, tmp_path)
+        (run_vllm if engine == "vllm" else run_here)(args, tmp_path)
         predictions = read_records(tmp_path / f"pred-{engine}" / "dar")
         assert sorted(p["id"] for p in predictions) == [0, 1, 2]
         assert all(p["description"] for p in predictions)
