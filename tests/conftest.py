@@ -108,3 +108,13 @@ def pytest_collection_modifyitems(config, items):
         lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
         if lost:
             raise pytest.UsageError(f"--dist loadgroup is not in effect for {lost[0]} (and {len(lost) - 1} more)")
+        # The longest first (those that start vLLM's engine, then the other slow ones), so that the workers end
+        # together: xdist hands out tests in this order (groups first, the largest before), and a minute-long test
+        # handed out last would keep one worker busy after the other ran out of tests.
+        items.sort(key=expected_cost_rank)
+
+
+def expected_cost_rank(item) -> int:
+    if item.get_closest_marker("slow") is None:
+        return 2
+    return 0 if "vllm_models" in getattr(item, "fixturenames", ()) else 1
