@@ -15,10 +15,8 @@ BIN = Path(sys.executable).parent  # llamafactory-cli, stic-cli and torchrun liv
 
 # engine: vllm needs vLLM (make installs its CPU build); without it those tests are skipped, unless
 # STIC_REQUIRE_VLLM=1 (CI) makes that an error.
-needs_vllm = pytest.mark.skipif(
-    importlib.util.find_spec("vllm") is None and os.environ.get("STIC_REQUIRE_VLLM") != "1",
-    reason="vLLM is not installed (bash scripts/install_vllm.sh .venv)",
-)
+VLLM_EXPECTED = importlib.util.find_spec("vllm") is not None or os.environ.get("STIC_REQUIRE_VLLM") == "1"
+needs_vllm = pytest.mark.skipif(not VLLM_EXPECTED, reason="vLLM is not installed (bash scripts/install_vllm.sh .venv)")
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None and os.environ.get("STIC_REQUIRE_VLLM") != "1",
     reason="Ray is not installed (bash scripts/install_vllm.sh .venv installs it with vLLM)",

@@ -8,7 +8,7 @@ import pytest
 
 from stic_plugin.tools.bench import spread_lengths
 
-from helpers import VLLM_ENV, needs_vllm, run_cli
+from helpers import VLLM_ENV, VLLM_EXPECTED, run_cli
 
 
 def test_spread_lengths_are_clipped_and_centred():
@@ -46,14 +46,8 @@ def tiny_bench(tmp_path, engines: list[str]):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "engines",
-    [
-        ["continuous", "plain"],
-        pytest.param(["continuous", "plain", "vllm"], marks=needs_vllm, id="with-vllm"),
-    ],
-)
-def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path, engines):
+def test_bench_tiny_cpu_mode_reports_every_figure(tmp_path):
+    engines = ["continuous", "plain"] + (["vllm"] if VLLM_EXPECTED else [])
     figures, result = tiny_bench(tmp_path, engines)
     assert figures["device"].startswith("CPU")
     runs = {(row["run"], row["engine"], row["batch_size"]) for row in figures["generation"]}
