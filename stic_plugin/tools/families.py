@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .fixtures import QWEN_IMAGE_SIZE, save_random_model, train_tokenizer
+from .fixtures import QWEN_IMAGE_SIZE, save_random_model, tiny_text_fields, train_tokenizer
 
 
 def family_tokenizer(specials: list[str], named: dict[str, str], plain_added: tuple[str, ...] = (), **roles):
@@ -265,20 +265,7 @@ def build_tiny_lfm2_vl(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4)
 
 def qwen2_text(tokenizer, hidden: int, heads: int, **extra) -> dict:
     """A tiny Qwen2-like text configuration (the language model of several families)."""
-    return dict(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=2,
-        num_attention_heads=heads,
-        num_key_value_heads=heads // 2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **extra,
-    )
+    return tiny_text_fields(tokenizer, hidden, heads, max_position_embeddings=2048, tie_word_embeddings=False, **extra)
 
 
 def build_tiny_internvl(out_dir, seed: int = 0, hidden: int = 64, heads: int = 4):

@@ -120,22 +120,26 @@ def qwen_tokenizer(seed: int = 0):
     )
 
 
-def tiny_text_config(config_class, tokenizer, hidden: int, heads: int, max_positions: int, **extra):
-    """The language model of the tiny LLaVA-type fixtures: two layers, half as many key-value heads, the
-    tokenizer's special tokens."""
-    return config_class(
+def tiny_text_fields(tokenizer, hidden: int, heads: int, **extra) -> dict:
+    """The language model of every tiny fixture and family model: two layers, half as many key-value heads, the
+    tokenizer's special tokens; ``extra`` adds fields (the context length, a family's own)."""
+    return dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=2,
         num_attention_heads=heads,
         num_key_value_heads=heads // 2,
-        max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         **extra,
     )
+
+
+def tiny_text_config(config_class, tokenizer, hidden: int, heads: int, max_positions: int, **extra):
+    """The language model of the tiny LLaVA-type fixtures, as a ``config_class``."""
+    return config_class(**tiny_text_fields(tokenizer, hidden, heads, max_position_embeddings=max_positions, **extra))
 
 
 def tiny_clip_vision_config(image_size: int):
