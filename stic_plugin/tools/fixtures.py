@@ -122,8 +122,8 @@ def qwen_tokenizer(seed: int = 0):
 
 def tiny_text_fields(tokenizer, hidden: int, heads: int, **extra) -> dict:
     """The language model of every tiny fixture and family model: two layers, half as many key-value heads, the
-    tokenizer's special tokens; ``extra`` adds fields (the context length, a family's own)."""
-    return dict(
+    tokenizer's special tokens; ``extra`` adds fields (the context length, a family's own) or replaces them."""
+    fields = dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         intermediate_size=2 * hidden,
@@ -133,8 +133,8 @@ def tiny_text_fields(tokenizer, hidden: int, heads: int, **extra) -> dict:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        **extra,
     )
+    return {**fields, **extra}
 
 
 def tiny_text_config(config_class, tokenizer, hidden: int, heads: int, max_positions: int, **extra):
