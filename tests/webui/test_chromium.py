@@ -277,6 +277,20 @@ def command_preview(page, program: str) -> str:
     return code.inner_text().strip()
 
 
+def type_output_dir(page, name: str) -> None:
+    """The Train tab's "Output dir" typed as a user does. LLaMA-Factory answers the typing by writing "Ready." (or
+    its resume warning) into the output box, and that answer can arrive after a preview clicked next, erasing it.
+    So a preview is shown first and the typing's answer awaited: the preview erased."""
+    from playwright.sync_api import expect
+
+    button(page, "Preview command").first.click()
+    command_preview(page, "llamafactory-cli train")
+    output_dir = field(page, "Output dir")
+    output_dir.fill(name)
+    output_dir.press("Enter")
+    expect(page.locator("code", has_text="llamafactory-cli train ").filter(visible=True)).to_have_count(0)
+
+
 def wait_for_text(page, text: str, timeout: float = RUN_TIMEOUT) -> None:
     from playwright.sync_api import expect
 
@@ -468,11 +482,10 @@ def test_stic_options_only_for_stic_dpo_and_a_bad_value_refused_before_start(web
 
 def test_stic_dpo_trains_with_alpha_from_its_field(webui, page, tmp_path):
     set_extra_arguments(page, EXTRA_ARGUMENTS, remove=("stic_alpha",))  # the field's α, not the extra key's
-    output_dir = field(page, "Output dir")
-    output_dir.fill("stage1")
-    output_dir.press("Enter")
+    type_output_dir(page, "stage1")
     button(page, "Preview command").first.click()
     preview = command_preview(page, "llamafactory-cli train")
+    assert f"--output_dir {SAVES / 'stage1'}" in preview
     for expected in ("--stage stic_dpo", "--stic_alpha 0.5", "--stic_nll_reduction sum", "--pref_beta 0.1"):
         assert expected in preview
     assert f"--model_name_or_path {webui['model']}" in preview
@@ -530,12 +543,11 @@ def test_infuse_with_the_stage_one_adapter_then_sft_continuing_it(webui, page, t
     button(page, "Train on this dataset").click()
     expect(field(page, "Stage")).to_have_value("Supervised Fine-Tuning")
     expect(page.locator(".token", has_text="stic_sft").filter(visible=True)).to_have_count(1)
-    output_dir = field(page, "Output dir")
-    output_dir.fill("stage2")
-    output_dir.press("Enter")
+    type_output_dir(page, "stage2")
     button(page, "Preview command").first.click()
     preview = command_preview(page, "llamafactory-cli train")
     assert "--stage sft" in preview and "--dataset stic_sft" in preview
+    assert f"--output_dir {SAVES / 'stage2'}" in preview
     assert f"--adapter_name_or_path {SAVES / 'stage1'}" in preview
     button(page, "Start").first.click()
     stage2 = webui["workdir"] / SAVES / "stage2"
