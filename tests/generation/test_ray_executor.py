@@ -1,8 +1,11 @@
-"""``executor: ray``: the rows handed to Ray Data, and ``stic-cli pref engine=vllm executor=ray`` on a Ray
-instance of this machine with vLLM's CPU build (marked slow)."""
+"""``executor: ray``: the rows handed to Ray Data, and ``stic-cli pref``, ``infuse`` and ``dar`` with
+``engine=vllm executor=ray`` on Ray instances of this machine with vLLM's CPU build (marked slow): dar starts one of
+its own, as a command does without a cluster; pref and infuse join one through RAY_ADDRESS, as a cluster is joined."""
 
 import json
 import pickle
+import signal
+import subprocess
 import sys
 
 import numpy as np
@@ -14,7 +17,57 @@ from stic_plugin.generation import ray_executor
 from stic_plugin.generation.base import Request
 from stic_plugin.pipeline.image_inputs import ImageFile
 
-from helpers import VLLM_ENV, killed_after_records, needs_ray, pref_command, run_vllm, texts_by_image
+from helpers import (
+    VLLM_ENV,
+    killed_after_records,
+    needs_ray,
+    pref_command,
+    run_vllm,
+    subprocess_env,
+    texts_by_image,
+)
+
+# A Ray instance of this machine, started as `ray.init()` in a command starts one, that prints where it listens and
+# stays up until its input ends.
+RAY_INSTANCE = """
+import sys
+import ray
+ray.init(include_dashboard=False, log_to_driver=False)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()
+ray.shutdown()
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One Ray instance that commands join through RAY_ADDRESS, as they join a cluster, instead of each starting its
+    own: each saves Ray's start and that of Ray Data's own actors, which the instance keeps (seconds each). Its
+    workers, the engines among them, inherit its settings: those the tests give vLLM."""
+    import os
+
+    instance = subprocess.Popen(
+        [sys.executable, "-c", RAY_INSTANCE],
+        env=subprocess_env(**VLLM_ENV),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        address = instance.stdout.readline().strip()
+        assert address, "the Ray instance did not start"
+        yield address
+    finally:
+        instance.stdin.close()
+        try:
+            instance.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(instance.pid, signal.SIGKILL)  # what its shutdown left behind, if anything
+        except ProcessLookupError:
+            pass
 
 
 def named_request(count: int, images: list, lora=None) -> dict:
@@ -265,7 +318,8 @@ def test_requests_enter_ray_as_a_stream_and_each_comes_back_once_while_the_rest_
 
 @needs_ray
 @pytest.mark.slow
-def test_pref_on_ray_writes_what_vllm_writes_with_a_lora_through_a_kill_and_resume(vllm_models, tmp_path):
+@pytest.mark.xdist_group("ray_instance")  # on one worker: they share its Ray instance
+def test_pref_on_ray_writes_what_vllm_writes_with_a_lora_through_a_kill_and_resume(vllm_models, ray_address, tmp_path):
     from helpers import random_lora_adapter
 
     model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
@@ -281,10 +335,12 @@ def test_pref_on_ray_writes_what_vllm_writes_with_a_lora_through_a_kill_and_resu
     on_ray = tmp_path / "ray"
     part = on_ray / "stic_pref" / "part-00000-of-00001.jsonl"
     first = pref_command(model, "llava", images, on_ray, batch_size=1, executor="ray", **common)
-    assert killed_after_records(first, tmp_path, part, 1, **VLLM_ENV) == 1
+    assert killed_after_records(first, tmp_path, part, 1, RAY_ADDRESS=ray_address, **VLLM_ENV) == 1
     resumed = pref_command(model, "llava", images, on_ray, batch_size=3, executor="ray", concurrency=2, **common)
-    result = run_vllm(resumed, tmp_path)
+    result = run_vllm(resumed, tmp_path, RAY_ADDRESS=ray_address)
     assert "already done" in result.stderr
+    log = (on_ray / "stic_pref.stic" / "log-00000-of-00001.txt").read_text()
+    assert f"vLLM engine(s) on {ray_address}" in log  # the instance joined, not one of the command's own
     keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]
     assert sorted(keys) == sorted(expected)  # every image exactly once
     assert texts_by_image(on_ray) == expected  # the adapter's texts, as vLLM in this process writes them
@@ -297,7 +353,8 @@ def test_pref_on_ray_writes_what_vllm_writes_with_a_lora_through_a_kill_and_resu
 @needs_ray
 @pytest.mark.slow
 def test_dar_on_ray_describes_then_answers_as_vllm_does(vllm_models, tmp_path):
-    """dar's two streams (the descriptions, then the answers that read them) on Ray, against vLLM in one process."""
+    """dar's two streams (the descriptions, then the answers that read them) on Ray, against vLLM in one process.
+    Without RAY_ADDRESS, as on a machine with no cluster: the command starts a Ray instance of its own."""
     from helpers import key_values, read_records
 
     model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
@@ -325,8 +382,9 @@ def test_dar_on_ray_describes_then_answers_as_vllm_does(vllm_models, tmp_path):
 
 @needs_ray
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray_instance")  # on one worker: they share its Ray instance
 def test_infuse_on_ray_describes_as_vllm_does_and_skips_what_the_workers_cannot_read_through_a_kill(
-    vllm_models, tmp_path
+    vllm_models, ray_address, tmp_path
 ):
     """infuse's description requests name their images; Ray's workers read them, and an empty file, found bad
     there and not in the command, skips its sample as the command skips it with ``engine: vllm``."""
@@ -361,7 +419,7 @@ def test_infuse_on_ray_describes_as_vllm_does_and_skips_what_the_workers_cannot_
     on_ray = tmp_path / "ray"
     args = ["stic-cli", "infuse", *key_values(**common, dataset_dir=on_ray, executor="ray")]
     part = on_ray / "stic_sft" / "part-00000-of-00001.jsonl"
-    assert killed_after_records(args, tmp_path, part, 1, **VLLM_ENV) == 1
-    run_vllm(args, tmp_path)
+    assert killed_after_records(args, tmp_path, part, 1, RAY_ADDRESS=ray_address, **VLLM_ENV) == 1
+    run_vllm(args, tmp_path, RAY_ADDRESS=ray_address)
     assert len(part.read_text().splitlines()) == 4  # each sample once
     assert outputs(on_ray) == expected
