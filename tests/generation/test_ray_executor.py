@@ -33,7 +33,7 @@ RAY_INSTANCE = """
 import sys
 import ray
 ray.init(include_dashboard=False, log_to_driver=False)
-print(ray.get_runtime_context().gcs_address, flush=True)
+print("RAY_ADDRESS=" + ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.read()
 ray.shutdown()
 """
@@ -55,8 +55,9 @@ def ray_address():
         start_new_session=True,
     )
     try:
-        address = instance.stdout.readline().strip()
-        assert address, "the Ray instance did not start"
+        lines = iter(instance.stdout.readline, "")  # Ray may print lines of its own first
+        address = next((line.strip().split("=", 1)[1] for line in lines if line.startswith("RAY_ADDRESS=")), None)
+        assert address, f"the Ray instance did not start (exit status {instance.poll()})"
         yield address
     finally:
         instance.stdin.close()
