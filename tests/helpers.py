@@ -379,11 +379,13 @@ def killed_after_records(args: list[str], cwd: Path, part: Path, records: int, t
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    code = process.wait(timeout=timeout)
     try:
-        os.killpg(process.pid, signal.SIGKILL)  # what it left behind, if anything
-    except ProcessLookupError:
-        pass
+        code = process.wait(timeout=timeout)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # what it left behind (or the command itself, past the timeout)
+        except ProcessLookupError:
+            pass
     assert code == -signal.SIGKILL, f"the run ended with {code} before it was killed after {records} records"
     return part.read_bytes().count(b"\n")
 

@@ -281,7 +281,9 @@ class RayVllmGenerator(VllmGenerator):
         if not self.verbose:
             self.ray.data.DataContext.get_current().enable_progress_bars = False
             logging.getLogger("ray.data").setLevel(logging.WARNING)
-        where = os.environ.get("RAY_ADDRESS", "a new Ray instance on this machine")
+        # The address Ray connected to, as it reports it: the cluster that RAY_ADDRESS names, or the new instance.
+        address = self.ray.get_runtime_context().gcs_address
+        where = f"the Ray cluster at {address}" if os.environ.get("RAY_ADDRESS") else f"a new Ray instance at {address}"
         logger.info("executor ray: %d vLLM engine(s) on %s", self.concurrency, where)
         return int(self.ray.cluster_resources().get("GPU", 0))
 

@@ -32,7 +32,7 @@ from helpers import (
 RAY_INSTANCE = """
 import sys
 import ray
-ray.init(include_dashboard=False, log_to_driver=False)
+ray.init(address="local", include_dashboard=False, log_to_driver=False)
 print("RAY_ADDRESS=" + ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.read()
 ray.shutdown()
@@ -341,7 +341,7 @@ def test_pref_on_ray_writes_what_vllm_writes_with_a_lora_through_a_kill_and_resu
     result = run_vllm(resumed, tmp_path, RAY_ADDRESS=ray_address)
     assert "already done" in result.stderr
     log = (on_ray / "stic_pref.stic" / "log-00000-of-00001.txt").read_text()
-    assert f"vLLM engine(s) on {ray_address}" in log  # the instance joined, not one of the command's own
+    assert f"vLLM engine(s) on the Ray cluster at {ray_address}" in log  # the instance, not one of its own
     keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]
     assert sorted(keys) == sorted(expected)  # every image exactly once
     assert texts_by_image(on_ray) == expected  # the adapter's texts, as vLLM in this process writes them
@@ -377,6 +377,8 @@ def test_dar_on_ray_describes_then_answers_as_vllm_does(vllm_models, tmp_path):
         run_vllm(["stic-cli", "dar", *key_values(**common, dataset_dir=folder, executor=executor)], tmp_path)
         records = read_records(folder / "dar")
         predictions[executor] = {r["id"]: (r["description"], r["prediction"]) for r in records}
+    log = (tmp_path / "ray" / "dar.stic" / "log-00000-of-00001.txt").read_text()
+    assert "vLLM engine(s) on a new Ray instance at" in log  # the command's own
     assert len(predictions["ray"]) == 4 and all(description for description, _ in predictions["ray"].values())
     assert predictions["ray"] == predictions["local"]
 

@@ -278,14 +278,16 @@ def command_preview(page, program: str) -> str:
 
 
 def type_output_dir(page, name: str) -> None:
-    """The Train tab's "Output dir" typed as a user does. LLaMA-Factory answers the typing by writing "Ready." (or
-    its resume warning) into the output box, and that answer can arrive after a preview clicked next, erasing it.
-    So a preview is shown first and the typing's answer awaited: the preview erased."""
+    """The Train tab's "Output dir" typed as a user does (a name other than the one it holds). LLaMA-Factory answers
+    the typing by writing "Ready." (or its resume warning) into the output box, and that answer can arrive after a
+    preview clicked next, erasing it. So a preview of the folder it holds is shown first (not an older one), and
+    the typing's answer awaited: that preview erased."""
     from playwright.sync_api import expect
 
-    button(page, "Preview command").first.click()
-    command_preview(page, "llamafactory-cli train")
     output_dir = field(page, "Output dir")
+    held = f"--output_dir {SAVES / output_dir.input_value()}"
+    button(page, "Preview command").first.click()
+    expect(page.locator("code", has_text=held).filter(visible=True)).to_have_count(1)
     output_dir.fill(name)
     output_dir.press("Enter")
     expect(page.locator("code", has_text="llamafactory-cli train ").filter(visible=True)).to_have_count(0)
