@@ -9,6 +9,8 @@ every process of the terminal's foreground group, so they would stop on their ow
 shutdown of them, and print tracebacks. Started within ``following_this_process()``, each such process (and every
 process it starts in turn) leaves the terminal's process group, so that only the command sees Ctrl-C and stops
 them in order, and gets SIGTERM (their own orderly shutdown) when its parent ends: Linux's parent-death signal.
+One whose orderly shutdown does not end it within ``SHUTDOWN_GRACE_SECONDS`` (a process stuck in it, or one that
+ignores SIGTERM) is then killed by a thread of its own that watches the parent.
 A process started by fork is set up by an at-fork hook; one started by spawn (a new interpreter) by the start-up
 hook (``_autoload``), which reads ``FOLLOW_PARENT_ENV``.
 
@@ -20,9 +22,14 @@ import os
 import signal
 import sys
 import threading
+import time
 
 FOLLOW_PARENT_ENV = "STIC_FOLLOW_PARENT"  # the process ID of the parent a new process ends with
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# After its parent has ended, the seconds a process has for its own orderly shutdown before it is killed. vLLM's
+# engine processes shut down in a few; one was seen still running a minute after its command was killed, on a
+# busy machine, and would have kept its memory for good.
+SHUTDOWN_GRACE_SECONDS = 10.0
 _hooked = False
 
 
@@ -63,7 +70,19 @@ def follow_parent(expected_parent: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if not alive(expected_parent):  # it ended before the line above: no signal will come
         os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(
+        target=_killed_when_orphaned, args=(expected_parent,), name="stic-follow-parent", daemon=True
+    ).start()
     os.environ[FOLLOW_PARENT_ENV] = str(os.getpid())  # the processes this one starts follow it in turn
+
+
+def _killed_when_orphaned(parent: int) -> None:
+    """Once ``parent`` has ended, and this process's orderly shutdown (the parent-death SIGTERM) has had its
+    grace period, SIGKILL to this process: whatever that shutdown does, it ends."""
+    while alive(parent):
+        time.sleep(1.0)
+    time.sleep(SHUTDOWN_GRACE_SECONDS)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def alive(pid: int) -> bool:

@@ -160,3 +160,54 @@ def test_a_parent_that_ended_before_the_signal_was_set_ends_the_child_even_as_an
         assert follower.returncode == -signal.SIGTERM
     finally:
         zombie.wait()
+
+
+# A command that starts a child whose orderly shutdown never ends it (it ignores SIGTERM, as a process stuck in its
+# shutdown does not end), reports its process ID, and waits to be killed.
+STUCK = """
+import multiprocessing, os, signal, sys, time
+from stic_plugin.lifetime import following_this_process
+
+def child(report):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    report.send(os.getpid())
+    time.sleep(600)
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[1])
+    receive, send = context.Pipe(duplex=False)
+    with following_this_process():
+        context.Process(target=child, args=(send,)).start()
+    print(receive.recv(), flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux's parent-death signal")
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_child_that_its_orderly_shutdown_does_not_end_is_killed_after_the_grace_period(tmp_path, method):
+    from stic_plugin.lifetime import SHUTDOWN_GRACE_SECONDS
+
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), method],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=clean_env(),
+    )
+    child = None
+    try:
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait()
+        killed_at = time.monotonic()
+        deadline = killed_at + SHUTDOWN_GRACE_SECONDS + 60
+        while not ended(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ended(child)
+        assert time.monotonic() - killed_at >= SHUTDOWN_GRACE_SECONDS - 1  # its orderly shutdown had its time
+    finally:
+        if child is not None and not ended(child):
+            os.kill(child, signal.SIGKILL)
