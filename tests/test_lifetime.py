@@ -53,18 +53,32 @@ def ended(pid: int) -> bool:
         return True
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="Linux's parent-death signal")
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_a_killed_parent_takes_its_children_and_theirs_with_it_and_ctrl_c_reaches_the_parent_only(tmp_path, method):
-    script = tmp_path / "parent.py"
-    script.write_text(PARENT)
-    parent = subprocess.Popen(
-        [sys.executable, str(script), method],
+def start_parent(tmp_path, script: str, method: str, **popen) -> subprocess.Popen:
+    """``script`` run as a user's command (its own session, a clean environment), its report read from stdout."""
+    path = tmp_path / "parent.py"
+    path.write_text(script)
+    return subprocess.Popen(
+        [sys.executable, str(path), method],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
         env=clean_env(),
+        **popen,
     )
+
+
+def all_end(pids, seconds: float) -> bool:
+    """Whether every one of ``pids`` has ended within ``seconds`` (the outcome awaited, not a race)."""
+    deadline = time.monotonic() + seconds
+    while not all(ended(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return all(ended(pid) for pid in pids)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux's parent-death signal")
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_killed_parent_takes_its_children_and_theirs_with_it_and_ctrl_c_reaches_the_parent_only(tmp_path, method):
+    parent = start_parent(tmp_path, PARENT, method)
     pids = ()
     try:
         started = json.loads(parent.stdout.readline())
@@ -76,10 +90,7 @@ def test_a_killed_parent_takes_its_children_and_theirs_with_it_and_ctrl_c_reache
 
         parent.kill()  # SIGKILL: no cleanup of its own can run
         parent.wait()
-        deadline = time.monotonic() + 60  # the outcome awaited, not a race: they end within a second or so
-        while not all(ended(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert all(ended(pid) for pid in pids)
+        assert all_end(pids, 60)  # they end within a second or so
     finally:
         parent.kill()
         for pid in pids:
@@ -106,31 +117,19 @@ def test_outside_the_block_new_processes_are_left_as_they_are(tmp_path):
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux's parent-death signal")
 def test_children_end_with_their_parent_even_when_it_was_started_with_sigterm_blocked_and_ignored(tmp_path):
     """A launcher may hand its processes a blocked or ignored SIGTERM (both survive fork and exec)."""
-    script = tmp_path / "parent.py"
-    script.write_text(PARENT)
 
     def blocked_and_ignored():
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
-    parent = subprocess.Popen(
-        [sys.executable, str(script), "spawn"],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env=clean_env(),
-        preexec_fn=blocked_and_ignored,
-    )
+    parent = start_parent(tmp_path, PARENT, "spawn", preexec_fn=blocked_and_ignored)
     pids = ()
     try:
         started = json.loads(parent.stdout.readline())
         pids = (started["child"], started["grandchild"])
         parent.kill()
         parent.wait()
-        deadline = time.monotonic() + 60
-        while not all(ended(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert all(ended(pid) for pid in pids)
+        assert all_end(pids, 60)
     finally:
         for pid in pids:
             if not ended(pid):
@@ -188,25 +187,14 @@ if __name__ == "__main__":
 def test_a_child_that_its_orderly_shutdown_does_not_end_is_killed_after_the_grace_period(tmp_path, method):
     from stic_plugin.lifetime import SHUTDOWN_GRACE_SECONDS
 
-    script = tmp_path / "stuck.py"
-    script.write_text(STUCK)
-    parent = subprocess.Popen(
-        [sys.executable, str(script), method],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env=clean_env(),
-    )
+    parent = start_parent(tmp_path, STUCK, method)
     child = None
     try:
         child = int(parent.stdout.readline())
         parent.kill()
         parent.wait()
         killed_at = time.monotonic()
-        deadline = killed_at + SHUTDOWN_GRACE_SECONDS + 60
-        while not ended(child) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert ended(child)
+        assert all_end([child], SHUTDOWN_GRACE_SECONDS + 60)
         assert time.monotonic() - killed_at >= SHUTDOWN_GRACE_SECONDS - 1  # its orderly shutdown had its time
     finally:
         if child is not None and not ended(child):
