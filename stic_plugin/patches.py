@@ -26,6 +26,8 @@ llamafactory.webui.interface                ``create_train_tab``: the "STIC" acc
                                             after the Train tab
 llamafactory.webui.interface                ``run_web_ui``: the web UI listens on this machine only, unless
                                             ``GRADIO_SERVER_NAME`` names an address, and says so at start
+llamafactory.webui.components.train         ``change_stage``: a stage change that "Train on this dataset"
+                                            made keeps the handed-over dataset instead of emptying the list
 llamafactory.data.converter                 dataset formatters ``llava`` and ``stic`` registered
 llamafactory.data.template                  template ``llava_mistral`` registered: ``llava_next_mistral``'s chat
                                             format with LLaVA's one-view image plugin, for a LLaVA-1.6 copy that
@@ -329,6 +331,17 @@ def _apply_webui_address(interface):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# llamafactory.webui.components.train (create_train_tab looks change_stage up as a module global when it wires the
+# stage's change event)
+def _apply_webui_stage_change(train):
+    from .webui.handover import keeping_handed_over_dataset
+
+    original = train.change_stage
+    train.change_stage = keeping_handed_over_dataset(original)
+    return original
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # llamafactory.data.converter
 def _apply_converters(converter):
     from .data.formats import converter_classes
@@ -442,6 +455,13 @@ PATCHES = (
         needs=("run_web_ui",),
         apply=_apply_webui_address,
         revert=_revert_function("run_web_ui"),
+    ),
+    Patch(
+        name='a stage change made by "Train on this dataset" keeps its dataset',
+        module="llamafactory.webui.components.train",
+        needs=("change_stage", "create_train_tab"),
+        apply=_apply_webui_stage_change,
+        revert=_revert_function("change_stage"),
     ),
     Patch(
         name="template llava_mistral: LLaVA-1.6-Mistral's chat format, one image view",

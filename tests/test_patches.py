@@ -71,6 +71,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         import llamafactory.webui.runner as runner
         import llamafactory.webui.locales as locales
         import llamafactory.webui.interface as interface
+        import llamafactory.webui.components.train as train_tab
         import stic_plugin
         from stic_plugin import patches
 
@@ -86,6 +87,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
                 locales=dict(locales.LOCALES),
                 tabs=(interface.create_train_tab, interface.create_footer),
                 web_ui=interface.run_web_ui,
+                stage_change=train_tab.change_stage,
                 converters=dict(converter.DATASET_CONVERTERS),
                 templates=dict(template.TEMPLATES),
             )
@@ -103,6 +105,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         print(sorted(set(once["locales"]) - set(original["locales"]))[:3])
         print([tab.__wrapped__ for tab in once["tabs"]] == list(original["tabs"]))
         print(once["web_ui"].__wrapped__ is original["web_ui"])
+        print(once["stage_change"].host_change_stage is original["stage_change"])
         stic_plugin.revert()
         after = snapshot()
         print([key for key in original if after[key] != original[key]], stic_plugin.applied())
@@ -112,8 +115,8 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         """,
         STIC_PLUGIN_AUTOLOAD="0",
     )
-    assert out.split("\n")[:11] == [
-        "11 True False",
+    assert out.split("\n")[:12] == [
+        "12 True False",
         "True",
         "True",
         "True",
@@ -121,9 +124,10 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
         "['stic_abort_btn', 'stic_action', 'stic_advanced']",
         "True",
         "True",
+        "True",
         "[] []",
         "True",
-        "11 True",
+        "12 True",
     ]
 
 

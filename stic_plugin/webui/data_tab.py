@@ -11,7 +11,6 @@ dataset" sets the Train tab to it (its dataset list, read from dataset_info.json
 """
 
 import json
-import time
 from pathlib import Path
 
 from ..data.output import ShardedOutput
@@ -143,9 +142,15 @@ class DataTab:
         form = [manager.get_elem_by_id(f"train.{element}") for element, _, _ in FORM_FIELDS]
         extra_arguments = manager.get_elem_by_id("train.extra_args")
         template = manager.get_elem_by_id("top.template")
+
+        def handover(lang: str, current_stage: str, request: gr.Request):  # gradio fills in the browser session
+            return self.handover(lang, current_stage, request)
+
         elems["stic_handover_btn"].click(
-            self.handover, [lang], [train["training_stage"], train["dataset_dir"], elems["stic_output_box"]]
-        ).then(self.handover_dataset, outputs=[train["dataset"]]).then(
+            handover,
+            [lang, train["training_stage"]],
+            [train["training_stage"], train["dataset_dir"], train["dataset"], elems["stic_output_box"]],
+        ).then(
             self.handover_recipe, [lang, template, extra_arguments], [*form, extra_arguments, elems["stic_output_box"]]
         ).then(None, js=_show_tab_js(self.train_tab_label))
 
@@ -302,17 +307,24 @@ class DataTab:
         self.run.abort()
         return message("aborting", lang)
 
-    def handover(self, lang: str):
-        """The Train tab set to the dataset of the last run: its stage and its folder (then the dataset)."""
+    def handover(self, lang: str, current_stage: str, request):
+        """The Train tab set to the dataset of the last run: its stage, its folder and the dataset. A stage change
+        empties the dataset list in an event of its own (LLaMA-Factory's), which then keeps this dataset
+        (``webui.handover``)."""
         import gradio as gr
         from llamafactory.extras.constants import TRAINING_STAGES
 
+        from .handover import leave_for_stage_change
+
         if self.run.action not in TRAIN_STAGE or self.run.location is None:
-            return gr.update(), gr.update(), message("no_handover", lang)
+            return gr.update(), gr.update(), gr.update(), message("no_handover", lang)
         stage = TRAIN_STAGE[self.run.action]
         display = next(name for name, value in TRAINING_STAGES.items() if value == stage)
         folder, name = self.run.location
-        return display, folder, message("handover", lang, stage=display, name=name, folder=folder)
+        if display != current_stage:
+            leave_for_stage_change(request, display, name)
+        handed = message("handover", lang, stage=display, name=name, folder=folder)
+        return display, folder, gr.Dropdown(value=[name]), handed
 
     def handover_recipe(self, lang: str, template: str, extra_arguments: str):
         """The Train tab's settings from the shipped recipe of the run's stage and the template's model family
@@ -334,15 +346,6 @@ class DataTab:
             gr.update(value=fields[element]) if element in fields else gr.update() for element, _, _ in FORM_FIELDS
         ]
         return [*updates, merged_extra_arguments(extra_arguments, extra), f"{handed} {describe(path, fields, extra)}"]
-
-    def handover_dataset(self):
-        """After the stage change (which empties the Train tab's dataset list), the dataset itself."""
-        import gradio as gr
-
-        if self.run.action not in TRAIN_STAGE or self.run.location is None:
-            return gr.update()
-        time.sleep(0.5)  # the stage's own change event clears the datasets first
-        return gr.Dropdown(value=[self.run.location[1]])
 
 
 def _show_tab_js(label: str | None) -> str | None:
