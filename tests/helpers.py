@@ -34,6 +34,9 @@ VLLM_ENV = dict(
     VLLM_ENABLE_V1_MULTIPROCESSING="0",
     TORCH_COMPILE_DISABLE="1",
 )
+# Tests that run vLLM in their own process (the vllm_here fixture, tests/generation/conftest.py): on one worker, which
+# imports vLLM once.
+VLLM_IN_PROCESS = pytest.mark.xdist_group("vllm_in_process")
 
 PREF_DATASET_INFO = {
     "file_name": "stic_pref.jsonl",

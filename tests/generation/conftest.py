@@ -3,10 +3,11 @@ vLLM's CPU build runs."""
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from helpers import tiny_generator
+from helpers import VLLM_ENV, tiny_generator
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +55,26 @@ def vllm_families(tmp_path_factory):
     folder = tmp_path_factory.mktemp("vllm-families")
     command = [sys.executable, "-m", "stic_plugin.tools.families", "--vllm", str(folder)]
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+@pytest.fixture
+def vllm_here(monkeypatch, capfd):
+    """``stic-cli`` on vLLM in this process: the function the console script calls, with the settings the tests
+    give vLLM, returning what the command wrote to stderr (vLLM writes to the console's file descriptor: captured
+    at that level). Each engine start then costs seconds, not a process of its own; the subprocess path, as users
+    run it, is tested on LLaVA through a kill and a Ctrl-C (test_vllm_engine.py) and on Ray (test_ray_executor.py).
+    Its tests are marked ``VLLM_IN_PROCESS``."""
+    from stic_plugin.commands import cli
+
+    for key, value in VLLM_ENV.items():
+        if key != "TORCH_COMPILE_DISABLE":  # read when torch is imported: this process imported it long ago
+            monkeypatch.setenv(key, value)
+
+    def run(args: list[str], cwd: Path | None = None) -> str:
+        capfd.readouterr()
+        code = cli.main([str(arg) for arg in args[1:]])
+        stderr = capfd.readouterr().err
+        assert code == 0, stderr[-3000:]
+        return stderr
+
+    return run

@@ -19,6 +19,7 @@ from stic_plugin.pipeline.image_inputs import ImageFile
 
 from helpers import (
     VLLM_ENV,
+    VLLM_IN_PROCESS,
     killed_after_records,
     needs_ray,
     pref_command,
@@ -353,8 +354,9 @@ def test_pref_on_ray_writes_what_vllm_writes_with_a_lora_through_a_kill_and_resu
 
 @needs_ray
 @pytest.mark.slow
-def test_dar_on_ray_describes_then_answers_as_vllm_does(vllm_models, tmp_path):
-    """dar's two streams (the descriptions, then the answers that read them) on Ray, against vLLM in one process.
+@VLLM_IN_PROCESS
+def test_dar_on_ray_describes_then_answers_as_vllm_does(vllm_models, vllm_here, tmp_path):
+    """dar's two streams (the descriptions, then the answers that read them) on Ray, against vLLM in this process.
     Without RAY_ADDRESS, as on a machine with no cluster: the command starts a Ray instance of its own."""
     from helpers import key_values, read_records
 
@@ -374,7 +376,8 @@ def test_dar_on_ray_describes_then_answers_as_vllm_does(vllm_models, tmp_path):
     predictions = {}
     for executor in ("local", "ray"):
         folder = tmp_path / executor
-        run_vllm(["stic-cli", "dar", *key_values(**common, dataset_dir=folder, executor=executor)], tmp_path)
+        args = ["stic-cli", "dar", *key_values(**common, dataset_dir=folder, executor=executor)]
+        vllm_here(args) if executor == "local" else run_vllm(args, tmp_path)
         records = read_records(folder / "dar")
         predictions[executor] = {r["id"]: (r["description"], r["prediction"]) for r in records}
     log = (tmp_path / "ray" / "dar.stic" / "log-00000-of-00001.txt").read_text()
@@ -386,11 +389,12 @@ def test_dar_on_ray_describes_then_answers_as_vllm_does(vllm_models, tmp_path):
 @needs_ray
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray_instance")  # on one worker: they share its Ray instance
-def test_infuse_on_ray_describes_as_vllm_does_and_skips_what_the_workers_cannot_read_through_a_kill(
+def test_infuse_on_ray_describes_as_vllm_does_and_skips_what_the_workers_cannot_read(
     vllm_models, ray_address, tmp_path
 ):
     """infuse's description requests name their images; Ray's workers read them, and an empty file, found bad
-    there and not in the command, skips its sample as the command skips it with ``engine: vllm``."""
+    there and not in the command, skips its sample as the command skips it with ``engine: vllm``. (A kill and a
+    resume on Ray: the pref test above; infuse's own resume: tests/commands/test_infuse.py.)"""
     from helpers import key_values, read_records
 
     model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
@@ -412,7 +416,7 @@ def test_infuse_on_ray_describes_as_vllm_does_and_skips_what_the_workers_cannot_
     def outputs(data):
         records = {r["stic"]["sample"]: r["stic"]["descriptions"] for r in read_records(data / "stic_sft")}
         skipped = [json.loads(line) for part in (data / "stic_sft.stic").glob("skipped-*") for line in part.open()]
-        return records, sorted({(s["key"], s["reason"]) for s in skipped})  # a resumed run tries a skip again
+        return records, sorted((s["key"], s["reason"]) for s in skipped)
 
     local = tmp_path / "local"
     run_vllm(["stic-cli", "infuse", *key_values(**common, dataset_dir=local)], tmp_path)
@@ -420,9 +424,11 @@ def test_infuse_on_ray_describes_as_vllm_does_and_skips_what_the_workers_cannot_
     assert len(expected[0]) == 4 and [key for key, _ in expected[1]] == ["2"]
 
     on_ray = tmp_path / "ray"
-    args = ["stic-cli", "infuse", *key_values(**common, dataset_dir=on_ray, executor="ray")]
+    run_vllm(
+        ["stic-cli", "infuse", *key_values(**common, dataset_dir=on_ray, executor="ray")],
+        tmp_path,
+        RAY_ADDRESS=ray_address,
+    )
     part = on_ray / "stic_sft" / "part-00000-of-00001.jsonl"
-    assert killed_after_records(args, tmp_path, part, 1, RAY_ADDRESS=ray_address, **VLLM_ENV) == 1
-    run_vllm(args, tmp_path, RAY_ADDRESS=ray_address)
     assert len(part.read_text().splitlines()) == 4  # each sample once
     assert outputs(on_ray) == expected

@@ -1,5 +1,6 @@
-"""``engine: vllm``: its pure parts here, and ``stic-cli pref|infuse|dar engine=vllm`` on vLLM's CPU build in a
-subprocess (marked slow), on tiny models whose heads vLLM's CPU attention accepts (head size 64)."""
+"""``engine: vllm``: its pure parts here, and ``stic-cli pref|infuse|dar engine=vllm`` on vLLM's CPU build (marked
+slow), on tiny models whose heads vLLM's CPU attention accepts (head size 64): in a subprocess, as users run it,
+through a kill and a Ctrl-C, and in this process (``vllm_here``) where a test compares what vLLM writes."""
 
 import json
 import os
@@ -14,6 +15,7 @@ from stic_plugin.tools.fixtures import make_images
 
 from helpers import (
     VLLM_ENV,
+    VLLM_IN_PROCESS,
     ctrl_c_as_in_a_terminal,
     key_values,
     needs_vllm,
@@ -247,17 +249,16 @@ def test_pref_on_vllm_killed_then_interrupted_then_resumed_writes_each_image_onc
     assert texts_by_image(stopped) == expected
 
 
-def run_here(args: list[str], cwd: Path) -> None:
+def run_here(args: list[str], cwd: Path | None = None) -> None:
     """A reference run on the transformers engines, in this process: the function the console script calls,
-    without an interpreter's start (seconds each). vLLM's runs stay in a process of their own (``run_vllm``)."""
+    without an interpreter's start (seconds each)."""
     from stic_plugin.commands import cli
 
     assert cli.main([str(arg) for arg in args[1:]]) == 0
 
 
-def greedy_texts(model: str, template: str, images, data: Path, cwd: Path, **keys) -> dict:
-    args = pref_command(model, template, images, data, temperature=0, max_samples=6, **keys)
-    (run_vllm if keys.get("engine", "vllm") == "vllm" else run_here)(args, cwd)
+def greedy_texts(model: str, template: str, images, data: Path, run, **keys) -> dict:
+    run(pref_command(model, template, images, data, temperature=0, max_samples=6, **keys))
     return texts_by_image(data)
 
 
@@ -274,22 +275,23 @@ def equal_token_share(tokenizer, left: dict, right: dict) -> float:
 
 @needs_vllm
 @pytest.mark.slow
+@VLLM_IN_PROCESS
 @pytest.mark.parametrize("name,template", [("tiny-llava-vllm", "llava"), ("tiny-qwen2vl-vllm", "qwen2_vl")])
-def test_greedy_vllm_writes_what_greedy_transformers_writes(vllm_models, tmp_path, name, template):
+def test_greedy_vllm_writes_what_greedy_transformers_writes(vllm_models, vllm_here, tmp_path, name, template):
     from transformers import AutoTokenizer
 
     model, images = vllm_models[name], vllm_models["images"]
-    on_vllm = greedy_texts(model, template, images, tmp_path / "vllm", tmp_path)
-    on_plain = greedy_texts(model, template, images, tmp_path / "plain", tmp_path, engine="plain")
+    on_vllm = greedy_texts(model, template, images, tmp_path / "vllm", vllm_here)
+    on_plain = greedy_texts(model, template, images, tmp_path / "plain", run_here, engine="plain")
     assert set(on_vllm) == set(on_plain) and len(on_vllm) == 6
     share = equal_token_share(AutoTokenizer.from_pretrained(model), on_vllm, on_plain)
     print(f"{name}: {share:.3f} of greedy tokens equal between vllm and plain")
     assert share >= 0.95, (share, on_vllm, on_plain)
 
 
-def greedy_descriptions(model: str, template: str, images, cwd: Path, name: str, **keys) -> dict[str, tuple[str]]:
-    """``stic-cli infuse`` at temperature 0 on one sample per image (the first six): image -> (its description,).
-    (Unlike pref, infuse keeps every text: no pair is dropped.)"""
+def greedy_descriptions(model: str, template: str, images, cwd: Path, name: str, run, **keys) -> dict[str, tuple]:
+    """``stic-cli infuse`` at temperature 0 on one sample per image (the first six), by ``run`` for vLLM: image ->
+    (its description,). (Unlike pref, infuse keeps every text: no pair is dropped.)"""
     llava_file = cwd / "six.json"
     turns = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "Shapes."}]
     llava_file.write_text(json.dumps([{"image": f"image_{i:03d}.png", "conversations": turns} for i in range(6)]))
@@ -297,25 +299,28 @@ def greedy_descriptions(model: str, template: str, images, cwd: Path, name: str,
     values.update(dataset_dir=cwd / name, temperature=0, infer_dtype="float32", max_new_tokens=24, engine="vllm")
     values.update(keys)
     args = ["stic-cli", "infuse", *key_values(**values)]
-    (run_vllm if values["engine"] == "vllm" else run_here)(args, cwd)
+    (run if values["engine"] == "vllm" else run_here)(args, cwd)
     records = [json.loads(line) for part in sorted((cwd / name / "stic_sft").glob("*.jsonl")) for line in part.open()]
     return {r["images"][0]: tuple(r["stic"]["descriptions"]) for r in records}
 
 
 @needs_vllm
 @pytest.mark.slow
-def test_a_lora_adapter_takes_effect_on_vllm_as_in_transformers(vllm_models, tmp_path):
+@VLLM_IN_PROCESS
+def test_a_lora_adapter_takes_effect_on_vllm_as_in_transformers(vllm_models, vllm_here, tmp_path):
     from transformers import AutoTokenizer
 
     from helpers import random_lora_adapter
 
     model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
     adapter = random_lora_adapter(model, tmp_path / "adapter", language_model_only=True)
-    with_lora = greedy_descriptions(model, "llava", images, tmp_path, "lora", adapter_name_or_path=adapter)
-    merged = greedy_descriptions(
-        model, "llava", images, tmp_path, "merged", adapter_name_or_path=adapter, engine="plain"
-    )
-    base = greedy_descriptions(model, "llava", images, tmp_path, "base", engine="plain")
+
+    def describe(name: str, **keys) -> dict:
+        return greedy_descriptions(model, "llava", images, tmp_path, name, vllm_here, **keys)
+
+    with_lora = describe("lora", adapter_name_or_path=adapter)
+    merged = describe("merged", adapter_name_or_path=adapter, engine="plain")
+    base = describe("base", engine="plain")
     assert len(with_lora) == len(merged) == len(base) == 6
     tokenizer = AutoTokenizer.from_pretrained(model)
     share_merged, share_base = (
@@ -331,21 +336,22 @@ def test_a_lora_adapter_takes_effect_on_vllm_as_in_transformers(vllm_models, tmp
 
 @needs_vllm
 @pytest.mark.slow
-def test_llava_next_adapter_is_merged_for_vllm_with_a_log_line(vllm_models, tmp_path):
+@VLLM_IN_PROCESS
+def test_llava_next_adapter_is_merged_for_vllm_with_a_log_line(vllm_models, vllm_here, tmp_path):
     from helpers import random_lora_adapter
 
     model, images = vllm_models["tiny-llava-next-vllm"], vllm_models["images"]
     adapter = random_lora_adapter(model, tmp_path / "adapter", language_model_only=True)
     data = tmp_path / "data"
     args = pref_command(model, "llava_next_mistral", images, data, adapter_name_or_path=adapter, max_samples=3)
-    result = run_vllm(args, tmp_path)
-    assert "into a temporary copy of the model" in result.stderr
+    assert "into a temporary copy of the model" in vllm_here(args)
     assert len(texts_by_image(data)) == 3
 
 
 @needs_vllm
 @pytest.mark.slow
-def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, tmp_path):
+@VLLM_IN_PROCESS
+def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, vllm_here, tmp_path):
     from transformers import AutoTokenizer
 
     from helpers import read_records
@@ -366,7 +372,7 @@ def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, tmp_p
     for engine in ("vllm", "plain"):
         data = tmp_path / engine
         args = ["stic-cli", "infuse", *key_values(**common, dataset_dir=data, engine=engine)]
-        (run_vllm if engine == "vllm" else run_here)(args, tmp_path)
+        (vllm_here if engine == "vllm" else run_here)(args, tmp_path)
         records = read_records(data / "stic_sft")
         assert len(records) == 3
         descriptions[engine] = {r["stic"]["sample"]: r["stic"]["descriptions"] for r in records}
@@ -379,7 +385,7 @@ def test_infuse_and_dar_on_vllm_describe_as_transformers_does(vllm_models, tmp_p
     for engine in ("vllm", "plain"):
         args = ["stic-cli", "dar", *key_values(**common, dataset_dir=tmp_path / f"pred-{engine}", engine=engine)]
         args[args.index("max_new_tokens=16")] = "description_max_new_tokens=16"
-        (run_vllm if engine == "vllm" else run_here)(args, tmp_path)
+        (vllm_here if engine == "vllm" else run_here)(args, tmp_path)
         predictions = read_records(tmp_path / f"pred-{engine}" / "dar")
         assert sorted(p["id"] for p in predictions) == [0, 1, 2]
         assert all(p["description"] for p in predictions)
@@ -467,22 +473,12 @@ VLLM_FAMILIES = [
 
 @needs_vllm
 @pytest.mark.slow
-@pytest.mark.xdist_group("vllm_in_process")  # vLLM's import and its sampler's compilation, once
+@VLLM_IN_PROCESS
 @pytest.mark.parametrize("name,template", VLLM_FAMILIES)
-def test_pref_on_vllm_runs_on_each_family_vllm_has(
-    vllm_families, vllm_models, tmp_path, capfd, monkeypatch, name, template
-):
-    """In this process (each engine start costs seconds, not a process of its own); the subprocess path, as users
-    run it, is tested on LLaVA above. Before: InternVL failed on its image token, Mistral 3 on renamed weights."""
-    from stic_plugin.commands import cli
-
-    for key, value in VLLM_ENV.items():
-        if key != "TORCH_COMPILE_DISABLE":  # read when torch is imported: this process imported it long ago
-            monkeypatch.setenv(key, value)
+def test_pref_on_vllm_runs_on_each_family_vllm_has(vllm_families, vllm_models, vllm_here, tmp_path, name, template):
+    """In this process (vllm_here). Before: InternVL failed on its image token, Mistral 3 on renamed weights."""
     data = tmp_path / "data"
-    # vLLM asks for the console's file descriptor: captured at that level (capfd), not as Python objects
-    code = cli.main(pref_command(vllm_families[name], template, vllm_models["images"], data, max_samples=3)[1:])
-    assert code == 0, capfd.readouterr().err[-3000:]
+    vllm_here(pref_command(vllm_families[name], template, vllm_models["images"], data, max_samples=3))
     texts = texts_by_image(data)
     assert len(texts) == 3 and all(chosen and rejected for chosen, rejected in texts.values())
 
