@@ -324,7 +324,7 @@ class DataTab:
         if display != current_stage:
             leave_for_stage_change(request, display, name)
         handed = message("handover", lang, stage=display, name=name, folder=folder)
-        return display, folder, gr.Dropdown(value=[name]), handed
+        return display, folder, gr.update(value=[name]), handed
 
     def handover_recipe(self, lang: str, template: str, extra_arguments: str):
         """The Train tab's settings from the shipped recipe of the run's stage and the template's model family

@@ -54,7 +54,7 @@ def test_the_hand_over_leaves_its_dataset_only_when_it_changes_the_stage(tmp_pat
     change_stage = keeping_handed_over_dataset(host_change_stage)
     for current, handed_over in (("STIC DPO", []), ("Supervised Fine-Tuning", ["stic_pref"])):
         stage, folder, dataset, text = tab.handover("en", current, session(f"from {current}"))
-        assert (stage, folder, dataset.value) == ("STIC DPO", str(tmp_path), ["stic_pref"])
+        assert (stage, folder, dataset["value"]) == ("STIC DPO", str(tmp_path), ["stic_pref"])
         assert "stic_pref" in text
         # the stage's event fires only when the stage changed; it answers with the dataset then
         assert change_stage("STIC DPO", session(f"from {current}"))[0] == handed_over
