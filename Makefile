@@ -1,6 +1,6 @@
 # make demo  - the project's main job: the whole STIC pipeline on a tiny model, on CPU (creates .venv if missing)
 # make test  - the whole test suite (creates .venv if missing)
-# make test-fast - the tests that start no project command in a subprocess and compile nothing: the inner loop
+# make test-fast - the tests not marked slow (pyproject.toml says what is): the inner loop
 # make lint  - ruff's formatter check and linter, as CI runs them
 PYTHON ?= python3
 VENV := .venv

@@ -57,6 +57,7 @@ def test_every_listed_private_name_is_still_used():
     assert not stale, f"listed in stic_plugin/host.py but no longer used there: {sorted(stale)}"
 
 
+@pytest.mark.slow
 def test_every_target_resolves_on_the_installed_hosts():
     # In a fresh interpreter: resolving imports the web UI's modules, which other tests check are not imported.
     check = "from stic_plugin import host; print(host.unresolved(imported_only=False), host.differing_versions())"

@@ -182,6 +182,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux's parent-death signal")
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_a_child_that_its_orderly_shutdown_does_not_end_is_killed_after_the_grace_period(tmp_path, method):

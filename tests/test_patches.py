@@ -4,6 +4,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from helpers import subprocess_env
 
 
@@ -33,6 +35,7 @@ def test_interpreter_start_imports_neither_torch_nor_llamafactory():
     assert out.split("\n")[:2] == ["[]", "True"]
 
 
+@pytest.mark.slow
 def test_autoload_patches_in_a_plain_interpreter_and_can_be_turned_off():
     code = """
         from llamafactory.extras import constants
@@ -42,6 +45,7 @@ def test_autoload_patches_in_a_plain_interpreter_and_can_be_turned_off():
     assert _python(code, STIC_PLUGIN_AUTOLOAD="0").strip() == "None False"
 
 
+@pytest.mark.slow
 def test_apply_patches_modules_imported_before_and_after_it():
     out = _python(
         """
@@ -60,6 +64,7 @@ def test_apply_patches_modules_imported_before_and_after_it():
     assert out.split("\n")[:3] == ["True True", "['llava', 'stic']", "6 LlavaPlugin"]  # web UI modules not imported
 
 
+@pytest.mark.slow
 def test_apply_is_idempotent_and_revert_restores_every_original():
     out = _python(
         """
@@ -131,6 +136,7 @@ def test_apply_is_idempotent_and_revert_restores_every_original():
     ]
 
 
+@pytest.mark.slow
 def test_importing_the_formatters_first_still_registers_them():
     """stic_plugin.data.formats builds its classes on LLaMA-Factory's converter module, whose import registers
     them: built once, whichever comes first."""

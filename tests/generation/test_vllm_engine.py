@@ -483,6 +483,7 @@ def test_pref_on_vllm_runs_on_each_family_vllm_has(vllm_families, vllm_models, v
     assert len(texts) == 3 and all(chosen and rejected for chosen, rejected in texts.values())
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_vllm_s_processor_gets_the_pixels_the_transformers_engines_feed_the_model(tiny, tmp_path):
     """For odd image files, the images vLLM hands its processor (after its own parser) are those LLaMA-Factory's
