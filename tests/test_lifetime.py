@@ -10,9 +10,21 @@ import time
 
 import pytest
 
-# A command that starts a child (by fork or by spawn, as vLLM does) that starts a grandchild (by fork), reports
-# their process IDs and groups, and waits to be killed.
-PARENT = """
+# The end of each command below: it starts ``child`` (by fork or by spawn, as vLLM does) within
+# ``following_this_process()``, prints the child's report with its own process group, and waits to be killed.
+MAIN = """
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[1])
+    receive, send = context.Pipe(duplex=False)
+    with following_this_process():
+        context.Process(target=child, args=(send,)).start()
+    print(json.dumps({**receive.recv(), "group": os.getpgid(0)}), flush=True)
+    time.sleep(600)
+"""
+
+# A command whose child starts a grandchild (by fork) and reports their process IDs and groups.
+PARENT = (
+    """
 import json, multiprocessing, os, sys, time
 from stic_plugin.lifetime import following_this_process
 
@@ -22,19 +34,12 @@ def grandchild():
 def child(report):
     sub = multiprocessing.get_context("fork").Process(target=grandchild)
     sub.start()
-    report.send((os.getpid(), os.getpgid(0), sub.pid, os.getpgid(sub.pid)))
-    time.sleep(600)
-
-if __name__ == "__main__":
-    context = multiprocessing.get_context(sys.argv[1])
-    receive, send = context.Pipe(duplex=False)
-    with following_this_process():
-        context.Process(target=child, args=(send,)).start()
-    child_pid, child_group, grandchild_pid, grandchild_group = receive.recv()
-    print(json.dumps(dict(child=child_pid, child_group=child_group, grandchild=grandchild_pid,
-                          grandchild_group=grandchild_group, group=os.getpgid(0))), flush=True)
+    report.send(dict(child=os.getpid(), child_group=os.getpgid(0),
+                     grandchild=sub.pid, grandchild_group=os.getpgid(sub.pid)))
     time.sleep(600)
 """
+    + MAIN
+)
 
 
 def clean_env() -> dict[str, str]:
@@ -161,25 +166,20 @@ def test_a_parent_that_ended_before_the_signal_was_set_ends_the_child_even_as_an
         zombie.wait()
 
 
-# A command that starts a child whose orderly shutdown never ends it (it ignores SIGTERM, as a process stuck in its
-# shutdown does not end), reports its process ID, and waits to be killed.
-STUCK = """
-import multiprocessing, os, signal, sys, time
+# A command whose child's orderly shutdown never ends it (it ignores SIGTERM, as a process stuck in its shutdown
+# does not end).
+STUCK = (
+    """
+import json, multiprocessing, os, signal, sys, time
 from stic_plugin.lifetime import following_this_process
 
 def child(report):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    report.send(os.getpid())
-    time.sleep(600)
-
-if __name__ == "__main__":
-    context = multiprocessing.get_context(sys.argv[1])
-    receive, send = context.Pipe(duplex=False)
-    with following_this_process():
-        context.Process(target=child, args=(send,)).start()
-    print(receive.recv(), flush=True)
+    report.send(dict(child=os.getpid()))
     time.sleep(600)
 """
+    + MAIN
+)
 
 
 @pytest.mark.slow
@@ -191,7 +191,7 @@ def test_a_child_that_its_orderly_shutdown_does_not_end_is_killed_after_the_grac
     parent = start_parent(tmp_path, STUCK, method)
     child = None
     try:
-        child = int(parent.stdout.readline())
+        child = json.loads(parent.stdout.readline())["child"]
         parent.kill()
         parent.wait()
         killed_at = time.monotonic()
