@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = "stic_plugin"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
-SHARED = {"constants", "assets", "host", "model_check", "lifetime"}
+SHARED = {"constants", "assets", "host", "model_check", "lifetime", "heap"}
 SEAM = {"", "_autoload", "patches"}  # "" is the package itself (apply, revert, applied)
 # group: what its modules may import (groups, or single modules as "group.module")
 ALLOWED = {

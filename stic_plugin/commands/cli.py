@@ -44,6 +44,9 @@ def config_class(command: str):
     return getattr(importlib.import_module(module), name)
 
 
+# Commands that load a model and start with Python's collector off until it is loaded (stic_plugin/heap.py)
+LOADS_A_MODEL = {"pref", "infuse", "dar", "eval", "bench"}
+
 # What each command needs besides its defaults, and example command lines (checked by tests/commands/test_cli.py).
 NEEDS = {
     "pref": "Needs model_name_or_path, template, and one of image_dir (a folder, searched recursively) or "
@@ -179,16 +182,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, argv: list[str] | None) -> int:
+    import contextlib
+
+    from ..heap import command_start
+
+    if getattr(args, "compare", None):
+        from .eval import run_compare
+
+        return run_compare(args.compare + args.args)
+    with command_start() if args.command in LOADS_A_MODEL else contextlib.nullcontext():
+        return _run_command(args, argv)
+
+
+def _run_command(args, argv: list[str] | None) -> int:
     import importlib
 
     from .config import load_config
     from .console import console
 
     _, _, module_name, function_name = COMMANDS[args.command]
-    if getattr(args, "compare", None):
-        from .eval import run_compare
-
-        return run_compare(args.compare + args.args)
     config = load_config(config_class(args.command), *split_arguments(args.command, args.args))
     module = importlib.import_module(module_name)
     if hasattr(module, "preflight"):  # a missing input or a conflicting output: said at once

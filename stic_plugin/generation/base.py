@@ -177,14 +177,20 @@ def _builder(path: str) -> Callable:
 
 def create_generator(settings: GeneratorSettings) -> Generator:
     """The generator of ``settings.engine`` (run by ``settings.executor``): the one way every caller gets one."""
+    from ..heap import generator_made
+
     if settings.executor != "local":
         if settings.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {settings.executor!r}; known: local, {', '.join(EXECUTORS)}")
         if settings.engine != "vllm":
             raise ValueError(f"`executor: {settings.executor}` runs vLLM engines: set `engine: vllm`")
-        return _builder(EXECUTORS[settings.executor])(settings)
-    if settings.engine in _REGISTERED:
-        return _REGISTERED[settings.engine](settings)
-    if settings.engine not in ENGINES:
+        build = _builder(EXECUTORS[settings.executor])
+    elif settings.engine in _REGISTERED:
+        build = _REGISTERED[settings.engine]
+    elif settings.engine in ENGINES:
+        build = _builder(ENGINES[settings.engine])
+    else:
         raise ValueError(f"unknown engine {settings.engine!r}; known: {', '.join(engine_names())}")
-    return _builder(ENGINES[settings.engine])(settings)
+    generator = build(settings)
+    generator_made()  # a command's start is over (heap.py)
+    return generator

@@ -294,10 +294,11 @@ class EchoOnRay(ray_executor.RayVllmGenerator):
 
 @needs_ray
 @pytest.mark.slow
-def test_requests_enter_ray_as_a_stream_and_each_comes_back_once_while_the_rest_wait():
+@VLLM_IN_PROCESS  # on the worker of the Ray instance (ray_address)
+def test_requests_enter_ray_as_a_stream_and_each_comes_back_once_while_the_rest_wait(ray_address):
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address=ray_address, log_to_driver=False)
     try:
         generator, read = EchoOnRay(ray), []
 
@@ -320,15 +321,17 @@ def test_requests_enter_ray_as_a_stream_and_each_comes_back_once_while_the_rest_
 
 @needs_ray
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray_instance")  # on one worker: they share its Ray instance
-def test_pref_on_ray_writes_what_vllm_writes_with_a_lora_through_a_kill_and_resume(vllm_models, ray_address, tmp_path):
+@VLLM_IN_PROCESS  # on one worker: the Ray instance (ray_address) and vLLM in this process (vllm_here)
+def test_pref_on_ray_writes_what_vllm_writes_with_a_lora_through_a_kill_and_resume(
+    vllm_models, ray_address, vllm_here, tmp_path
+):
     from helpers import random_lora_adapter
 
     model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
     adapter = random_lora_adapter(model, tmp_path / "adapter", language_model_only=True)
     common = dict(adapter_name_or_path=adapter, max_samples=6)
     local = tmp_path / "local"
-    run_vllm(pref_command(model, "llava", images, local, batch_size=4, **common), tmp_path)
+    vllm_here(pref_command(model, "llava", images, local, batch_size=4, **common))
     expected = texts_by_image(local)
     assert len(expected) == 6
 
@@ -388,9 +391,9 @@ def test_dar_on_ray_describes_then_answers_as_vllm_does(vllm_models, vllm_here, 
 
 @needs_ray
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray_instance")  # on one worker: they share its Ray instance
+@VLLM_IN_PROCESS  # on one worker: the Ray instance (ray_address) and vLLM in this process (vllm_here)
 def test_infuse_on_ray_describes_as_vllm_does_and_skips_what_the_workers_cannot_read(
-    vllm_models, ray_address, tmp_path
+    vllm_models, ray_address, vllm_here, tmp_path
 ):
     """infuse's description requests name their images; Ray's workers read them, and an empty file, found bad
     there and not in the command, skips its sample as the command skips it with ``engine: vllm``. (A kill and a
@@ -419,7 +422,7 @@ def test_infuse_on_ray_describes_as_vllm_does_and_skips_what_the_workers_cannot_
         return records, sorted((s["key"], s["reason"]) for s in skipped)
 
     local = tmp_path / "local"
-    run_vllm(["stic-cli", "infuse", *key_values(**common, dataset_dir=local)], tmp_path)
+    vllm_here(["stic-cli", "infuse", *key_values(**common, dataset_dir=local)])
     expected = outputs(local)
     assert len(expected[0]) == 4 and [key for key, _ in expected[1]] == ["2"]
 

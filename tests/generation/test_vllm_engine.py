@@ -20,7 +20,6 @@ from helpers import (
     key_values,
     needs_vllm,
     pref_command,
-    run_vllm,
     subprocess_env,
     texts_by_image,
 )
@@ -215,15 +214,17 @@ def stopped_after_records(args: list[str], cwd: Path, hook: str, expected_code: 
 
 @needs_vllm
 @pytest.mark.slow
+@VLLM_IN_PROCESS
 def test_pref_on_vllm_killed_then_interrupted_then_resumed_writes_each_image_once_with_the_same_texts(
-    vllm_models, tmp_path
+    vllm_models, vllm_here, tmp_path
 ):
     """Batches of 4, against batches of 1 through a SIGKILL and a Ctrl-C with vLLM's engine in processes of its
     own: those end within seconds of the command, after Ctrl-C the command's one line is the last, with no
-    traceback, and the resumed run writes each remaining image once, with the texts of the whole run."""
+    traceback, and the resumed run writes each remaining image once, with the texts of the whole run. (The whole
+    run and the resumed one run in this process: the two stopped runs are the commands as users run them.)"""
     model, images = vllm_models["tiny-llava-vllm"], vllm_models["images"]
     whole = tmp_path / "whole"
-    run_vllm(pref_command(model, "llava", images, whole, batch_size=4), tmp_path)
+    vllm_here(pref_command(model, "llava", images, whole, batch_size=4))
     expected = texts_by_image(whole)
     assert len(expected) == 12
     assert all(chosen and rejected for chosen, rejected in expected.values())
@@ -242,8 +243,7 @@ def test_pref_on_vllm_killed_then_interrupted_then_resumed_writes_each_image_onc
     assert "Traceback" not in text
     assert len(part.read_text().splitlines()) == 6
 
-    result = run_vllm(args, tmp_path)
-    assert "6 already done, 6 to do" in result.stderr
+    assert "6 already done, 6 to do" in vllm_here(args)
     keys = [json.loads(line)["stic"]["image"] for line in part.read_text().splitlines()]
     assert sorted(keys) == sorted(expected)  # every image exactly once
     assert texts_by_image(stopped) == expected

@@ -1,0 +1,92 @@
+"""The collector while a command starts (stic_plugin/heap.py): off until the generator is made, then on with what
+exists frozen; at the command's end on and unfrozen; left alone where the caller manages it."""
+
+import gc
+
+import pytest
+
+from stic_plugin import heap
+from stic_plugin.generation import base
+from stic_plugin.generation.base import Generation, Generator
+
+
+@pytest.fixture(autouse=True)
+def collector_as_found():
+    """Each test starts with the collector on and nothing frozen, and leaves it so, whatever it asserted."""
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+def test_off_while_starting_then_on_with_the_start_frozen_then_as_before():
+    held = [[] for _ in range(10)]  # what the process held before the command
+    with heap.command_start():
+        assert not gc.isenabled()
+        frozen_at_start = gc.get_freeze_count()
+        assert frozen_at_start >= len(held)  # what the process held: out of the command's collections
+        loaded = [[] for _ in range(1000)]  # what the start makes: lists are tracked by the collector
+        heap.generator_made()
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen_at_start + len(loaded)
+        heap.generator_made()  # a second generator (bench): nothing more
+        assert gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_command_that_made_no_generator_ends_with_the_collector_on_and_nothing_frozen():
+    with pytest.raises(RuntimeError):
+        with heap.command_start():
+            assert not gc.isenabled()
+            raise RuntimeError("the model did not load")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_outside_a_command_making_a_generator_changes_nothing():
+    heap.generator_made()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_caller_that_turned_the_collector_off_or_froze_objects_keeps_it_so():
+    gc.disable()
+    with heap.command_start():
+        heap.generator_made()
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    assert not gc.isenabled()
+    gc.enable()
+
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    with heap.command_start():
+        assert gc.isenabled()
+        heap.generator_made()
+        assert gc.get_freeze_count() == frozen
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+class Recorder(Generator):
+    """Records the collector's state when it is built and while it generates."""
+
+    seen: dict = {}
+
+    def __init__(self, settings):
+        Recorder.seen["built"] = gc.isenabled()
+
+    def generate_stream(self, requests, max_new_tokens, temperature=0.2, top_p=None, seed=None, slots=None, top_k=None):
+        Recorder.seen["generating"] = (gc.isenabled(), gc.get_freeze_count() > 0)
+        for request in requests:  # the prompt's last words: the preferred and the dispreferred texts differ
+            yield request, Generation(" ".join(request.messages[-1]["content"].split()[-3:]), 3, False)
+
+
+def test_stic_cli_builds_its_generator_with_the_collector_off_and_generates_with_it_on(stic, tiny, tmp_path):
+    from helpers import pref_args
+
+    Recorder.seen = {}
+    base.register_engine("recorder", Recorder)
+    try:
+        result = stic(*pref_args(tiny, tiny["images"], tmp_path / "data", engine="recorder", max_samples=2))
+    finally:
+        base.unregister_engine("recorder")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Recorder.seen == {"built": False, "generating": (True, True)}
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # after the command
