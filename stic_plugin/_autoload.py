@@ -4,7 +4,8 @@ Installs the post-import hook only: no torch or LLaMA-Factory import here, so ev
 of the environment (llamafactory-cli, its torchrun workers, the web UI and the training process it
 starts) loads the plugin for a few milliseconds. Set ``STIC_PLUGIN_AUTOLOAD=0`` to turn it off.
 In stic-cli, it makes Ctrl-C one line from the start; in the processes that vLLM's engine starts by spawning a
-new interpreter, it makes them end with their parent (``lifetime``).
+new interpreter, it makes them end with their parent (``lifetime``); in a training process, it turns Python's
+collector off until LLaMA-Factory's tuner is imported (``heap``).
 """
 
 import os
@@ -15,6 +16,14 @@ AUTOLOAD_ENV = "STIC_PLUGIN_AUTOLOAD"
 
 def autoload_enabled(environ=os.environ) -> bool:
     return environ.get(AUTOLOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def training_process(argv: list[str]) -> bool:
+    """``llamafactory-cli train`` (the web UI's runs are that command too), or a torchrun worker of it."""
+    name = os.path.basename(argv[0])
+    return (name in ("llamafactory-cli", "lmf") and argv[1:2] == ["train"]) or argv[0].endswith(
+        os.path.join("llamafactory", "launcher.py")
+    )
 
 
 def main() -> None:
@@ -34,6 +43,10 @@ def main() -> None:
 
         step = "stic_plugin.patches.apply()"
         patches.apply()
+        if training_process(getattr(sys, "argv", None) or [""]):
+            from .heap import pause
+
+            pause()  # until LLaMA-Factory's tuner is imported (patches.py): its imports without the collector
     except Exception as err:  # never break an unrelated interpreter start; say what failed, on one line
         detail = " ".join(f"{type(err).__name__}: {err}".split())
         print(

@@ -59,7 +59,9 @@ patch whose names are missing (from the module where it is loaded, else from its
 
 A patch is applied when its module is imported (a post-import hook in ``sys.meta_path``), or at
 once if the module is already imported, so ``apply()`` never imports LLaMA-Factory itself and
-stays cheap enough to run in every interpreter (see ``stic_plugin/_autoload.py``).
+stays cheap enough to run in every interpreter (see ``stic_plugin/_autoload.py``). The same hook, once it
+has run ``llamafactory.train.tuner``, ends a training process's start for ``stic_plugin.heap`` (Python's
+collector back on); nothing of LLaMA-Factory changes for that.
 """
 
 import importlib.util
@@ -706,6 +708,10 @@ class _PatchOnImport:
         module.__loader__ = loader
         loader.exec_module(module)
         _patch_module(module)
+        if module.__name__ == "llamafactory.train.tuner":  # a training process has made its imports (heap.py)
+            from .heap import start_is_over
+
+            start_is_over()
 
 
 _finder = _PatchOnImport()
@@ -736,6 +742,9 @@ def patch_imported_modules() -> None:
 def revert() -> None:
     """Undo every applied patch, newest first, and stop patching modules imported later."""
     global _enabled
+    from .heap import start_is_over
+
+    start_is_over()  # the tuner's import no longer ends a training process's start
     with _lock:
         _enabled = False
         _skipped.clear()

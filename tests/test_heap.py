@@ -26,10 +26,10 @@ def test_off_while_starting_then_on_with_the_start_frozen_then_as_before():
         frozen_at_start = gc.get_freeze_count()
         assert frozen_at_start >= len(held)  # what the process held: out of the command's collections
         loaded = [[] for _ in range(1000)]  # what the start makes: lists are tracked by the collector
-        heap.generator_made()
+        heap.start_is_over()
         assert gc.isenabled()
         assert gc.get_freeze_count() >= frozen_at_start + len(loaded)
-        heap.generator_made()  # a second generator (bench): nothing more
+        heap.start_is_over()  # a second generator (bench): nothing more
         assert gc.isenabled()
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
@@ -43,14 +43,14 @@ def test_a_command_that_made_no_generator_ends_with_the_collector_on_and_nothing
 
 
 def test_outside_a_command_making_a_generator_changes_nothing():
-    heap.generator_made()
+    heap.start_is_over()
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
 def test_a_caller_that_turned_the_collector_off_or_froze_objects_keeps_it_so():
     gc.disable()
     with heap.command_start():
-        heap.generator_made()
+        heap.start_is_over()
         assert not gc.isenabled() and gc.get_freeze_count() == 0
     assert not gc.isenabled()
     gc.enable()
@@ -59,7 +59,7 @@ def test_a_caller_that_turned_the_collector_off_or_froze_objects_keeps_it_so():
     frozen = gc.get_freeze_count()
     with heap.command_start():
         assert gc.isenabled()
-        heap.generator_made()
+        heap.start_is_over()
         assert gc.get_freeze_count() == frozen
     assert gc.isenabled() and gc.get_freeze_count() == frozen
 
@@ -90,3 +90,34 @@ def test_stic_cli_builds_its_generator_with_the_collector_off_and_generates_with
     assert result.returncode == 0, result.stderr[-2000:]
     assert Recorder.seen == {"built": False, "generating": (True, True)}
     assert gc.isenabled() and gc.get_freeze_count() == 0  # after the command
+
+
+def test_training_processes_are_llamafactory_cli_train_and_its_torchrun_workers():
+    from stic_plugin._autoload import training_process
+
+    assert training_process(["/env/bin/llamafactory-cli", "train", "stage1.yaml"])
+    assert training_process(["/env/bin/lmf", "train", "stage1.yaml"])
+    assert training_process(["/env/lib/python3.11/site-packages/llamafactory/launcher.py", "stage1.yaml"])
+    assert not training_process(["/env/bin/llamafactory-cli", "webui"])
+    assert not training_process(["/env/bin/stic-cli", "pref"])  # the command pauses it itself (command_start)
+    assert not training_process(["-c"])
+
+
+@pytest.mark.slow
+def test_a_training_process_imports_without_the_collector_and_trains_with_it(tmp_path):
+    """A process started as ``llamafactory-cli train``: the start-up hook turns the collector off; importing
+    LLaMA-Factory's tuner (what the command does before it runs the training) turns it back on, with the
+    imports frozen."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "llamafactory-cli"
+    script.write_text(
+        "import gc\n"
+        "print(gc.isenabled())\n"
+        "import llamafactory.train.tuner\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 100000)\n"
+    )
+    ran = subprocess.run([sys.executable, str(script), "train"], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.split() == ["False", "True", "True"]

@@ -177,7 +177,7 @@ def _builder(path: str) -> Callable:
 
 def create_generator(settings: GeneratorSettings) -> Generator:
     """The generator of ``settings.engine`` (run by ``settings.executor``): the one way every caller gets one."""
-    from ..heap import generator_made
+    from ..heap import start_is_over
 
     if settings.executor != "local":
         if settings.executor not in EXECUTORS:
@@ -192,5 +192,5 @@ def create_generator(settings: GeneratorSettings) -> Generator:
     else:
         raise ValueError(f"unknown engine {settings.engine!r}; known: {', '.join(engine_names())}")
     generator = build(settings)
-    generator_made()  # a command's start is over (heap.py)
+    start_is_over()  # a command's start is over (heap.py)
     return generator
