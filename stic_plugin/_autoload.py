@@ -18,8 +18,16 @@ def autoload_enabled(environ=os.environ) -> bool:
     return environ.get(AUTOLOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def training_process(argv: list[str]) -> bool:
-    """``llamafactory-cli train`` (the web UI's runs are that command too), or a torchrun worker of it."""
+# The longest a training process's start runs with the collector off: the imports take seconds. A path that never
+# imports the tuner (the command that only starts torchrun, and waits for it) gets it back on after this.
+LONGEST_START_SECONDS = 120.0
+
+
+def training_process(argv: list[str], environ=os.environ) -> bool:
+    """``llamafactory-cli train`` (the web UI's runs are that command too), or a torchrun worker of it; not with
+    ``USE_V1``, whose trainers do not go through the tuner."""
+    if environ.get("USE_V1", "0").strip().lower() in ("1", "true", "y"):
+        return False
     name = os.path.basename(argv[0])
     return (name in ("llamafactory-cli", "lmf") and argv[1:2] == ["train"]) or argv[0].endswith(
         os.path.join("llamafactory", "launcher.py")
@@ -46,7 +54,7 @@ def main() -> None:
         if training_process(getattr(sys, "argv", None) or [""]):
             from .heap import pause
 
-            pause()  # until LLaMA-Factory's tuner is imported (patches.py): its imports without the collector
+            pause(LONGEST_START_SECONDS)  # until LLaMA-Factory's tuner is imported (patches.py): imports uncollected
     except Exception as err:  # never break an unrelated interpreter start; say what failed, on one line
         detail = " ".join(f"{type(err).__name__}: {err}".split())
         print(

@@ -706,12 +706,14 @@ class _PatchOnImport:
         loader, state = spec.loader_state["loader"], spec.loader_state["state"]
         spec.loader, spec.loader_state = loader, state  # the module keeps its real loader
         module.__loader__ = loader
-        loader.exec_module(module)
-        _patch_module(module)
-        if module.__name__ == "llamafactory.train.tuner":  # a training process has made its imports (heap.py)
-            from .heap import start_is_over
+        try:
+            loader.exec_module(module)
+            _patch_module(module)
+        finally:
+            if module.__name__ == "llamafactory.train.tuner":  # a training process has made its imports (heap.py)
+                from .heap import start_is_over
 
-            start_is_over()
+                start_is_over()
 
 
 _finder = _PatchOnImport()

@@ -12,8 +12,10 @@ from stic_plugin.generation.base import Generation, Generator
 
 @pytest.fixture(autouse=True)
 def collector_as_found():
-    """Each test starts with the collector on and nothing frozen, and leaves it so, whatever it asserted."""
-    assert gc.isenabled() and gc.get_freeze_count() == 0
+    """Each test starts with the collector on and nothing frozen (an engine of an earlier test in this process
+    may have frozen its heap), and leaves it so, whatever it asserted."""
+    gc.unfreeze()
+    gc.enable()
     yield
     gc.unfreeze()
     gc.enable()
@@ -32,6 +34,45 @@ def test_off_while_starting_then_on_with_the_start_frozen_then_as_before():
         heap.start_is_over()  # a second generator (bench): nothing more
         assert gc.isenabled()
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_the_start_s_garbage_is_collected_not_frozen():
+    import weakref
+
+    class Node:
+        pass
+
+    with heap.command_start():
+        cycle = Node()
+        cycle.me = cycle  # garbage that only the collector frees
+        gone = weakref.ref(cycle)
+        del cycle
+        assert gone() is not None  # the collector is off
+        heap.start_is_over()
+        assert gone() is None
+
+
+def test_a_process_forked_while_starting_has_the_collector_on():
+    import os
+
+    with heap.command_start():
+        child = os.fork()
+        if child == 0:  # vLLM's engine process, say
+            os._exit(0 if gc.isenabled() else 1)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not gc.isenabled()  # this process still starts
+
+
+def test_a_start_that_never_ends_has_the_collector_back_on_after_the_longest_start():
+    import time
+
+    assert heap.pause(longest=0.2)
+    deadline = time.monotonic() + 30  # the outcome awaited, with room for a busy machine
+    while not gc.isenabled() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gc.isenabled() and gc.get_freeze_count() > 0
+    heap.release()
 
 
 def test_a_command_that_made_no_generator_ends_with_the_collector_on_and_nothing_frozen():
@@ -101,6 +142,7 @@ def test_training_processes_are_llamafactory_cli_train_and_its_torchrun_workers(
     assert not training_process(["/env/bin/llamafactory-cli", "webui"])
     assert not training_process(["/env/bin/stic-cli", "pref"])  # the command pauses it itself (command_start)
     assert not training_process(["-c"])
+    assert not training_process(["/env/bin/llamafactory-cli", "train", "stage1.yaml"], {"USE_V1": "1"})  # no tuner
 
 
 @pytest.mark.slow
