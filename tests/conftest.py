@@ -20,6 +20,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # from more, and with two or more every small operation waits for its threads, many times slower on a busy
 # machine (one batch of the engine tests: 1.6 s with two threads, 0.09 s with one, while another process ran).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Ray's usage statistics off (Ray's own opt-out), as nothing here may phone home. With them on, Ray Data keeps a
+# thread in the driver (a test process that runs a Ray Data stream) that queries a Prometheus this machine does not
+# have, every few seconds, and logs each failure with its traceback; Python 3.11 parses source to format a
+# traceback, and its parser's state is shared between threads: a test parsing source meanwhile failed with
+# "SystemError: AST constructor recursion depth mismatch".
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 from helpers import pref_args, run_cli, write_lmms_eval_tasks, write_pref_dataset  # noqa: E402 - after the environment above
 
