@@ -152,6 +152,14 @@ INTERNALS = (
         "recompiled when they are written in place",
         ("generation.continuous",),
     ),
+    Internal(
+        "torch",
+        "torch.cpu:_is_amx_tile_supported",
+        "_is_amx_tile_supported",
+        "vLLM's CPU build asks it whether to pack short convolutions for AMX (width 4 only): the vLLM engine "
+        "asks it too, to refuse a model it would fail to load, in one line, before loading it",
+        ("generation.vllm_engine",),
+    ),
     # ---- Python's import system ----
     Internal(
         "python",

@@ -54,13 +54,29 @@ CANNOT_RUN = {
 }
 
 
-def refuse_unsupported(config, vllm) -> None:
+def cpu_convolution_refused(config, on_gpu: bool) -> str | None:
+    """Why vLLM's CPU build cannot load this model here, if it cannot: on a CPU with AMX tiles it packs every
+    short convolution of the text model (LFM2's) for a kernel that takes a width of 4 only, and stops with
+    "causal_conv1d_weight_pack: support only width of 4" otherwise (vLLM 0.26; LFM2's width is 3)."""
+    if on_gpu:
+        return None
+    import torch
+
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    width = getattr(text, "conv_L_cache", None)
+    if width is None or width == 4 or not torch.cpu._is_amx_tile_supported():
+        return None
+    return f"its CPU build packs short convolutions for AMX with a width of 4 only, and this model's is {width}"
+
+
+def refuse_unsupported(config, vllm, on_gpu: bool = True) -> None:
     """Stop, before anything is loaded, for a model whose architecture this vLLM does not have (Llama 3.2 Vision
-    in vLLM 0.26) or cannot run on STIC's requests (``CANNOT_RUN``), naming it and the engines that drive it."""
+    in vLLM 0.26) or cannot run on STIC's requests (``CANNOT_RUN``), or that its CPU build cannot load on this
+    CPU (``on_gpu`` false), naming it and the engines that drive it."""
     architectures = list(getattr(config, "architectures", None) or [])
     model_type = getattr(config, "model_type", "?")
     supported = set(vllm.ModelRegistry.get_supported_archs())
-    reason = CANNOT_RUN.get(model_type)
+    reason = CANNOT_RUN.get(model_type) or cpu_convolution_refused(config, on_gpu)
     if architectures and not supported.intersection(architectures):
         reason = "it does not have this architecture"
     if reason:
@@ -224,7 +240,7 @@ class VllmGenerator(Generator):
         model_args, data_args, _, _ = get_infer_args(args)
         try:
             config = load_config(model_args)
-            refuse_unsupported(config, vllm)
+            refuse_unsupported(config, vllm, on_gpu=self.generates_on_gpu())
             tokenizer_module = load_tokenizer(model_args)
         except OSError as err:
             raise OSError(model_not_loaded(cfg.model_name_or_path, err)) from err

@@ -70,11 +70,11 @@ def vllm_here(monkeypatch, capfd):
         if key != "TORCH_COMPILE_DISABLE":  # read when torch is imported: this process imported it long ago
             monkeypatch.setenv(key, value)
 
-    def run(args: list[str], cwd: Path | None = None) -> str:
+    def run(args: list[str], cwd: Path | None = None, expect_code: int = 0) -> str:
         capfd.readouterr()
         code = cli.main([str(arg) for arg in args[1:]])
         stderr = capfd.readouterr().err
-        assert code == 0, stderr[-3000:]
+        assert code == expect_code, stderr[-3000:]
         return stderr
 
     return run
