@@ -64,11 +64,16 @@ def vllm_here(monkeypatch, capfd):
     at that level). Each engine start then costs seconds, not a process of its own; the subprocess path, as users
     run it, is tested on LLaVA through a kill and a Ctrl-C (test_vllm_engine.py) and on Ray (test_ray_executor.py).
     Its tests are marked ``VLLM_IN_PROCESS``."""
+    import torch._dynamo
+
     from stic_plugin.commands import cli
 
     for key, value in VLLM_ENV.items():
         if key != "TORCH_COMPILE_DISABLE":  # read when torch is imported: this process imported it long ago
             monkeypatch.setenv(key, value)
+    # What TORCH_COMPILE_DISABLE sets at torch's import, set for the test: vLLM's CPU sampler is compiled
+    # otherwise, and each new vocabulary compiles C++ (and inductor's first compilation starts 10 interpreters).
+    monkeypatch.setattr(torch._dynamo.config, "disable", True)
 
     def run(args: list[str], cwd: Path | None = None, expect_code: int = 0) -> str:
         capfd.readouterr()
